@@ -1,0 +1,759 @@
+/* Configuration: embedded defaults, the libconfuse file, command-line
+ * overrides, validation. Owns struct rb_config and everything it points to.
+ * Every value is checked while the file is parsed, so an error names the
+ * file, the line and the expected form; a config with any error is freed
+ * whole and never applied. Must never touch sockets or the registry. */
+#include "pxe/config.h"
+#include "common/util.h"
+
+#include <arpa/inet.h>
+#include <confuse.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+enum kind { K_IPV4, K_IPV4_OR_EMPTY, K_PORT, K_PORT_OR_ZERO, K_RANGE, K_ENUM, K_PATH, K_NAME };
+
+struct rule {
+	const char *section; /* libconfuse section name, "root" for top level */
+	const char *option;
+	enum kind kind;
+	long min, max;
+	const char *const *choices; /* K_ENUM, NULL-terminated */
+};
+
+static const char *const dhcp_modes[] = { "proxy", "full", "off", NULL };
+static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
+
+static const struct rule rules[] = {
+	{ "root", "server_address", K_IPV4_OR_EMPTY, 0, 0, NULL },
+	{ "root", "log_level", K_ENUM, 0, 0, log_levels },
+	{ "root", "state_dir", K_PATH, 0, 0, NULL },
+	{ "root", "interface", K_NAME, 0, 15, NULL },
+	{ "root", "user", K_NAME, 0, 32, NULL },
+	{ "dhcp", "mode", K_ENUM, 0, 0, dhcp_modes },
+	{ "dhcp", "port", K_PORT, 0, 0, NULL },
+	{ "dhcp", "proxy_port", K_PORT_OR_ZERO, 0, 0, NULL },
+	{ "dhcp", "pool_start", K_IPV4_OR_EMPTY, 0, 0, NULL },
+	{ "dhcp", "pool_end", K_IPV4_OR_EMPTY, 0, 0, NULL },
+	{ "dhcp", "netmask", K_IPV4, 0, 0, NULL },
+	{ "dhcp", "router", K_IPV4_OR_EMPTY, 0, 0, NULL },
+	{ "dhcp", "dns", K_IPV4, 0, 0, NULL },
+	{ "dhcp", "domain", K_NAME, 0, 253, NULL },
+	{ "dhcp", "lease_time", K_RANGE, 60, 31536000, NULL },
+	{ "host", "address", K_IPV4, 0, 0, NULL },
+	{ "host", "hostname", K_NAME, 0, 63, NULL },
+	{ "tftp", "port", K_PORT, 0, 0, NULL },
+	{ "tftp", "root", K_PATH, 0, 0, NULL },
+	{ "tftp", "max_blksize", K_RANGE, 512, 65464, NULL },
+	{ "tftp", "max_windowsize", K_RANGE, 1, 64, NULL },
+	{ "tftp", "timeout_ms", K_RANGE, 50, 255000, NULL },
+	{ "tftp", "retries", K_RANGE, 1, 20, NULL },
+	{ "tftp", "max_transfers", K_RANGE, 1, 100000, NULL },
+	{ "http", "port", K_PORT, 0, 0, NULL },
+	{ "http", "boot_root", K_PATH, 0, 0, NULL },
+	{ "http", "repo_root", K_PATH, 0, 0, NULL },
+	{ "http", "threads", K_RANGE, 1, 256, NULL },
+	{ "http", "max_conns", K_RANGE, 1, 100000, NULL },
+	{ "registry", "path", K_NAME, 0, 4095, NULL },
+};
+
+static FILE *err_out;
+/* The tree being parsed: sections know the line the parser stands on, only
+ * the root knows the file name. */
+static cfg_t *parsing;
+
+static void error_func(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	if (parsing && parsing->filename)
+		fprintf(err_out, "%s:%d: ", parsing->filename, cfg ? cfg->line : parsing->line);
+	else
+		fputs("rackbootd: config: ", err_out);
+	vfprintf(err_out, fmt, ap);
+	fputc('\n', err_out);
+}
+
+static const struct rule *find_rule(const char *section, const char *option)
+{
+	for (size_t i = 0; i < RB_ARRAY_SIZE(rules); i++)
+		if (!strcmp(rules[i].section, section) && !strcmp(rules[i].option, option))
+			return &rules[i];
+	return NULL;
+}
+
+static bool name_ok(const char *s, long max)
+{
+	if ((long)strlen(s) > max)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '"' || *s == '/')
+			return false;
+	return true;
+}
+
+static int check_value(cfg_t *cfg, const struct rule *r, cfg_opt_t *opt, unsigned idx)
+{
+	const char *name = cfg_opt_name(opt);
+	struct in_addr a;
+
+	switch (r->kind) {
+	case K_IPV4:
+	case K_IPV4_OR_EMPTY: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (r->kind == K_IPV4_OR_EMPTY && (!s || !*s))
+			return 0;
+		if (!s || inet_pton(AF_INET, s, &a) != 1) {
+			cfg_error(cfg, "%s = \"%s\": expected an IPv4 address like \"10.77.0.1\"",
+			          name, s ? s : "");
+			return -1;
+		}
+		return 0;
+	}
+	case K_PORT:
+	case K_PORT_OR_ZERO: {
+		long v = cfg_opt_getnint(opt, idx);
+
+		if (v < (r->kind == K_PORT ? 1 : 0) || v > 65535) {
+			cfg_error(cfg, "%s = %ld: expected a port number %s1..65535", name, v,
+			          r->kind == K_PORT ? "" : "0 (off) or ");
+			return -1;
+		}
+		return 0;
+	}
+	case K_RANGE: {
+		long v = cfg_opt_getnint(opt, idx);
+
+		if (v < r->min || v > r->max) {
+			cfg_error(cfg, "%s = %ld: expected a number from %ld to %ld", name, v,
+			          r->min, r->max);
+			return -1;
+		}
+		return 0;
+	}
+	case K_ENUM: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+		char choices[128] = "";
+		size_t o = 0;
+
+		for (const char *const *c = r->choices; *c; c++) {
+			if (s && !strcmp(s, *c))
+				return 0;
+			o += (size_t)snprintf(choices + o, sizeof(choices) - o, "%s\"%s\"",
+			                      c == r->choices ? "" : " or ", *c);
+		}
+		cfg_error(cfg, "%s = \"%s\": expected %s", name, s ? s : "", choices);
+		return -1;
+	}
+	case K_PATH: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (!s || s[0] != '/' || strlen(s) > 4000) {
+			cfg_error(cfg, "%s = \"%s\": expected an absolute path", name, s ? s : "");
+			return -1;
+		}
+		return 0;
+	}
+	case K_NAME: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && !name_ok(s, r->max) && !(r->option[0] == 'p' && s[0] == '/')) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected a name of at most %ld characters "
+			          "without spaces, quotes or slashes",
+			          name, s, r->max);
+			return -1;
+		}
+		return 0;
+	}
+	}
+	return 0;
+}
+
+static int validate_opt(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const struct rule *r = find_rule(cfg->name, cfg_opt_name(opt));
+
+	if (!r)
+		return 0;
+	for (unsigned i = 0; i < cfg_opt_size(opt); i++)
+		if (check_value(cfg, r, opt, i) < 0)
+			return -1;
+	return 0;
+}
+
+/* libconfuse accepts a file that ends inside a section, so a truncated
+ * file would load with the rest at defaults. Refuse unbalanced braces. */
+static int check_braces(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	int c, prev = 0, line = 1, depth = 0, open_line[32] = { 0 };
+	char quote = 0;
+	bool comment = false, block = false;
+
+	if (!f)
+		return 0; /* cfg_parse() reports it */
+	while ((c = fgetc(f)) != EOF) {
+		if (c == '\n') {
+			line++;
+			comment = false;
+		}
+		if (comment) {
+			;
+		} else if (block) {
+			if (prev == '*' && c == '/')
+				block = false;
+		} else if (quote) {
+			if (c == quote && prev != '\\')
+				quote = 0;
+		} else if (c == '"' || c == '\'') {
+			quote = (char)c;
+		} else if (c == '#' || (prev == '/' && c == '/')) {
+			comment = true;
+		} else if (prev == '/' && c == '*') {
+			block = true;
+			c = 0;
+		} else if (c == '{') {
+			if (depth < 32)
+				open_line[depth] = line;
+			depth++;
+		} else if (c == '}') {
+			depth--;
+			if (depth < 0)
+				break;
+		}
+		prev = c;
+	}
+	fclose(f);
+	if (depth > 0) {
+		fprintf(err_out, "%s:%d: section opened here is never closed (missing '}')\n", path,
+		        open_line[RB_MIN(depth - 1, 31)]);
+		return -EINVAL;
+	}
+	if (depth < 0) {
+		fprintf(err_out, "%s:%d: '}' without a section to close\n", path, line);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int validate_host(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	uint8_t mac[6];
+
+	if (rb_mac_parse(cfg_title(sec), mac) < 0) {
+		cfg_error(cfg, "host \"%s\": expected a MAC address like \"52:54:00:12:34:56\"",
+		          cfg_title(sec));
+		return -1;
+	}
+	if (!cfg_size(sec, "address")) {
+		cfg_error(cfg, "host \"%s\": address is missing", cfg_title(sec));
+		return -1;
+	}
+	return 0;
+}
+
+/* Default paths: one tree an operator can find everything in. */
+#define DEF_STATE "/var/lib/rackboot"
+#define DEF_ROOT  "/srv/rackboot"
+
+static cfg_opt_t host_opts[] = {
+	CFG_STR("address", NULL, CFGF_NODEFAULT),
+	CFG_STR("hostname", "", CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t dhcp_opts[] = {
+	CFG_STR("mode", "proxy", CFGF_NONE),
+	CFG_INT("port", 67, CFGF_NONE),
+	CFG_INT("proxy_port", 4011, CFGF_NONE),
+	CFG_STR("pool_start", "", CFGF_NONE),
+	CFG_STR("pool_end", "", CFGF_NONE),
+	CFG_STR("netmask", "255.255.255.0", CFGF_NONE),
+	CFG_STR("router", "", CFGF_NONE),
+	CFG_STR_LIST("dns", "{}", CFGF_NONE),
+	CFG_STR("domain", "", CFGF_NONE),
+	CFG_INT("lease_time", 3600, CFGF_NONE),
+	CFG_SEC("host", host_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_END(),
+};
+
+static cfg_opt_t boot_opts[] = {
+	CFG_STR("bios", "undionly.kpxe", CFGF_NONE),
+	CFG_STR("uefi_ia32", "ipxe-i386.efi", CFGF_NONE),
+	CFG_STR("uefi_x64", "snponly.efi", CFGF_NONE),
+	CFG_STR("uefi_arm64", "snponly-arm64.efi", CFGF_NONE),
+	CFG_STR("http_uefi_x64", "ipxe.efi", CFGF_NONE),
+	CFG_STR("http_uefi_arm64", "ipxe-arm64.efi", CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t tftp_opts[] = {
+	CFG_BOOL("enable", cfg_true, CFGF_NONE),
+	CFG_INT("port", 69, CFGF_NONE),
+	CFG_STR("root", DEF_ROOT "/tftp", CFGF_NONE),
+	CFG_INT("max_blksize", 1468, CFGF_NONE),
+	CFG_INT("max_windowsize", 16, CFGF_NONE),
+	CFG_INT("timeout_ms", 1000, CFGF_NONE),
+	CFG_INT("retries", 5, CFGF_NONE),
+	CFG_INT("max_transfers", 1000, CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t http_opts[] = {
+	CFG_INT("port", 8080, CFGF_NONE),
+	CFG_STR("boot_root", DEF_ROOT "/boot", CFGF_NONE),
+	CFG_STR("repo_root", DEF_ROOT "/repo", CFGF_NONE),
+	CFG_STR("templates_dir", "", CFGF_NONE),
+	CFG_INT("threads", 4, CFGF_NONE),
+	CFG_INT("max_conns", 1000, CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t registry_opts[] = {
+	CFG_STR("path", "", CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t discovery_opts[] = {
+	CFG_STR("kernel", "vmlinuz", CFGF_NONE),
+	CFG_STR("initrd", "initrd.img", CFGF_NONE),
+	CFG_STR("cmdline", "console=tty0 console=ttyS0,115200", CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t root_opts[] = {
+	CFG_STR("user", "nobody", CFGF_NONE),
+	CFG_STR("state_dir", DEF_STATE, CFGF_NONE),
+	CFG_STR("interface", "", CFGF_NONE),
+	CFG_STR("server_address", "", CFGF_NONE),
+	CFG_STR("log_level", "info", CFGF_NONE),
+	CFG_SEC("dhcp", dhcp_opts, CFGF_NONE),
+	CFG_SEC("boot", boot_opts, CFGF_NONE),
+	CFG_SEC("tftp", tftp_opts, CFGF_NONE),
+	CFG_SEC("http", http_opts, CFGF_NONE),
+	CFG_SEC("registry", registry_opts, CFGF_NONE),
+	CFG_SEC("discovery", discovery_opts, CFGF_NONE),
+	CFG_END(),
+};
+
+static void install_validators(cfg_t *cfg)
+{
+	char key[64];
+
+	for (size_t i = 0; i < RB_ARRAY_SIZE(rules); i++) {
+		const struct rule *r = &rules[i];
+
+		if (!strcmp(r->section, "root"))
+			snprintf(key, sizeof(key), "%s", r->option);
+		else if (!strcmp(r->section, "host"))
+			snprintf(key, sizeof(key), "dhcp|host|%s", r->option);
+		else
+			snprintf(key, sizeof(key), "%s|%s", r->section, r->option);
+		cfg_set_validate_func(cfg, key, validate_opt);
+	}
+	cfg_set_validate_func(cfg, "dhcp|host", validate_host);
+}
+
+void rb_config_free(struct rb_config *c)
+{
+	if (!c)
+		return;
+	char **strs[] = { &c->path,
+		          &c->user,
+		          &c->state_dir,
+		          &c->interface,
+		          &c->domain,
+		          &c->boot_bios,
+		          &c->boot_uefi_ia32,
+		          &c->boot_uefi_x64,
+		          &c->boot_uefi_arm64,
+		          &c->http_uefi_x64,
+		          &c->http_uefi_arm64,
+		          &c->tftp_root,
+		          &c->http_boot_root,
+		          &c->repo_root,
+		          &c->templates_dir,
+		          &c->db_path,
+		          &c->discovery_kernel,
+		          &c->discovery_initrd,
+		          &c->discovery_cmdline };
+
+	for (size_t i = 0; i < RB_ARRAY_SIZE(strs); i++)
+		free(*strs[i]);
+	free(c->hosts);
+	free(c);
+}
+
+static int dup_str(char **dst, const char *s)
+{
+	char *d = strdup(s ? s : "");
+
+	if (!d)
+		return -ENOMEM;
+	free(*dst);
+	*dst = d;
+	return 0;
+}
+
+static int join_path(char **dst, const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *d = malloc(n);
+
+	if (!d)
+		return -ENOMEM;
+	snprintf(d, n, "%s/%s", a, b);
+	free(*dst);
+	*dst = d;
+	return 0;
+}
+
+static void parse_ip(const char *s, struct in_addr *ret)
+{
+	ret->s_addr = 0;
+	if (s && *s)
+		inet_pton(AF_INET, s, ret); /* validated during parsing */
+}
+
+static int level_of(const char *s)
+{
+	if (!strcmp(s, "error"))
+		return LOG_ERR;
+	if (!strcmp(s, "warning"))
+		return LOG_WARNING;
+	if (!strcmp(s, "debug"))
+		return LOG_DEBUG;
+	return LOG_INFO;
+}
+
+static const char *level_name(int l)
+{
+	return l <= LOG_ERR       ? "error"
+	       : l == LOG_WARNING ? "warning"
+	       : l == LOG_DEBUG   ? "debug"
+	                          : "info";
+}
+
+/* Copies the parsed tree into struct rb_config. */
+static int extract(cfg_t *cfg, struct rb_config *c)
+{
+	cfg_t *dh = cfg_getsec(cfg, "dhcp"), *bo = cfg_getsec(cfg, "boot"),
+	      *tf = cfg_getsec(cfg, "tftp"), *ht = cfg_getsec(cfg, "http"),
+	      *rg = cfg_getsec(cfg, "registry"), *di = cfg_getsec(cfg, "discovery");
+	const char *mode = cfg_getstr(dh, "mode");
+	int r = 0;
+
+	r |= dup_str(&c->user, cfg_getstr(cfg, "user"));
+	r |= dup_str(&c->state_dir, cfg_getstr(cfg, "state_dir"));
+	r |= dup_str(&c->interface, cfg_getstr(cfg, "interface"));
+	parse_ip(cfg_getstr(cfg, "server_address"), &c->server_addr);
+	c->log_level = level_of(cfg_getstr(cfg, "log_level"));
+
+	c->dhcp_mode = !strcmp(mode, "full")  ? RB_DHCP_FULL
+	               : !strcmp(mode, "off") ? RB_DHCP_OFF
+	                                      : RB_DHCP_PROXY;
+	c->dhcp_port = (uint16_t)cfg_getint(dh, "port");
+	c->proxy_port = (uint16_t)cfg_getint(dh, "proxy_port");
+	parse_ip(cfg_getstr(dh, "pool_start"), &c->pool_start);
+	parse_ip(cfg_getstr(dh, "pool_end"), &c->pool_end);
+	parse_ip(cfg_getstr(dh, "netmask"), &c->netmask);
+	parse_ip(cfg_getstr(dh, "router"), &c->router);
+	c->n_dns = RB_MIN(cfg_size(dh, "dns"), RB_ARRAY_SIZE(c->dns));
+	for (size_t i = 0; i < c->n_dns; i++)
+		parse_ip(cfg_getnstr(dh, "dns", (unsigned)i), &c->dns[i]);
+	r |= dup_str(&c->domain, cfg_getstr(dh, "domain"));
+	c->lease_time = (uint32_t)cfg_getint(dh, "lease_time");
+	c->n_hosts = cfg_size(dh, "host");
+	if (c->n_hosts) {
+		c->hosts = calloc(c->n_hosts, sizeof(*c->hosts));
+		if (!c->hosts)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		cfg_t *h = cfg_getnsec(dh, "host", (unsigned)i);
+
+		rb_mac_parse(cfg_title(h), c->hosts[i].mac);
+		parse_ip(cfg_getstr(h, "address"), &c->hosts[i].addr);
+		snprintf(c->hosts[i].hostname, sizeof(c->hosts[i].hostname), "%s",
+		         cfg_getstr(h, "hostname"));
+	}
+
+	r |= dup_str(&c->boot_bios, cfg_getstr(bo, "bios"));
+	r |= dup_str(&c->boot_uefi_ia32, cfg_getstr(bo, "uefi_ia32"));
+	r |= dup_str(&c->boot_uefi_x64, cfg_getstr(bo, "uefi_x64"));
+	r |= dup_str(&c->boot_uefi_arm64, cfg_getstr(bo, "uefi_arm64"));
+	r |= dup_str(&c->http_uefi_x64, cfg_getstr(bo, "http_uefi_x64"));
+	r |= dup_str(&c->http_uefi_arm64, cfg_getstr(bo, "http_uefi_arm64"));
+
+	c->tftp_enable = cfg_getbool(tf, "enable");
+	c->tftp_port = (uint16_t)cfg_getint(tf, "port");
+	r |= dup_str(&c->tftp_root, cfg_getstr(tf, "root"));
+	c->tftp_max_blksize = (unsigned)cfg_getint(tf, "max_blksize");
+	c->tftp_max_window = (unsigned)cfg_getint(tf, "max_windowsize");
+	c->tftp_timeout_ms = (unsigned)cfg_getint(tf, "timeout_ms");
+	c->tftp_retries = (unsigned)cfg_getint(tf, "retries");
+	c->tftp_max_transfers = (unsigned)cfg_getint(tf, "max_transfers");
+
+	c->http_port = (uint16_t)cfg_getint(ht, "port");
+	r |= dup_str(&c->http_boot_root, cfg_getstr(ht, "boot_root"));
+	r |= dup_str(&c->repo_root, cfg_getstr(ht, "repo_root"));
+	r |= dup_str(&c->templates_dir, cfg_getstr(ht, "templates_dir"));
+	c->http_threads = (unsigned)cfg_getint(ht, "threads");
+	c->http_max_conns = (unsigned)cfg_getint(ht, "max_conns");
+
+	r |= dup_str(&c->db_path, cfg_getstr(rg, "path"));
+	r |= dup_str(&c->discovery_kernel, cfg_getstr(di, "kernel"));
+	r |= dup_str(&c->discovery_initrd, cfg_getstr(di, "initrd"));
+	r |= dup_str(&c->discovery_cmdline, cfg_getstr(di, "cmdline"));
+	return r ? -ENOMEM : 0;
+}
+
+static int apply_overrides(struct rb_config *c, const struct rb_config_overrides *o)
+{
+	int r = 0;
+
+	if (!o)
+		return 0;
+	if (o->interface)
+		r |= dup_str(&c->interface, o->interface);
+	if (o->state_dir)
+		r |= dup_str(&c->state_dir, o->state_dir);
+	if (o->user)
+		r |= dup_str(&c->user, o->user);
+	if (o->root) {
+		r |= join_path(&c->tftp_root, o->root, "tftp");
+		r |= join_path(&c->http_boot_root, o->root, "boot");
+		r |= join_path(&c->repo_root, o->root, "repo");
+	}
+	if (r)
+		return -ENOMEM;
+	if (o->server_addr && inet_pton(AF_INET, o->server_addr, &c->server_addr) != 1) {
+		fprintf(err_out, "rackbootd: --server-address \"%s\": expected an IPv4 address\n",
+		        o->server_addr);
+		return -EINVAL;
+	}
+	if (o->dhcp_mode) {
+		if (!strcmp(o->dhcp_mode, "proxy"))
+			c->dhcp_mode = RB_DHCP_PROXY;
+		else if (!strcmp(o->dhcp_mode, "full"))
+			c->dhcp_mode = RB_DHCP_FULL;
+		else if (!strcmp(o->dhcp_mode, "off"))
+			c->dhcp_mode = RB_DHCP_OFF;
+		else {
+			fprintf(err_out,
+			        "rackbootd: --dhcp \"%s\": expected \"proxy\", \"full\" or "
+			        "\"off\"\n",
+			        o->dhcp_mode);
+			return -EINVAL;
+		}
+	}
+	if (o->http_port) {
+		long long v;
+
+		if (rb_strtonum(o->http_port, 1, 65535, &v) < 0) {
+			fprintf(err_out, "rackbootd: --http-port \"%s\": expected 1..65535\n",
+			        o->http_port);
+			return -EINVAL;
+		}
+		c->http_port = (uint16_t)v;
+	}
+	return 0;
+}
+
+static bool in_subnet(struct in_addr a, struct in_addr net, struct in_addr mask)
+{
+	return (a.s_addr & mask.s_addr) == (net.s_addr & mask.s_addr);
+}
+
+/* Rules that involve several values, checked once everything is known. */
+static int check_whole(const struct rb_config *c, const char *where)
+{
+	uint32_t m = ntohl(c->netmask.s_addr);
+
+	if (m != 0 && (~m & (~m + 1)) != 0) {
+		fprintf(err_out, "%s: dhcp netmask: not a contiguous netmask\n", where);
+		return -EINVAL;
+	}
+	if (c->dhcp_mode == RB_DHCP_FULL) {
+		if (!c->pool_start.s_addr || !c->pool_end.s_addr) {
+			fprintf(err_out,
+			        "%s: dhcp mode \"full\" needs pool_start and pool_end "
+			        "(e.g. pool_start = \"10.77.0.100\" pool_end = \"10.77.0.200\")\n",
+			        where);
+			return -EINVAL;
+		}
+		if (ntohl(c->pool_start.s_addr) > ntohl(c->pool_end.s_addr) ||
+		    !in_subnet(c->pool_start, c->pool_end, c->netmask)) {
+			fprintf(err_out,
+			        "%s: dhcp pool %s..: pool_start must not be above pool_end and "
+			        "both "
+			        "must be in one subnet of netmask\n",
+			        where, inet_ntoa(c->pool_start));
+			return -EINVAL;
+		}
+		if (ntohl(c->pool_end.s_addr) - ntohl(c->pool_start.s_addr) > 1u << 20) {
+			fprintf(err_out, "%s: dhcp pool: at most 1048576 addresses\n", where);
+			return -EINVAL;
+		}
+	}
+	if (c->tftp_enable && c->dhcp_port == c->tftp_port) {
+		fprintf(err_out, "%s: dhcp port and tftp port are both %u\n", where, c->dhcp_port);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int rb_config_load(const char *path, const struct rb_config_overrides *ovr, FILE *err,
+                   struct rb_config **ret)
+{
+	struct rb_config *c;
+	cfg_t *cfg;
+	int r;
+
+	err_out = err ? err : stderr;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	cfg = cfg_init(root_opts, CFGF_NONE);
+	if (!cfg) {
+		r = -ENOMEM;
+		goto err_cfg;
+	}
+	cfg_set_error_function(cfg, error_func);
+	install_validators(cfg);
+	parsing = cfg;
+	if (path) {
+		r = cfg_parse(cfg, path);
+		if (r == CFG_FILE_ERROR) {
+			fprintf(err_out, "%s: cannot read: %s\n", path, strerror(errno));
+			r = -ENOENT;
+			goto err_parse;
+		}
+		if (r != CFG_SUCCESS || check_braces(path) < 0) {
+			r = -EINVAL;
+			goto err_parse;
+		}
+		if (dup_str(&c->path, path) < 0) {
+			r = -ENOMEM;
+			goto err_parse;
+		}
+	} else {
+		/* Defaults still go through the validators. */
+		if (cfg_parse_buf(cfg, "") != CFG_SUCCESS) {
+			r = -EINVAL;
+			goto err_parse;
+		}
+	}
+	parsing = NULL;
+	r = extract(cfg, c);
+	if (r < 0)
+		goto err_parse;
+	r = apply_overrides(c, ovr);
+	if (r < 0)
+		goto err_parse;
+	r = check_whole(c, path ? path : "rackbootd");
+	if (r < 0)
+		goto err_parse;
+	cfg_free(cfg);
+	*ret = c;
+	return 0;
+
+err_parse:
+	parsing = NULL;
+	cfg_free(cfg);
+err_cfg:
+	rb_config_free(c);
+	return r;
+}
+
+static const char *ip_str(struct in_addr a, char buf[static INET_ADDRSTRLEN])
+{
+	if (!a.s_addr)
+		return "";
+	return inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
+}
+
+void rb_config_print(const struct rb_config *c, FILE *o)
+{
+	static const char *const modes[] = { "off", "proxy", "full" };
+	char b[INET_ADDRSTRLEN], m[18];
+
+	fprintf(o, "# effective configuration (%s)\n", c->path ? c->path : "embedded defaults");
+	fprintf(o, "user = \"%s\"\nstate_dir = \"%s\"\ninterface = \"%s\"\n", c->user, c->state_dir,
+	        c->interface);
+	fprintf(o, "server_address = \"%s\"\nlog_level = \"%s\"\n", ip_str(c->server_addr, b),
+	        level_name(c->log_level));
+	fprintf(o, "dhcp {\n\tmode = \"%s\"\n\tport = %u\n\tproxy_port = %u\n", modes[c->dhcp_mode],
+	        c->dhcp_port, c->proxy_port);
+	fprintf(o, "\tpool_start = \"%s\"\n", ip_str(c->pool_start, b));
+	fprintf(o, "\tpool_end = \"%s\"\n", ip_str(c->pool_end, b));
+	fprintf(o, "\tnetmask = \"%s\"\n", ip_str(c->netmask, b));
+	fprintf(o, "\trouter = \"%s\"\n\tdns = {", ip_str(c->router, b));
+	for (size_t i = 0; i < c->n_dns; i++)
+		fprintf(o, "%s\"%s\"", i ? ", " : "", ip_str(c->dns[i], b));
+	fprintf(o, "}\n\tdomain = \"%s\"\n\tlease_time = %u\n", c->domain, c->lease_time);
+	for (size_t i = 0; i < c->n_hosts; i++)
+		fprintf(o, "\thost \"%s\" {\n\t\taddress = \"%s\"\n\t\thostname = \"%s\"\n\t}\n",
+		        rb_mac_format(c->hosts[i].mac, m), ip_str(c->hosts[i].addr, b),
+		        c->hosts[i].hostname);
+	fprintf(o, "}\nboot {\n\tbios = \"%s\"\n\tuefi_ia32 = \"%s\"\n\tuefi_x64 = \"%s\"\n",
+	        c->boot_bios, c->boot_uefi_ia32, c->boot_uefi_x64);
+	fprintf(o,
+	        "\tuefi_arm64 = \"%s\"\n\thttp_uefi_x64 = \"%s\"\n\thttp_uefi_arm64 = \"%s\"\n}\n",
+	        c->boot_uefi_arm64, c->http_uefi_x64, c->http_uefi_arm64);
+	fprintf(o, "tftp {\n\tenable = %s\n\tport = %u\n\troot = \"%s\"\n",
+	        c->tftp_enable ? "true" : "false", c->tftp_port, c->tftp_root);
+	fprintf(o, "\tmax_blksize = %u\n\tmax_windowsize = %u\n\ttimeout_ms = %u\n",
+	        c->tftp_max_blksize, c->tftp_max_window, c->tftp_timeout_ms);
+	fprintf(o, "\tretries = %u\n\tmax_transfers = %u\n}\n", c->tftp_retries,
+	        c->tftp_max_transfers);
+	fprintf(o, "http {\n\tport = %u\n\tboot_root = \"%s\"\n\trepo_root = \"%s\"\n",
+	        c->http_port, c->http_boot_root, c->repo_root);
+	fprintf(o, "\ttemplates_dir = \"%s\"\n\tthreads = %u\n\tmax_conns = %u\n}\n",
+	        c->templates_dir, c->http_threads, c->http_max_conns);
+	fprintf(o, "registry {\n\tpath = \"%s\"\n}\n", c->db_path);
+	fprintf(o, "discovery {\n\tkernel = \"%s\"\n\tinitrd = \"%s\"\n\tcmdline = \"%s\"\n}\n",
+	        c->discovery_kernel, c->discovery_initrd, c->discovery_cmdline);
+}
+
+const char *rb_config_boot_file(const struct rb_config *c, uint16_t arch, bool *ret_http)
+{
+	const char *f = NULL;
+	bool http = false;
+
+	/* RFC 4578 and the IANA "Processor Architecture Types" registry. */
+	switch (arch) {
+	case 0:
+		f = c->boot_bios;
+		break;
+	case 6:
+		f = c->boot_uefi_ia32;
+		break;
+	case 7: /* EFI BC: what EDK2 sends for x86-64 in the field */
+	case 9: /* EFI x86-64 */
+		f = c->boot_uefi_x64;
+		break;
+	case 11:
+		f = c->boot_uefi_arm64;
+		break;
+	case 16:
+		f = c->http_uefi_x64;
+		http = true;
+		break;
+	case 19:
+		f = c->http_uefi_arm64;
+		http = true;
+		break;
+	default:
+		return NULL;
+	}
+	if (!f || !*f)
+		return NULL;
+	if (ret_http)
+		*ret_http = http;
+	return f;
+}

@@ -1,0 +1,103 @@
+/* rackbootd configuration: the effective settings after the embedded
+ * defaults, the config file (libconfuse) and command-line overrides.
+ * config.c owns parsing and validation; everything else only reads a
+ * const struct rb_config. A config that fails validation is never applied. */
+#pragma once
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum rb_dhcp_mode {
+	RB_DHCP_OFF,
+	RB_DHCP_PROXY, /* answer PXE clients only, never hand out addresses */
+	RB_DHCP_FULL,  /* address pool, leases, reservations */
+};
+
+struct rb_dhcp_host {
+	uint8_t mac[6];
+	struct in_addr addr;
+	char hostname[64];
+};
+
+struct rb_config {
+	char *path; /* file it was loaded from, NULL for embedded defaults */
+
+	/* process */
+	char *user;                 /* drop to this user after binding; "" = stay */
+	char *state_dir;            /* registry db, leases */
+	char *interface;            /* provisioning interface; "" = all */
+	struct in_addr server_addr; /* address nodes reach us at; 0 = from interface */
+	int log_level;              /* syslog level */
+
+	/* DHCP */
+	enum rb_dhcp_mode dhcp_mode;
+	uint16_t dhcp_port;  /* 67 */
+	uint16_t proxy_port; /* 4011; 0 = off */
+	struct in_addr pool_start, pool_end, netmask, router;
+	struct in_addr dns[4];
+	size_t n_dns;
+	char *domain;
+	uint32_t lease_time; /* seconds */
+	struct rb_dhcp_host *hosts;
+	size_t n_hosts;
+
+	/* Boot files by client architecture (option 93), relative to the TFTP
+	 * root, or for the HTTP-boot entries relative to the HTTP boot root. */
+	char *boot_bios;       /* arch 0: undionly.kpxe */
+	char *boot_uefi_ia32;  /* arch 6 */
+	char *boot_uefi_x64;   /* arch 7 and 9: snponly.efi or ipxe.efi */
+	char *boot_uefi_arm64; /* arch 11 */
+	char *http_uefi_x64;   /* arch 16 (HTTPClient): path under /boot/ */
+	char *http_uefi_arm64; /* arch 19 */
+
+	/* TFTP */
+	bool tftp_enable;
+	uint16_t tftp_port; /* 69 */
+	char *tftp_root;
+	unsigned tftp_max_blksize; /* cap; further clamped by the interface MTU */
+	unsigned tftp_max_window;  /* RFC 7440 cap */
+	unsigned tftp_timeout_ms;  /* first retransmit timeout */
+	unsigned tftp_retries;
+	unsigned tftp_max_transfers;
+
+	/* HTTP */
+	uint16_t http_port;
+	char *http_boot_root; /* served at /boot/ */
+	char *repo_root;      /* served at /repo/ */
+	char *templates_dir;  /* "" = the templates built into the binary */
+	unsigned http_threads;
+	unsigned http_max_conns;
+
+	/* Registry */
+	char *db_path; /* "" = <state_dir>/registry.db */
+
+	/* What unknown nodes boot (discovery), relative to the HTTP boot root */
+	char *discovery_kernel;
+	char *discovery_initrd;
+	char *discovery_cmdline;
+};
+
+/* Overrides from the command line, applied after the file. NULL = unset. */
+struct rb_config_overrides {
+	const char *interface;
+	const char *state_dir;
+	const char *root; /* sets tftp_root=<root>/tftp, http_boot_root=<root>/boot,
+	                     repo_root=<root>/repo */
+	const char *server_addr;
+	const char *dhcp_mode;
+	const char *user;
+	const char *http_port;
+};
+
+/* Loads path (NULL = embedded defaults only) and applies overrides.
+ * On error, prints "file:line: what is wrong (expected ...)" to err and
+ * returns -EINVAL without touching *ret. */
+int rb_config_load(const char *path, const struct rb_config_overrides *ovr, FILE *err,
+                   struct rb_config **ret);
+void rb_config_free(struct rb_config *cfg);
+/* Writes the effective config in the config file syntax. */
+void rb_config_print(const struct rb_config *cfg, FILE *out);
+/* Boot file for an option 93 architecture, NULL if none is configured. */
+const char *rb_config_boot_file(const struct rb_config *cfg, uint16_t arch, bool *ret_http);

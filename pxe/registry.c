@@ -1,0 +1,471 @@
+/* Node registry on SQLite. Owns two connections (one for the writer thread,
+ * one for reads under a mutex), the in-memory note queue and the writer
+ * thread. The hot paths (DHCP, TFTP, HTTP) only ever take the queue mutex
+ * for a memcpy; the disk is touched by the writer, in batched transactions.
+ * Must never block a caller of registry_note() on I/O. */
+#include "pxe/registry.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define QUEUE_CAP 8192
+
+struct note {
+	uint8_t mac[6];
+	char arch[24];
+	char ip[16];
+	char event[24];
+	char detail[160];
+	int64_t ts_ms;
+};
+
+struct registry {
+	sqlite3 *wdb, *rdb;
+	pthread_mutex_t rlock; /* rdb */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond, done;
+	struct note *q;
+	size_t head, len;
+	uint64_t queued, written, dropped;
+	bool stop;
+	bool thread_started;
+	pthread_t thread;
+};
+
+static const char schema[] =
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=NORMAL;"
+        "CREATE TABLE IF NOT EXISTS nodes ("
+        "  mac TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+        "  arch TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',"
+        "  state TEXT NOT NULL DEFAULT 'new', profile TEXT NOT NULL DEFAULT '',"
+        "  hostname TEXT NOT NULL DEFAULT '');"
+        "CREATE TABLE IF NOT EXISTS events ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
+        "  event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');"
+        "CREATE INDEX IF NOT EXISTS events_mac ON events(mac, id);";
+
+static int64_t now_ms(void)
+{
+	return (int64_t)(rb_wall_usec() / 1000);
+}
+
+static int open_db(const char *path, sqlite3 **ret)
+{
+	sqlite3 *db;
+
+	if (sqlite3_open_v2(path, &db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
+		log_error("registry %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	*ret = db;
+	return 0;
+}
+
+static void write_batch(struct registry *reg, struct note *batch, size_t n)
+{
+	static const char up_sql[] = "INSERT INTO nodes(mac, first_seen, last_seen, arch, ip) "
+	                             "VALUES(?1, ?2, ?2, ?3, ?4) "
+	                             "ON CONFLICT(mac) DO UPDATE SET last_seen = ?2,"
+	                             " arch = CASE WHEN ?3 = '' THEN arch ELSE ?3 END,"
+	                             " ip = CASE WHEN ?4 = '' THEN ip ELSE ?4 END";
+	static const char ev_sql[] =
+	        "INSERT INTO events(mac, ts_ms, event, detail) VALUES(?1, ?2, ?3, ?4)";
+	sqlite3_stmt *up = NULL, *ev = NULL;
+
+	if (sqlite3_exec(reg->wdb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	if (sqlite3_prepare_v2(reg->wdb, up_sql, -1, &up, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(reg->wdb, ev_sql, -1, &ev, NULL) != SQLITE_OK)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		char mac[18];
+
+		rb_mac_format(batch[i].mac, mac);
+		sqlite3_bind_text(up, 1, mac, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(up, 2, batch[i].ts_ms / 1000);
+		sqlite3_bind_text(up, 3, batch[i].arch, -1, SQLITE_STATIC);
+		sqlite3_bind_text(up, 4, batch[i].ip, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ev, 1, mac, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ev, 2, batch[i].ts_ms);
+		sqlite3_bind_text(ev, 3, batch[i].event, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ev, 4, batch[i].detail, -1, SQLITE_STATIC);
+		if (sqlite3_step(up) != SQLITE_DONE || sqlite3_step(ev) != SQLITE_DONE)
+			goto fail;
+		sqlite3_reset(up);
+		sqlite3_reset(ev);
+	}
+	sqlite3_finalize(up);
+	sqlite3_finalize(ev);
+	if (sqlite3_exec(reg->wdb, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return;
+fail:
+	log_warn("registry: lost %zu events: %s", n, sqlite3_errmsg(reg->wdb));
+	sqlite3_finalize(up);
+	sqlite3_finalize(ev);
+	sqlite3_exec(reg->wdb, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void *writer_main(void *arg)
+{
+	struct registry *reg = arg;
+	struct note *batch = malloc(sizeof(*batch) * 512);
+
+	if (!batch)
+		abort(); /* start-up path: no registry without it */
+	pthread_mutex_lock(&reg->qlock);
+	for (;;) {
+		size_t n = 0;
+
+		while (reg->len == 0 && !reg->stop)
+			pthread_cond_wait(&reg->qcond, &reg->qlock);
+		if (reg->len == 0 && reg->stop)
+			break;
+		while (reg->len > 0 && n < 512) {
+			batch[n++] = reg->q[reg->head];
+			reg->head = (reg->head + 1) % QUEUE_CAP;
+			reg->len--;
+		}
+		pthread_mutex_unlock(&reg->qlock);
+		write_batch(reg, batch, n);
+		pthread_mutex_lock(&reg->qlock);
+		reg->written += n;
+		pthread_cond_broadcast(&reg->done);
+	}
+	pthread_mutex_unlock(&reg->qlock);
+	free(batch);
+	return NULL;
+}
+
+int registry_open(const char *path, struct registry **ret)
+{
+	struct registry *reg = calloc(1, sizeof(*reg));
+	char *err = NULL;
+	int r;
+
+	if (!reg)
+		return -ENOMEM;
+	pthread_mutex_init(&reg->rlock, NULL);
+	pthread_mutex_init(&reg->qlock, NULL);
+	pthread_cond_init(&reg->qcond, NULL);
+	pthread_cond_init(&reg->done, NULL);
+	reg->q = calloc(QUEUE_CAP, sizeof(*reg->q));
+	if (!reg->q) {
+		r = -ENOMEM;
+		goto err;
+	}
+	r = open_db(path, &reg->wdb);
+	if (r < 0)
+		goto err;
+	if (sqlite3_exec(reg->wdb, schema, NULL, NULL, &err) != SQLITE_OK) {
+		log_error("registry %s: cannot create schema: %s", path, err ? err : "?");
+		sqlite3_free(err);
+		r = -EIO;
+		goto err;
+	}
+	r = open_db(path, &reg->rdb);
+	if (r < 0)
+		goto err;
+	if (pthread_create(&reg->thread, NULL, writer_main, reg) != 0) {
+		r = -EAGAIN;
+		goto err;
+	}
+	reg->thread_started = true;
+	*ret = reg;
+	return 0;
+err:
+	registry_free(reg);
+	return r;
+}
+
+void registry_free(struct registry *reg)
+{
+	if (!reg)
+		return;
+	if (reg->thread_started) {
+		pthread_mutex_lock(&reg->qlock);
+		reg->stop = true;
+		pthread_cond_signal(&reg->qcond);
+		pthread_mutex_unlock(&reg->qlock);
+		pthread_join(reg->thread, NULL);
+	}
+	sqlite3_close(reg->wdb);
+	sqlite3_close(reg->rdb);
+	free(reg->q);
+	pthread_mutex_destroy(&reg->rlock);
+	pthread_mutex_destroy(&reg->qlock);
+	pthread_cond_destroy(&reg->qcond);
+	pthread_cond_destroy(&reg->done);
+	free(reg);
+}
+
+static void copy_field(char *dst, size_t n, const char *src)
+{
+	/* Only printable ASCII reaches the registry: these strings come from
+	 * the network and end up in JSON, logs and a web page. */
+	size_t o = 0;
+
+	for (; src && *src && o + 1 < n; src++)
+		dst[o++] = ((unsigned char)*src >= 0x20 && (unsigned char)*src < 0x7f) ? *src : '?';
+	dst[o] = '\0';
+}
+
+void registry_note(struct registry *reg, const uint8_t mac[6], const char *arch, const char *ip,
+                   const char *event, const char *fmt, ...)
+{
+	struct note n = { .ts_ms = now_ms() };
+	char detail[sizeof(n.detail)];
+	va_list ap;
+
+	if (!reg)
+		return;
+	memcpy(n.mac, mac, 6);
+	copy_field(n.arch, sizeof(n.arch), arch);
+	copy_field(n.ip, sizeof(n.ip), ip);
+	copy_field(n.event, sizeof(n.event), event);
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	copy_field(n.detail, sizeof(n.detail), detail);
+
+	pthread_mutex_lock(&reg->qlock);
+	if (reg->len == QUEUE_CAP) {
+		reg->dropped++;
+	} else {
+		reg->q[(reg->head + reg->len) % QUEUE_CAP] = n;
+		reg->len++;
+		reg->queued++;
+		pthread_cond_signal(&reg->qcond);
+	}
+	pthread_mutex_unlock(&reg->qlock);
+}
+
+void registry_flush(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->qlock);
+	uint64_t target = reg->queued;
+
+	while (reg->written < target)
+		pthread_cond_wait(&reg->done, &reg->qlock);
+	pthread_mutex_unlock(&reg->qlock);
+}
+
+uint64_t registry_dropped(struct registry *reg)
+{
+	uint64_t d;
+
+	pthread_mutex_lock(&reg->qlock);
+	d = reg->dropped;
+	pthread_mutex_unlock(&reg->qlock);
+	return d;
+}
+
+static void col_copy(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+
+	snprintf(dst, n, "%s", s ? (const char *)s : "");
+}
+
+int registry_node_get(struct registry *reg, const uint8_t mac[6], struct registry_node *ret)
+{
+	static const char sql[] =
+	        "SELECT state, profile, arch, hostname, ip, first_seen, last_seen "
+	        "FROM nodes WHERE mac = ?1";
+	struct registry_node node = { 0 };
+	sqlite3_stmt *st = NULL;
+	char m[18];
+	int r = -EIO, s;
+
+	rb_mac_format(mac, m);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s == SQLITE_DONE) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (s != SQLITE_ROW)
+		goto out;
+	memcpy(node.mac, mac, 6);
+	col_copy(node.state, sizeof(node.state), st, 0);
+	col_copy(node.profile, sizeof(node.profile), st, 1);
+	col_copy(node.arch, sizeof(node.arch), st, 2);
+	col_copy(node.hostname, sizeof(node.hostname), st, 3);
+	col_copy(node.ip, sizeof(node.ip), st, 4);
+	node.first_seen = sqlite3_column_int64(st, 5);
+	node.last_seen = sqlite3_column_int64(st, 6);
+	*ret = node;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+int registry_node_set(struct registry *reg, const uint8_t mac[6], const char *state,
+                      const char *profile)
+{
+	static const char sql[] = "INSERT INTO nodes(mac, first_seen, last_seen, state, profile) "
+	                          "VALUES(?1, ?2, ?2, COALESCE(?3, 'new'), COALESCE(?4, '')) "
+	                          "ON CONFLICT(mac) DO UPDATE SET state = COALESCE(?3, state),"
+	                          " profile = COALESCE(?4, profile)";
+	sqlite3_stmt *st = NULL;
+	char m[18];
+	int r = -EIO;
+
+	rb_mac_format(mac, m);
+	/* Through the writer connection's queue order: flush first so a
+	 * state set after a note is not overtaken by it. */
+	registry_flush(reg);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_ms() / 1000);
+	if (state)
+		sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+	if (profile)
+		sqlite3_bind_text(st, 4, profile, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		r = 0;
+out:
+	if (r < 0)
+		log_debug("registry: set %s: %s", m, sqlite3_errmsg(reg->rdb));
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+static json_t *node_row_json(sqlite3_stmt *st)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "mac",
+	                 (const char *)sqlite3_column_text(st, 0), "state",
+	                 (const char *)sqlite3_column_text(st, 1), "profile",
+	                 (const char *)sqlite3_column_text(st, 2), "arch",
+	                 (const char *)sqlite3_column_text(st, 3), "hostname",
+	                 (const char *)sqlite3_column_text(st, 4), "ip",
+	                 (const char *)sqlite3_column_text(st, 5), "first_seen",
+	                 (json_int_t)sqlite3_column_int64(st, 6), "last_seen",
+	                 (json_int_t)sqlite3_column_int64(st, 7));
+}
+
+#define NODE_COLS "mac, state, profile, arch, hostname, ip, first_seen, last_seen"
+
+static int dump(json_t *doc, char **ret)
+{
+	char *s;
+
+	if (!doc)
+		return -ENOMEM;
+	s = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
+int registry_nodes_json(struct registry *reg, char **ret)
+{
+	static const char sql[] = "SELECT " NODE_COLS " FROM nodes ORDER BY mac";
+	json_t *arr = json_array(), *doc = NULL;
+	sqlite3_stmt *st = NULL;
+	int s, r = -EIO;
+
+	if (!arr)
+		return -ENOMEM;
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *n = node_row_json(st);
+
+		if (!n || json_array_append_new(arr, n) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (s == SQLITE_DONE)
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	doc = json_pack("{s:o}", "nodes", arr);
+	return dump(doc, ret);
+}
+
+int registry_node_json(struct registry *reg, const uint8_t mac[6], size_t max_events, char **ret)
+{
+	static const char nsql[] = "SELECT " NODE_COLS " FROM nodes WHERE mac = ?1";
+	static const char esql[] = "SELECT ts_ms, event, detail FROM "
+	                           "(SELECT id, ts_ms, event, detail FROM events WHERE mac = ?1 "
+	                           "ORDER BY id DESC LIMIT ?2) ORDER BY id";
+	sqlite3_stmt *st = NULL;
+	json_t *node = NULL, *evs = NULL;
+	char m[18];
+	int r = -EIO, s;
+
+	rb_mac_format(mac, m);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, nsql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s != SQLITE_ROW) {
+		r = s == SQLITE_DONE ? -ENOENT : -EIO;
+		goto out;
+	}
+	node = node_row_json(st);
+	sqlite3_finalize(st);
+	st = NULL;
+	evs = json_array();
+	if (!node || !evs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(reg->rdb, esql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max_events);
+	while ((s = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(evs,
+		                      json_pack("{s:I, s:s, s:s}", "ts_ms",
+		                                (json_int_t)sqlite3_column_int64(st, 0), "event",
+		                                (const char *)sqlite3_column_text(st, 1), "detail",
+		                                (const char *)sqlite3_column_text(st, 2)));
+	if (s != SQLITE_DONE)
+		goto out;
+	json_object_set_new(node, "events", evs);
+	evs = NULL;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	json_decref(evs);
+	if (r < 0) {
+		json_decref(node);
+		return r;
+	}
+	return dump(node, ret);
+}
