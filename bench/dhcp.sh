@@ -1,0 +1,144 @@
+#!/bin/bash
+# DHCP answer rate: rackbootd (full and proxy) against dnsmasq (the anchor,
+# full and proxy), same load, same machine, one after the other here.
+#   bench/dhcp.sh [SECONDS] [RATES...]     (defaults 10 and 1000 3000 6000 12000 20000 30000)
+# Load: perfdhcp in its own namespace, joined to the server's by a veth
+# pair (perfdhcp binds port 67 as a relay, so it cannot share a namespace
+# with a server). Full mode: DORA from CLIENTS distinct MACs (default 1000:
+# a boot storm of a row of racks; perfdhcp's -R), pool of 65k addresses.
+# Proxy mode: DISCOVER/OFFER only (-i: a proxy never leases), with option 60
+# PXEClient:Arch:00000:UNDI:002001 and option 93 = 0 (dnsmasq's proxy wants
+# both). dnsmasq runs with --no-ping (its ICMP check before each offer would
+# make it the weaker anchor), --quiet-dhcp (no log line per packet; rackbootd
+# logs none either) and --dhcp-lease-max=100000. dnsmasq rewrites its lease
+# file after lease changes; rackbootd batches lease writes (at most one
+# every 200 ms): that difference is part of what is measured.
+# For each server and rate it prints the loss (drops / sent, all exchanges),
+# then per server the highest rate with < 1% loss and the ratio to dnsmasq.
+# Rates stop rising for a server once its loss passes 10%.
+# Needs root, perfdhcp, dnsmasq. Only namespaces and PIDs made here are
+# touched.
+set -u
+
+RB_BUILD=${RB_BUILD:-$(dirname "$0")/../build}
+BIN=${RACKBOOTD:-$RB_BUILD/pxe/rackbootd}
+SECS=${1:-10}
+shift 2>/dev/null
+RATES=${*:-1000 3000 6000 12000 20000 30000}
+CLIENTS=${CLIENTS:-1000}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+[ -x "$BIN" ] || { echo "SKIP: $BIN not built"; exit 77; }
+for t in perfdhcp dnsmasq ip; do
+	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
+done
+
+S=rbt-dhcpb-s$$ C=rbt-dhcpb-c$$
+TMP=$(mktemp -d /tmp/rbt-dhcpbench.XXXXXX)
+PID=
+cleanup() {
+	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+	ip netns del "$S" 2>/dev/null
+	ip netns del "$C" 2>/dev/null
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ip netns add "$S" && ip netns add "$C" || exit 1
+ip -n "$S" link set lo up
+ip -n "$C" link set lo up
+ip link add v0 netns "$S" type veth peer name v1 netns "$C"
+ip -n "$S" addr add 10.88.0.1/16 dev v0
+ip -n "$C" addr add 10.88.0.2/16 dev v1
+ip -n "$S" link set v0 up
+ip -n "$C" link set v1 up
+
+VENDOR=$(printf 'PXEClient:Arch:00000:UNDI:002001' | od -An -tx1 | tr -d ' \n')
+mkdir -p "$TMP/root"
+cat >"$TMP/full.conf" <<EOF
+interface = "v0"
+state_dir = "$TMP/state"
+user = ""
+tftp { enable = false }
+http { port = 18$(($$ % 900 + 100)) boot_root = "$TMP/root" repo_root = "$TMP/root" }
+dhcp {
+	mode = "full"
+	pool_start = "10.88.0.10"
+	pool_end = "10.88.255.250"
+	netmask = "255.255.0.0"
+	lease_time = 3600
+}
+EOF
+sed 's/mode = "full"/mode = "proxy"/' "$TMP/full.conf" >"$TMP/proxy.conf"
+
+wait_udp67() {
+	for _ in $(seq 100); do
+		ip netns exec "$S" ss -Hlun 'sport = :67' | grep -q . && return 0
+		sleep 0.1
+	done
+	echo "server did not start"
+	exit 1
+}
+
+start() { # start NAME
+	rm -rf "$TMP/state" "$TMP/dnsmasq.leases"
+	case $1 in
+	rackbootd-full) ip netns exec "$S" "$BIN" -c "$TMP/full.conf" >"$TMP/srv.log" 2>&1 & ;;
+	rackbootd-proxy) ip netns exec "$S" "$BIN" -c "$TMP/proxy.conf" >"$TMP/srv.log" 2>&1 & ;;
+	dnsmasq-full)
+		ip netns exec "$S" dnsmasq --no-daemon --quiet-dhcp --port=0 --conf-file=/dev/null \
+			--interface=v0 --bind-interfaces --no-ping --dhcp-lease-max=100000 \
+			--dhcp-range=10.88.0.10,10.88.255.250,255.255.0.0,1h \
+			--dhcp-leasefile="$TMP/dnsmasq.leases" --pid-file="$TMP/dnsmasq.pid" \
+			--dhcp-authoritative >"$TMP/srv.log" 2>&1 &
+		;;
+	dnsmasq-proxy)
+		ip netns exec "$S" dnsmasq --no-daemon --quiet-dhcp --port=0 --conf-file=/dev/null \
+			--interface=v0 --bind-interfaces --dhcp-range=10.88.0.0,proxy \
+			--pxe-service=x86PC,"rackboot",undionly --pid-file="$TMP/dnsmasq.pid" \
+			--dhcp-leasefile="$TMP/dnsmasq.leases" >"$TMP/srv.log" 2>&1 &
+		;;
+	esac
+	PID=$!
+	wait_udp67
+}
+stop() {
+	kill "$PID"
+	wait "$PID" 2>/dev/null
+	PID=
+}
+
+# run NAME RATE: prints the loss in percent (two decimals)
+run() {
+	local args=(-4 -l v1 -r "$2" -p "$SECS" -R "$CLIENTS")
+	case $1 in
+	*proxy) args+=(-i -o "60,$VENDOR" -o 93,0000) ;;
+	esac
+	ip netns exec "$C" perfdhcp "${args[@]}" 10.88.0.1 >"$TMP/perf.out" 2>&1
+	awk '/^sent packets:/ { s += $3 } /^drops:/ { d += $2 }
+	     END { if (s == 0) print "100.00"; else printf "%.2f\n", 100 * d / s }' "$TMP/perf.out"
+}
+
+declare -A BEST
+printf '%-16s %8s %8s\n' server rate/s loss%
+for name in dnsmasq-full rackbootd-full dnsmasq-proxy rackbootd-proxy; do
+	BEST[$name]=0
+	for rate in $RATES; do
+		start "$name"
+		loss=$(run "$name" "$rate")
+		stop
+		printf '%-16s %8s %8s\n' "$name" "$rate" "$loss"
+		if awk -v l="$loss" 'BEGIN { exit !(l < 1) }'; then
+			BEST[$name]=$rate
+		fi
+		awk -v l="$loss" 'BEGIN { exit !(l > 10) }' && break
+	done
+done
+
+echo
+echo "highest rate with < 1% loss (DISCOVERs/s; full = DORA from $CLIENTS clients, proxy = DO):"
+for mode in full proxy; do
+	d=${BEST[dnsmasq-$mode]} r=${BEST[rackbootd-$mode]}
+	ratio=$(awk -v r="$r" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", r / d; else print "n/a" }')
+	printf '  %-6s dnsmasq %6s   rackbootd %6s   ratio %s\n' "$mode" "$d" "$r" "$ratio"
+done

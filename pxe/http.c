@@ -1,0 +1,835 @@
+/* rackbootd's HTTP server, on libmicrohttpd (MHD) with an internal epoll
+ * thread pool.
+ *
+ * Routes (GET and HEAD only; anything else is 405, a request body 413):
+ *   /boot/<mac>.ipxe  the node's iPXE script, rendered from a template chosen
+ *                     by its registry state. <mac> is aa:bb:cc:dd:ee:ff, with
+ *                     ':' or '-', any case. A name of exactly that shape
+ *                     ("xx?xx?xx?xx?xx?xx.ipxe") that is not a MAC is 404; any
+ *                     other name is a static file below the boot root (so an
+ *                     operator may still place e.g. menu.ipxe there).
+ *   /boot/<path>      static files below cfg->http_boot_root
+ *   /repo/<path>      static files below cfg->repo_root
+ *   /api/...          the JSON API (api.c); errors there are JSON
+ *
+ * Static files are opened only with rb_open_beneath() on directory fds
+ * opened at start-up (before privileges are dropped), so neither "..",
+ * percent-encoded traversal (MHD decodes %2e%2e and %2f before we see the
+ * path; rb_path_is_safe() then refuses it: 400), nor a symlink leading out of
+ * the root (403) reach a file outside it. A %00 in the raw URI is refused
+ * (400) before MHD's decoding would silently cut the path at the NUL.
+ * Directories are 403, never listed. Files go out with sendfile
+ * (MHD_create_response_from_fd_at_offset64).
+ *
+ * Range (GET only, RFC 9110 14.2): one range "bytes=a-b", "bytes=a-" or
+ * "bytes=-n" gets 206 with Content-Range; a range starting at or beyond the
+ * end (or "-0") gets 416 with "Content-Range: bytes * /size". A Range header
+ * with several ranges, or one we cannot parse, is ignored and the whole file
+ * is sent with 200, which RFC 9110 allows (a server MAY ignore Range).
+ *
+ * Owns: the MHD daemon, the root directory fds, the counters. Reads the
+ * registry (never writes it directly; script fetches are registry_note()d).
+ * Never follows a path by string concatenation, never logs a request above
+ * debug level (the access log), never blocks a worker on the registry writer. */
+#include "pxe/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "pxe/api.h"
+#include "pxe/config.h"
+#include "pxe/embedded.h"
+#include "pxe/ipxe_script.h"
+#include "pxe/registry.h"
+
+#define HTTP_CONN_TIMEOUT_S 60
+#define HTTP_LISTEN_BACKLOG 511
+#define HTTP_LOG_URI_MAX    200
+
+struct http_server {
+	const struct rb_config *cfg;
+	struct registry *reg;
+	struct MHD_Daemon *mhd;
+	int boot_fd, repo_fd, tmpl_fd; /* tmpl_fd -1: embedded templates */
+	atomic_uint_fast64_t requests, errors, bytes_sent;
+};
+
+/* Per request, made in the URI log callback (the first thing MHD calls,
+ * with the raw, still-encoded URI) and freed in the completion callback. */
+struct http_req {
+	struct http_server *srv;
+	bool bad_uri; /* raw URI holds %00 */
+	bool seen;    /* the handler was called once already */
+	bool queued;  /* a response was queued */
+	bool head;
+	unsigned status;
+	uint64_t body_len; /* bytes the response body carries */
+	char method[12];
+	char uri[HTTP_LOG_URI_MAX]; /* escaped, for the access log */
+};
+
+/* ---- responses ---------------------------------------------------------- */
+
+static const char *status_text(unsigned status)
+{
+	switch (status) {
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 416:
+		return "Range Not Satisfiable";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+static enum MHD_Result queue(struct MHD_Connection *con, struct http_req *rq, unsigned status,
+                             struct MHD_Response *resp, uint64_t body_len)
+{
+	enum MHD_Result r;
+
+	if (!resp)
+		return MHD_NO; /* out of memory: MHD drops the connection */
+	r = MHD_queue_response(con, status, resp);
+	MHD_destroy_response(resp);
+	if (r == MHD_YES) {
+		rq->queued = true;
+		rq->status = status;
+		rq->body_len = rq->head ? 0 : body_len;
+	}
+	return r;
+}
+
+static struct MHD_Response *buffer_response(char *body, size_t len, bool must_free,
+                                            const char *type)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+
+	if (!resp) {
+		if (must_free)
+			free(body);
+		return NULL;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	return resp;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *con, struct http_req *rq, const char *url,
+                                  unsigned status, const char *msg)
+{
+	struct MHD_Response *resp;
+	char text[160];
+	size_t len;
+
+	if (url && api_path_matches(url)) {
+		json_t *doc = json_pack("{s:s, s:i}", "error", msg ? msg : status_text(status),
+		                        "status", (json_int_t)status);
+		char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+		json_decref(doc);
+		if (!body)
+			return MHD_NO;
+		len = strlen(body);
+		resp = buffer_response(body, len, true, "application/json");
+	} else {
+		snprintf(text, sizeof(text), "%u %s%s%s\n", status, status_text(status),
+		         msg ? ": " : "", msg ? msg : "");
+		len = strlen(text);
+		resp = buffer_response(text, len, false, "text/plain");
+	}
+	if (resp && status == 405)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	return queue(con, rq, status, resp, len);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Host header: "host[:port]" with host a DNS name or IPv4 address. IPv6
+ * literals are refused (the server listens on IPv4 only). */
+static bool host_header_ok(const char *h)
+{
+	size_t n = strlen(h), hostlen;
+	const char *colon;
+
+	if (n == 0 || n > 255)
+		return false;
+	colon = strchr(h, ':');
+	hostlen = colon ? (size_t)(colon - h) : n;
+	if (hostlen == 0 || hostlen > 253)
+		return false;
+	for (size_t i = 0; i < hostlen; i++) {
+		char c = h[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.'))
+			return false;
+	}
+	if (h[0] == '-' || h[0] == '.')
+		return false;
+	if (colon) {
+		long long port;
+
+		if (rb_strtonum(colon + 1, 1, 65535, &port) < 0 || colon[1] == '+' ||
+		    colon[1] == '-')
+			return false;
+	}
+	return true;
+}
+
+static int local_addr(struct MHD_Connection *con, struct in_addr *ret)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	if (!ci)
+		return -ENOTCONN;
+	if (getsockname(ci->connect_fd, (struct sockaddr *)&sin, &len) < 0)
+		return -errno;
+	if (sin.sin_family != AF_INET)
+		return -EAFNOSUPPORT;
+	*ret = sin.sin_addr;
+	return 0;
+}
+
+static void peer_addr(struct MHD_Connection *con, char buf[static INET6_ADDRSTRLEN])
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	snprintf(buf, INET6_ADDRSTRLEN, "?");
+	if (!ci || !ci->client_addr)
+		return;
+	if (ci->client_addr->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, buf,
+		          INET6_ADDRSTRLEN);
+	else if (ci->client_addr->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, buf,
+		          INET6_ADDRSTRLEN);
+}
+
+static const char *content_type(const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		{ ".ipxe", "text/plain" },
+		{ ".txt", "text/plain" },
+		{ ".cfg", "text/plain" },
+		{ ".json", "application/json" },
+		{ ".html", "text/html" },
+		{ ".sig", "application/octet-stream" },
+		{ ".gz", "application/gzip" },
+		{ ".xz", "application/x-xz" },
+		{ ".zst", "application/zstd" },
+		{ ".tar", "application/x-tar" },
+		{ ".iso", "application/x-iso9660-image" },
+	};
+	const char *dot = strrchr(path, '.');
+
+	if (dot && !strchr(dot, '/'))
+		for (size_t i = 0; i < RB_ARRAY_SIZE(types); i++)
+			if (strcasecmp(dot, types[i].ext) == 0)
+				return types[i].type;
+	return "application/octet-stream";
+}
+
+/* Parses an unsigned decimal from *p, advancing it; -EINVAL if none or on
+ * overflow of int64. */
+static int parse_u64(const char **p, uint64_t *ret)
+{
+	const char *s = *p;
+	uint64_t v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_C(0x7fffffffffffffff) - (uint64_t)(*s - '0')) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*p = s;
+	*ret = v;
+	return 0;
+}
+
+/* Range of one "bytes=" spec against a file of size bytes.
+ * Returns 1 with [*ret_off, *ret_off + *ret_len) for a satisfiable range,
+ * 0 to ignore the header (absent, malformed, several ranges), -ERANGE for
+ * an unsatisfiable one. */
+static int parse_range(const char *h, uint64_t size, uint64_t *ret_off, uint64_t *ret_len)
+{
+	const char *p = h;
+	uint64_t a, b;
+
+	if (!h || strncasecmp(p, "bytes=", 6) != 0)
+		return 0;
+	p += 6;
+	while (*p == ' ')
+		p++;
+	if (*p == '-') {
+		p++;
+		if (parse_u64(&p, &b) < 0)
+			return 0;
+		while (*p == ' ')
+			p++;
+		if (*p != '\0')
+			return 0; /* several ranges or junk: whole file */
+		if (b == 0 || size == 0)
+			return -ERANGE;
+		b = RB_MIN(b, size);
+		*ret_off = size - b;
+		*ret_len = b;
+		return 1;
+	}
+	if (parse_u64(&p, &a) < 0 || *p++ != '-')
+		return 0;
+	if (*p >= '0' && *p <= '9') {
+		if (parse_u64(&p, &b) < 0 || b < a)
+			return 0;
+	} else {
+		b = UINT64_MAX;
+	}
+	while (*p == ' ')
+		p++;
+	if (*p != '\0')
+		return 0;
+	if (a >= size)
+		return -ERANGE;
+	b = RB_MIN(b, size - 1);
+	*ret_off = a;
+	*ret_len = b - a + 1;
+	return 1;
+}
+
+/* ---- static files ------------------------------------------------------- */
+
+static void add_file_headers(struct MHD_Response *resp, const char *path, const struct stat *st)
+{
+	char date[64], etag[64];
+	struct tm tm;
+
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type(path));
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	if (gmtime_r(&st->st_mtim.tv_sec, &tm) &&
+	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
+	snprintf(etag, sizeof(etag), "\"%llx-%llx-%lx\"", (unsigned long long)st->st_size,
+	         (unsigned long long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+}
+
+static enum MHD_Result serve_file(struct MHD_Connection *con, struct http_req *rq, const char *url,
+                                  int rootfd, const char *rel)
+{
+	uint64_t off = 0, len, size;
+	struct MHD_Response *resp;
+	struct stat st;
+	unsigned status = 200;
+	char cr[96];
+	int fd, r;
+
+	if (rootfd < 0)
+		return send_error(con, rq, url, 404, NULL);
+	if (!*rel || rel[strlen(rel) - 1] == '/')
+		return send_error(con, rq, url, 404, NULL); /* no listings */
+	if (!rb_path_is_safe(rel))
+		return send_error(con, rq, url, 400, "bad path");
+	fd = rb_open_beneath(rootfd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		switch (fd) {
+		case -ENOENT:
+		case -ENOTDIR:
+		case -ENAMETOOLONG:
+			return send_error(con, rq, url, 404, NULL);
+		case -EACCES:
+		case -EPERM:
+		case -EXDEV:
+		case -ELOOP:
+			return send_error(con, rq, url, 403, NULL);
+		case -EMFILE:
+		case -ENFILE:
+		case -ENOMEM:
+			return send_error(con, rq, url, 503, NULL);
+		default:
+			log_debug("http: open %s: %s", rq->uri, strerror(-fd));
+			return send_error(con, rq, url, 500, NULL);
+		}
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return send_error(con, rq, url, 403, NULL);
+	}
+	size = (uint64_t)st.st_size;
+	len = size;
+	if (!rq->head) {
+		const char *h = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
+
+		r = parse_range(h, size, &off, &len);
+		if (r == -ERANGE) {
+			close(fd);
+			snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
+			resp = buffer_response((char *)"416 Range Not Satisfiable\n", 26, false,
+			                       "text/plain");
+			if (resp)
+				MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+			return queue(con, rq, 416, resp, 26);
+		}
+		if (r == 1) {
+			status = 206;
+			snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)off,
+			         (unsigned long long)(off + len - 1), (unsigned long long)size);
+		}
+	}
+	if (len == 0) {
+		close(fd);
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	} else {
+		/* MHD owns fd from here, also when it fails. */
+		resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
+		if (!resp)
+			close(fd);
+	}
+	if (!resp)
+		return MHD_NO;
+	add_file_headers(resp, rel, &st);
+	if (status == 206)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+	return queue(con, rq, status, resp, len);
+}
+
+/* ---- per-node iPXE scripts ---------------------------------------------- */
+
+/* "xx?xx?xx?xx?xx?xx.ipxe" with ? being ':' or '-': claimed by the script
+ * route whether or not the xx are hex digits. */
+static bool looks_like_script(const char *rel)
+{
+	if (strlen(rel) != 17 + 5 || strcmp(rel + 17, ".ipxe") != 0)
+		return false;
+	for (int i = 2; i < 17; i += 3)
+		if (rel[i] != ':' && rel[i] != '-')
+			return false;
+	return true;
+}
+
+/* Template for a node state. Unknown states and "failed" boot discovery:
+ * it never writes a disk, and the agent can report. The provisioning
+ * sub-states (wiping, imaging, installing) keep booting the agent. */
+static const char *template_for_state(const char *state)
+{
+	static const char *provision[] = { "provisioning", "wiping", "imaging", "installing",
+		                           "reimage" };
+	static const char *local[] = { "ready", "localboot", "updating" };
+
+	for (size_t i = 0; i < RB_ARRAY_SIZE(provision); i++)
+		if (strcmp(state, provision[i]) == 0)
+			return "provision.ipxe";
+	for (size_t i = 0; i < RB_ARRAY_SIZE(local); i++)
+		if (strcmp(state, local[i]) == 0)
+			return "localboot.ipxe";
+	return "discovery.ipxe";
+}
+
+/* Loads a template: from templates_dir (re-read each time, so edits apply
+ * without a restart) or built in. *ret_buf is set when it was allocated. */
+static int load_template(struct http_server *srv, const char *name, const char **ret_data,
+                         size_t *ret_len, char **ret_buf)
+{
+	const struct rb_embedded_file *f;
+	char *buf;
+	size_t len = 0;
+	int fd;
+
+	if (srv->tmpl_fd < 0) {
+		f = rb_embedded_find(name);
+		if (!f)
+			return -ENOENT;
+		*ret_data = f->data;
+		*ret_len = f->len;
+		*ret_buf = NULL;
+		return 0;
+	}
+	fd = rb_open_beneath(srv->tmpl_fd, name, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	buf = malloc(IPXE_SCRIPT_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len <= IPXE_SCRIPT_MAX) {
+		ssize_t n = read(fd, buf + len, IPXE_SCRIPT_MAX + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = -errno;
+
+			close(fd);
+			free(buf);
+			return e;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len > IPXE_SCRIPT_MAX) {
+		free(buf);
+		return -EFBIG;
+	}
+	*ret_data = buf;
+	*ret_len = len;
+	*ret_buf = buf;
+	return 0;
+}
+
+static const char *basename_of(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s ? s + 1 : path;
+}
+
+static enum MHD_Result serve_script(struct MHD_Connection *con, struct http_req *rq,
+                                    const char *url, const char *rel)
+{
+	struct http_server *srv = rq->srv;
+	const struct rb_config *cfg = srv->cfg;
+	char macstr[18], stem[18], peer[INET6_ADDRSTRLEN], server[INET_ADDRSTRLEN], base[300];
+	char err[200], esc[400], *tbuf = NULL, *out = NULL;
+	struct registry_node node;
+	struct in_addr addr = cfg->server_addr;
+	const char *name, *tdata = NULL, *host;
+	size_t tlen = 0, olen = 0;
+	uint8_t mac[6];
+	int r;
+
+	memcpy(stem, rel, 17);
+	stem[17] = '\0';
+	if (rb_mac_parse(stem, mac) < 0)
+		return send_error(con, rq, url, 404, NULL);
+	rb_mac_format(mac, macstr);
+
+	r = registry_node_get(srv->reg, mac, &node);
+	if (r < 0) {
+		if (r != -ENOENT)
+			log_debug("http: registry read for %s: %s", macstr, strerror(-r));
+		memset(&node, 0, sizeof(node));
+		snprintf(node.state, sizeof(node.state), "new");
+	}
+	name = template_for_state(node.state);
+
+	/* The address nodes reach us at: configured, else what the client
+	 * asked for (a validated Host header), else the socket's own address. */
+	if (addr.s_addr == 0 && local_addr(con, &addr) < 0)
+		addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_ntop(AF_INET, &addr, server, sizeof(server));
+	host = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	if (cfg->server_addr.s_addr == 0 && host && host_header_ok(host))
+		snprintf(base, sizeof(base), "http://%s", host);
+	else
+		snprintf(base, sizeof(base), "http://%s:%u", server, cfg->http_port);
+
+	r = load_template(srv, name, &tdata, &tlen, &tbuf);
+	if (r < 0) {
+		log_warn("http: template %s: %s", name, strerror(-r));
+		return send_error(con, rq, url, 500, "template missing");
+	}
+	{
+		const struct ipxe_var vars[] = {
+			{ "base", base },
+			{ "server", server },
+			{ "mac", macstr },
+			{ "kernel", cfg->discovery_kernel },
+			{ "initrd", cfg->discovery_initrd },
+			{ "initrd_name", basename_of(cfg->discovery_initrd) },
+			{ "cmdline", cfg->discovery_cmdline },
+			{ "hostname", node.hostname },
+			{ "profile", node.profile },
+			{ "state", node.state },
+		};
+
+		r = ipxe_render(tdata, tlen, vars, RB_ARRAY_SIZE(vars), IPXE_SCRIPT_MAX, &out,
+		                &olen, err, sizeof(err));
+	}
+	free(tbuf);
+	if (r < 0) {
+		log_warn("http: cannot render %s for %s: %s", name, macstr,
+		         rb_escape(esc, sizeof(esc), err, strlen(err)));
+		return send_error(con, rq, url, 500, "cannot render script");
+	}
+	/* HEAD has no side effects: only a GET is a node fetching its script. */
+	if (!rq->head) {
+		peer_addr(con, peer);
+		registry_note(srv->reg, mac, NULL, peer, "http.script", "%s", name);
+	}
+	{
+		struct MHD_Response *resp = buffer_response(out, olen, true, "text/plain");
+
+		if (resp)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+		return queue(con, rq, 200, resp, olen);
+	}
+}
+
+/* ---- API ------------------------------------------------------------------ */
+
+static enum MHD_Result serve_api(struct MHD_Connection *con, struct http_req *rq, const char *url,
+                                 const char *method)
+{
+	struct api_reply rep;
+	struct MHD_Response *resp;
+
+	if (api_handle(rq->srv->reg, method, url, &rep) < 0)
+		return MHD_NO;
+	resp = buffer_response(rep.body, rep.len, true, "application/json");
+	if (resp && rep.status == 405)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (resp)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return queue(con, rq, rep.status, resp, rep.len);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------ */
+
+static bool has_body(struct MHD_Connection *con)
+{
+	const char *cl =
+	        MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+	return te || (cl && strcmp(cl, "0") != 0);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+	struct http_req *rq = *con_cls;
+	bool read_only;
+
+	if (!rq)
+		return MHD_NO;
+	if (rq->queued) {
+		/* Body bytes after our (error) answer: discard them. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	/* MHD first calls with only the headers parsed. Answering then makes
+	 * it close the connection (it cannot know the body is done), so
+	 * requests without a body are answered on the second call, which keeps
+	 * the connection alive; a request with a body is refused at once. */
+	if (!rq->seen) {
+		rq->seen = true;
+		if (!has_body(con))
+			return MHD_YES;
+	}
+	snprintf(rq->method, sizeof(rq->method), "%s", method);
+	rq->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	read_only = rq->head || strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+
+	if (rq->bad_uri)
+		return send_error(con, rq, url, 400, "bad URI");
+	if (api_path_matches(url)) {
+		if (read_only && has_body(con))
+			return send_error(con, rq, url, 413, "request bodies are not accepted");
+		return serve_api(con, rq, url, method);
+	}
+	if (!read_only)
+		return send_error(con, rq, url, 405, NULL);
+	if (has_body(con))
+		return send_error(con, rq, url, 413, "request bodies are not accepted");
+	if (strncmp(url, "/boot/", 6) == 0) {
+		if (looks_like_script(url + 6))
+			return serve_script(con, rq, url, url + 6);
+		return serve_file(con, rq, url, rq->srv->boot_fd, url + 6);
+	}
+	if (strncmp(url, "/repo/", 6) == 0)
+		return serve_file(con, rq, url, rq->srv->repo_fd, url + 6);
+	return send_error(con, rq, url, 404, NULL);
+}
+
+static bool has_encoded_nul(const char *uri)
+{
+	for (const char *p = uri; (p = strchr(p, '%')) != NULL; p++)
+		if (p[1] == '0' && p[2] == '0')
+			return true;
+	return false;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
+{
+	struct http_req *rq = calloc(1, sizeof(*rq));
+
+	if (!rq)
+		return NULL;
+	rq->srv = cls;
+	rq->bad_uri = has_encoded_nul(uri);
+	rb_escape(rq->uri, sizeof(rq->uri), uri, strlen(uri));
+	return rq;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *srv = cls;
+	struct http_req *rq = *con_cls;
+
+	if (!rq)
+		return;
+	*con_cls = NULL;
+	atomic_fetch_add_explicit(&srv->requests, 1, memory_order_relaxed);
+	if (!rq->queued || rq->status >= 400)
+		atomic_fetch_add_explicit(&srv->errors, 1, memory_order_relaxed);
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		atomic_fetch_add_explicit(&srv->bytes_sent, rq->body_len, memory_order_relaxed);
+	if (rb_log_level() >= LOG_DEBUG) {
+		char peer[INET6_ADDRSTRLEN];
+
+		peer_addr(con, peer);
+		log_debug("http: %s %s %s %u %llu%s", peer, rq->method, rq->uri, rq->status,
+		          (unsigned long long)(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+		                                       ? rq->body_len
+		                                       : 0),
+		          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	}
+	free(rq);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[256];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_debug("http: mhd: %s", buf);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static int open_dir(const char *path, int *ret)
+{
+	int fd;
+
+	if (!path || !*path) {
+		*ret = -1;
+		return 0;
+	}
+	fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*ret = fd;
+	return 0;
+}
+
+int http_server_new(const struct rb_config *cfg, struct registry *reg, struct http_server **ret)
+{
+	struct http_server *srv;
+	struct sockaddr_in sin = {
+		.sin_family = AF_INET,
+		.sin_port = htons(cfg->http_port),
+		.sin_addr = cfg->server_addr,
+	};
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	int r;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->cfg = cfg;
+	srv->reg = reg;
+	srv->boot_fd = srv->repo_fd = srv->tmpl_fd = -1;
+	r = open_dir(cfg->http_boot_root, &srv->boot_fd);
+	if (r < 0) {
+		log_error("http: boot_root %s: %s", cfg->http_boot_root, strerror(-r));
+		goto err_free;
+	}
+	/* A PXE-only setup may have no repository yet: /repo/ then answers
+	 * 404, but the boot root and an explicit templates_dir must exist. */
+	r = open_dir(cfg->repo_root, &srv->repo_fd);
+	if (r < 0)
+		log_warn("http: repo_root %s: %s; /repo/ answers 404 until a restart",
+		         cfg->repo_root, strerror(-r));
+	r = open_dir(cfg->templates_dir, &srv->tmpl_fd);
+	if (r < 0) {
+		log_error("http: templates_dir %s: %s", cfg->templates_dir, strerror(-r));
+		goto err_free;
+	}
+
+	errno = 0;
+	/* The logger goes first so that MHD's own option parsing uses it. */
+	srv->mhd = MHD_start_daemon(
+	        flags, cfg->http_port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+	        on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)RB_MAX(cfg->http_threads, 1u),
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned)RB_MAX(cfg->http_max_conns, 1u),
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
+	        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)HTTP_LISTEN_BACKLOG,
+	        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+	        srv, MHD_OPTION_END);
+	if (!srv->mhd) {
+		r = errno ? -errno : -EADDRINUSE;
+		goto err_free;
+	}
+	log_debug("http: listening on port %u, %u threads", cfg->http_port, cfg->http_threads);
+	*ret = srv;
+	return 0;
+
+err_free:
+	http_server_free(srv);
+	return r;
+}
+
+void http_server_free(struct http_server *srv)
+{
+	if (!srv)
+		return;
+	if (srv->mhd)
+		MHD_stop_daemon(srv->mhd);
+	if (srv->boot_fd >= 0)
+		close(srv->boot_fd);
+	if (srv->repo_fd >= 0)
+		close(srv->repo_fd);
+	if (srv->tmpl_fd >= 0)
+		close(srv->tmpl_fd);
+	free(srv);
+}
+
+void http_server_stats(const struct http_server *srv, struct http_stats *ret)
+{
+	struct http_server *s = (struct http_server *)srv;
+
+	ret->requests = atomic_load_explicit(&s->requests, memory_order_relaxed);
+	ret->errors = atomic_load_explicit(&s->errors, memory_order_relaxed);
+	ret->bytes_sent = atomic_load_explicit(&s->bytes_sent, memory_order_relaxed);
+}

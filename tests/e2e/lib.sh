@@ -1,0 +1,118 @@
+# Shared helpers for the QEMU end-to-end tests and the demo: an isolated
+# network namespace with a bridge and tap devices, a test initramfs, boot
+# roots, and QEMU nodes. Source it; every resource is recorded so cleanup
+# removes exactly what was made (namespaces by name, processes by PID).
+
+RB_KERNEL_DIR=${RB_KERNEL_DIR:-/var/cache/rackboot/kernel}
+E2E_PIDS=""
+E2E_NETNS=""
+
+e2e_need() {
+	[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces, tap)"; exit 77; }
+	for t in qemu-system-x86_64 ip busybox cpio curl; do
+		command -v "$t" >/dev/null || [ -x "/bin/$t" ] || { echo "SKIP: $t not installed (scripts/install-deps)"; exit 77; }
+	done
+	E2E_VMLINUZ=$(ls "$RB_KERNEL_DIR"/boot/vmlinuz-* 2>/dev/null | head -n 1)
+	[ -n "$E2E_VMLINUZ" ] || { echo "SKIP: no kernel in $RB_KERNEL_DIR (scripts/install-deps fetches it)"; exit 77; }
+}
+
+e2e_cleanup() {
+	for p in $E2E_PIDS; do kill "$p" 2>/dev/null || true; done
+	for p in $E2E_PIDS; do
+		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	for n in $E2E_NETNS; do ip netns del "$n" 2>/dev/null || true; done
+}
+
+# e2e_netns NAME: namespace with br0 10.77.0.1/24 and lo up.
+e2e_netns() {
+	ip netns add "$1"
+	E2E_NETNS="$E2E_NETNS $1"
+	ip -n "$1" link set lo up
+	ip -n "$1" link add br0 type bridge
+	ip -n "$1" addr add 10.77.0.1/24 dev br0
+	ip -n "$1" link set br0 up
+}
+
+# e2e_tap NS TAP: a tap device on the bridge for one QEMU node.
+e2e_tap() {
+	ip -n "$1" tuntap add dev "$2" mode tap
+	ip -n "$1" link set "$2" master br0
+	ip -n "$1" link set "$2" up
+}
+
+# e2e_initramfs OUT: busybox initramfs whose init prints the marker line
+# with the kernel command line (so the test sees which script booted it),
+# then powers off (QEMU runs with -no-reboot and exits).
+e2e_initramfs() {
+	d=$(mktemp -d)
+	mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev"
+	cp /bin/busybox "$d/bin/busybox"
+	cat > "$d/init" <<'EOI'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+echo "RACKBOOT-E2E-MARKER cmdline: $(cat /proc/cmdline)"
+echo "RACKBOOT-E2E-MARKER firmware: $([ -d /sys/firmware/efi ] && echo uefi || echo bios)"
+poweroff -f
+EOI
+	chmod 755 "$d/init"
+	(cd "$d" && find . | cpio -o -H newc --quiet | gzip -9) > "$1"
+	rm -rf "$d"
+}
+
+# e2e_roots DIR: DIR/tftp with iPXE boot files, DIR/boot with kernel+initrd.
+e2e_roots() {
+	mkdir -p "$1/tftp" "$1/boot" "$1/repo"
+	for f in undionly.kpxe ipxe.efi snponly.efi; do cp "/usr/lib/ipxe/$f" "$1/tftp/"; done
+	cp /usr/lib/ipxe/ipxe.efi "$1/boot/"
+	cp "$E2E_VMLINUZ" "$1/boot/vmlinuz"
+	e2e_initramfs "$1/boot/initrd.img"
+	chmod -R a+rX "$1"
+}
+
+# e2e_qemu NS TAP MAC FIRMWARE SERIAL_LOG [extra args]: start a node.
+# FIRMWARE: bios (SeaBIOS + iPXE NIC ROM), uefi (OVMF + iPXE EFI NIC ROM),
+# uefi-edk2 (OVMF's own PXE client, no iPXE ROM: the path real servers take).
+e2e_qemu() {
+	ns=$1 tap=$2 mac=$3 fw=$4 log=$5
+	shift 5
+	rom=""
+	fwargs=""
+	case $fw in
+	bios) ;;
+	uefi|uefi-edk2)
+		vars=$(mktemp /tmp/rb-ovmf-vars.XXXXXX)
+		cp /usr/share/OVMF/OVMF_VARS.fd "$vars"
+		fwargs="-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd -drive if=pflash,format=raw,file=$vars"
+		[ "$fw" = uefi-edk2 ] && rom=",romfile="
+		;;
+	*) echo "unknown firmware $fw" >&2; return 1 ;;
+	esac
+	# shellcheck disable=SC2086
+	ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 512 -display none -no-reboot \
+		-serial "file:$log" -monitor none -boot n $fwargs \
+		-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
+		-device "virtio-net-pci,netdev=n0,mac=$mac$rom" "$@" >"$log.qemu" 2>&1 &
+	E2E_PIDS="$E2E_PIDS $!"
+	E2E_LAST_PID=$!
+}
+
+# e2e_wait_for FILE PATTERN SECONDS [PID]: wait for a line; fails on timeout
+# or when PID exits without the line.
+e2e_wait_for() {
+	f=$1 pat=$2 secs=$3 pid=${4:-}
+	i=0
+	while [ "$i" -lt "$((secs * 2))" ]; do
+		grep -qa -- "$pat" "$f" 2>/dev/null && return 0
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			grep -qa -- "$pat" "$f" 2>/dev/null && return 0
+			return 1
+		fi
+		sleep 0.5
+		i=$((i + 1))
+	done
+	return 1
+}

@@ -1,0 +1,124 @@
+#!/bin/bash
+# End to end: a QEMU node network-boots from rackbootd alone (no dnsmasq,
+# no other HTTP server) inside a network namespace made here, into a test
+# initramfs whose init prints a marker on the serial console.
+#   test_netboot.sh FIRMWARE MODE [--keep]
+#   FIRMWARE: bios | uefi | uefi-edk2      MODE: full | proxy
+# In proxy mode a separate plain DHCP server (dnsmasq, PXE off) in its own
+# namespace hands out the address; rackbootd only adds the boot answer.
+# Asserts: the marker with this node's MAC in the kernel command line (so
+# the per-node iPXE script booted it), the firmware kind, and the registry
+# events for the MAC in rackbootd's API.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+fw=${1:?firmware}
+mode=${2:?mode}
+keep=${3:-}
+build=${RB_BUILD:-$here/../../build}
+e2e_need
+
+work=$(mktemp -d /tmp/rb-e2e-$fw-$mode.XXXXXX)
+chmod 755 "$work"
+ns=rbe2e$$
+site=rbsite$$
+cleanup() {
+	e2e_cleanup
+	if [ "$keep" = --keep ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+case $fw in
+bios) mac=52:54:00:e2:00:01 ;;
+uefi) mac=52:54:00:e2:00:02 ;;
+uefi-edk2) mac=52:54:00:e2:00:03 ;;
+*) echo "unknown firmware $fw"; exit 2 ;;
+esac
+
+e2e_netns "$ns"
+e2e_tap "$ns" tap0
+e2e_roots "$work/root"
+mkdir -p "$work/state"
+
+if [ "$mode" = proxy ]; then
+	# The site's DHCP server, on its own host: hands out addresses, knows
+	# nothing of PXE.
+	ip netns add "$site"
+	E2E_NETNS="$E2E_NETNS $site"
+	ip link add vsite netns "$site" type veth peer name vsite0 netns "$ns"
+	ip -n "$ns" link set vsite0 master br0
+	ip -n "$ns" link set vsite0 up
+	ip -n "$site" link set lo up
+	ip -n "$site" addr add 10.77.0.2/24 dev vsite
+	ip -n "$site" link set vsite up
+	ip netns exec "$site" dnsmasq --no-daemon --port=0 --interface=vsite --bind-interfaces \
+		--dhcp-range=10.77.0.100,10.77.0.150,1h --dhcp-leasefile="$work/site.leases" \
+		--no-resolv --no-hosts --no-ping --log-dhcp >"$work/site-dhcp.log" 2>&1 &
+	E2E_PIDS="$E2E_PIDS $!"
+	dhcp="mode = \"proxy\""
+else
+	dhcp="mode = \"full\" pool_start = \"10.77.0.100\" pool_end = \"10.77.0.150\""
+fi
+
+cat >"$work/rackbootd.conf" <<EOC
+user = "nobody"
+state_dir = "$work/state"
+interface = "br0"
+dhcp { $dhcp }
+tftp { root = "$work/root/tftp" }
+http { port = 8080 boot_root = "$work/root/boot" repo_root = "$work/root/repo" }
+discovery { kernel = "vmlinuz" initrd = "initrd.img" cmdline = "console=ttyS0 panic=-1 quiet" }
+EOC
+ip netns exec "$ns" "$build/pxe/rackbootd" -c "$work/rackbootd.conf" -v >"$work/rackbootd.log" 2>&1 &
+rbpid=$!
+E2E_PIDS="$E2E_PIDS $rbpid"
+e2e_wait_for "$work/rackbootd.log" "rackbootd ready" 20 "$rbpid" || {
+	echo "FAIL: rackbootd did not start"; cat "$work/rackbootd.log"; exit 1; }
+
+start=$(date +%s)
+e2e_qemu "$ns" tap0 "$mac" "$fw" "$work/serial.log"
+qpid=$E2E_LAST_PID
+# EDK2's own PXE first tries IPv4, and the whole chain runs under TCG.
+if ! e2e_wait_for "$work/serial.log" "RACKBOOT-E2E-MARKER firmware" 600 "$qpid"; then
+	echo "FAIL: $fw/$mode node did not boot to the marker"
+	echo "--- serial (tail)"; tail -c 3000 "$work/serial.log" | tr -d '\033' || true
+	echo "--- rackbootd (tail)"; tail -n 60 "$work/rackbootd.log"
+	[ "$mode" = proxy ] && { echo "--- site dhcp"; tail -n 20 "$work/site-dhcp.log"; }
+	exit 1
+fi
+elapsed=$(($(date +%s) - start))
+fail=0
+grep -a "RACKBOOT-E2E-MARKER" "$work/serial.log"
+grep -qa "RACKBOOT-E2E-MARKER cmdline:.*rackboot.mac=$mac" "$work/serial.log" ||
+	{ echo "FAIL: kernel command line does not carry rackboot.mac=$mac"; fail=1; }
+want_fw=bios
+[ "$fw" = bios ] || want_fw=uefi
+grep -qa "RACKBOOT-E2E-MARKER firmware: $want_fw" "$work/serial.log" ||
+	{ echo "FAIL: booted firmware is not $want_fw"; fail=1; }
+
+# The registry saw every boot step of this MAC.
+api=$(ip netns exec "$ns" curl -sf "http://10.77.0.1:8080/api/v1/nodes/$mac") ||
+	{ echo "FAIL: API has no node $mac"; fail=1; api=""; }
+echo "API: $api" | head -c 2000; echo
+for ev in dhcp http.script; do
+	echo "$api" | grep -q "\"event\": *\"$ev" || { echo "FAIL: no $ev event for $mac"; fail=1; }
+done
+# QEMU's iPXE NIC ROMs are iPXE already (user class "iPXE" in their first
+# DISCOVER) and go straight to the script; EDK2's own PXE client fetches
+# snponly.efi by TFTP first, asking for RFC 7440 windowsize.
+if [ "$fw" = uefi-edk2 ]; then
+	echo "$api" | grep -q '"event": *"tftp.done"' || { echo "FAIL: no tftp.done event for $mac"; fail=1; }
+fi
+if [ "$mode" = proxy ]; then
+	# rackbootd handed out no address: the node's lease came from the site server.
+	grep -qi "$mac" "$work/site.leases" || { echo "FAIL: site DHCP server gave no lease to $mac"; fail=1; }
+	[ ! -s "$work/state/dhcp.leases" ] || ! grep -qi "$mac" "$work/state/dhcp.leases" ||
+		{ echo "FAIL: rackbootd leased an address in proxy mode"; fail=1; }
+fi
+# rackbootd is still up and dropped root.
+kill -0 "$rbpid" || { echo "FAIL: rackbootd died"; fail=1; }
+uid=$(awk '/^Uid:/ {print $3}' "/proc/$rbpid/status" 2>/dev/null || echo "?")
+[ "$uid" != 0 ] || { echo "FAIL: rackbootd still runs as root"; fail=1; }
+echo "$fw/$mode: booted to the marker in ${elapsed}s"
+exit $fail
