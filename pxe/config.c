@@ -5,6 +5,7 @@
  * whole and never applied. Must never touch sockets or the registry. */
 #include "pxe/config.h"
 #include "common/util.h"
+#include "pxe/ipxe_script.h"
 
 #include <arpa/inet.h>
 #include <confuse.h>
@@ -600,6 +601,19 @@ static int check_whole(const struct rb_config *c, const char *where)
 			return -EINVAL;
 		}
 	}
+	/* These end up in iPXE scripts: refuse here what the renderer would
+	 * refuse for every node at boot time. */
+	const char *ipxe_vals[][2] = { { "discovery kernel", c->discovery_kernel },
+		                       { "discovery initrd", c->discovery_initrd },
+		                       { "discovery cmdline", c->discovery_cmdline } };
+	for (size_t i = 0; i < RB_ARRAY_SIZE(ipxe_vals); i++)
+		if (!ipxe_value_is_safe(ipxe_vals[i][1])) {
+			fprintf(err_out,
+			        "%s: %s \"%s\": only letters, digits, spaces and -._~:/=,+@%%? "
+			        "are allowed in values that go into iPXE scripts\n",
+			        where, ipxe_vals[i][0], ipxe_vals[i][1]);
+			return -EINVAL;
+		}
 	if (c->tftp_enable && c->dhcp_port == c->tftp_port) {
 		fprintf(err_out, "%s: dhcp port and tftp port are both %u\n", where, c->dhcp_port);
 		return -EINVAL;

