@@ -116,3 +116,21 @@ e2e_wait_for() {
 	done
 	return 1
 }
+
+# e2e_marker_disk OUT: an 8 MiB raw disk whose MBR boot code prints
+# RACKBOOT-LOCALDISK-MARKER on the first serial port and halts: proof that
+# a node really left the network boot for its local disk.
+e2e_marker_disk() {
+	python3 - "$1" <<'EOP'
+import sys
+# xor ax,ax; mov ds,ax; cld; mov si,msg; next: lodsb; test al,al; jz halt;
+# mov dx,0x3f8; out dx,al; jmp next; halt: hlt; jmp halt; msg: ...
+code = bytes([0x31, 0xC0, 0x8E, 0xD8, 0xFC, 0xBE, 0x16, 0x7C, 0xAC, 0x84, 0xC0, 0x74, 0x06,
+              0xBA, 0xF8, 0x03, 0xEE, 0xEB, 0xF5, 0xF4, 0xEB, 0xFD])
+mbr = code + b"\r\nRACKBOOT-LOCALDISK-MARKER\r\n\0"
+mbr += bytes(510 - len(mbr)) + b"\x55\xaa"
+with open(sys.argv[1], "wb") as f:
+    f.write(mbr)
+    f.truncate(8 << 20)
+EOP
+}

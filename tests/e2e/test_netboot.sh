@@ -2,8 +2,13 @@
 # End to end: a QEMU node network-boots from rackbootd alone (no dnsmasq,
 # no other HTTP server) inside a network namespace made here, into a test
 # initramfs whose init prints a marker on the serial console.
-#   test_netboot.sh FIRMWARE MODE [--keep]
+#   test_netboot.sh FIRMWARE MODE [SCENARIO] [--keep]
 #   FIRMWARE: bios | uefi | uefi-edk2      MODE: full | proxy
+#   SCENARIO: discovery (default): an unknown node boots the discovery
+#             kernel; localboot: a node the registry has as "ready" gets
+#             the local-boot script and must really start its disk;
+#             brokenboot: the discovery kernel is missing from the boot
+#             root, and the node must give up and reboot, never hang.
 # In proxy mode a separate plain DHCP server (dnsmasq, PXE off) in its own
 # namespace hands out the address; rackbootd only adds the boot answer.
 # Asserts: the marker with this node's MAC in the kernel command line (so
@@ -14,7 +19,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 fw=${1:?firmware}
 mode=${2:?mode}
-keep=${3:-}
+scenario=discovery
+keep=""
+for a in "${@:3}"; do
+	case $a in
+	--keep) keep=--keep ;;
+	discovery|localboot|brokenboot) scenario=$a ;;
+	*) echo "unknown argument $a"; exit 2 ;;
+	esac
+done
 build=${RB_BUILD:-$here/../../build}
 e2e_need
 
@@ -75,6 +88,56 @@ rbpid=$!
 E2E_PIDS="$E2E_PIDS $rbpid"
 e2e_wait_for "$work/rackbootd.log" "rackbootd ready" 20 "$rbpid" || {
 	echo "FAIL: rackbootd did not start"; cat "$work/rackbootd.log"; exit 1; }
+
+if [ "$scenario" = localboot ]; then
+	# What the operator API will do: mark the node installed.
+	python3 - "$work/state/registry.db" "$mac" <<'EOP'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=10)
+now = int(time.time())
+db.execute("INSERT INTO nodes(mac, first_seen, last_seen, state) VALUES(?, ?, ?, 'ready') "
+           "ON CONFLICT(mac) DO UPDATE SET state = 'ready'", (sys.argv[2], now, now))
+db.commit()
+EOP
+	e2e_marker_disk "$work/disk.raw"
+	start=$(date +%s)
+	e2e_qemu "$ns" tap0 "$mac" "$fw" "$work/serial.log" \
+		-drive "file=$work/disk.raw,format=raw,if=virtio"
+	qpid=$E2E_LAST_PID
+	if ! e2e_wait_for "$work/serial.log" "RACKBOOT-LOCALDISK-MARKER" 600 "$qpid"; then
+		echo "FAIL: $fw/$mode node did not start its local disk"
+		echo "--- serial (tail)"; tail -c 3000 "$work/serial.log" | tr -d '\033' || true
+		echo "--- rackbootd (tail)"; tail -n 40 "$work/rackbootd.log"
+		exit 1
+	fi
+	echo "$fw/$mode: left the network boot for the local disk in $(($(date +%s) - start))s"
+	api=$(ip netns exec "$ns" curl -sf "http://10.77.0.1:8080/api/v1/nodes/$mac")
+	echo "API: $api" | head -c 1500; echo
+	echo "$api" | grep -q '"detail": *"localboot.ipxe"' || { echo "FAIL: no localboot.ipxe script event"; exit 1; }
+	! grep -qa "RACKBOOT-E2E-MARKER" "$work/serial.log" || { echo "FAIL: the installed node booted the network kernel"; exit 1; }
+	exit 0
+fi
+
+if [ "$scenario" = brokenboot ]; then
+	rm "$work/root/boot/vmlinuz"
+	start=$(date +%s)
+	e2e_qemu "$ns" tap0 "$mac" "$fw" "$work/serial.log"
+	qpid=$E2E_LAST_PID
+	# QEMU runs with -no-reboot: the script's final "reboot" ends it.
+	for _ in $(seq 1 300); do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
+	if kill -0 "$qpid" 2>/dev/null; then
+		echo "FAIL: node still in the firmware/iPXE after 300 s with a broken boot"
+		tail -c 2000 "$work/serial.log" | tr -d '\033'
+		exit 1
+	fi
+	echo "$fw/$mode: broken boot ended in a reboot after $(($(date +%s) - start))s"
+	n=$(grep -c 'GET /boot/vmlinuz' "$work/rackbootd.log" || true)
+	echo "kernel requests seen: $n"
+	# The discovery script retries a bounded number of times (5), then reboots.
+	[ "$n" -eq 5 ] || { echo "FAIL: expected 5 bounded attempts, saw $n"; exit 1; }
+	! grep -qa "RACKBOOT-E2E-MARKER" "$work/serial.log" || { echo "FAIL: booted without a kernel?"; exit 1; }
+	exit 0
+fi
 
 start=$(date +%s)
 e2e_qemu "$ns" tap0 "$mac" "$fw" "$work/serial.log"
