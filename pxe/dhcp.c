@@ -93,7 +93,7 @@ static int64_t wall_now(void)
 }
 
 static void send_reply(struct dhcp_server *srv, const struct rx_ctx *rx,
-		       const struct dhcp_request *req, size_t len, bool nak)
+                       const struct dhcp_request *req, size_t len, bool nak)
 {
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(CLIENT_PORT) };
 	union {
@@ -101,8 +101,9 @@ static void send_reply(struct dhcp_server *srv, const struct rx_ctx *rx,
 		struct cmsghdr align;
 	} cm;
 	struct iovec iov = { .iov_base = srv->tx, .iov_len = len };
-	struct msghdr mh = { .msg_name = &dst, .msg_namelen = sizeof(dst), .msg_iov = &iov,
-			     .msg_iovlen = 1 };
+	struct msghdr mh = {
+		.msg_name = &dst, .msg_namelen = sizeof(dst), .msg_iov = &iov, .msg_iovlen = 1
+	};
 	bool bcast = false;
 	char p[32];
 
@@ -144,8 +145,8 @@ static void send_reply(struct dhcp_server *srv, const struct rx_ctx *rx,
 }
 
 /* Adds the boot answer (siaddr, file, 60, 43, 97, 67) to a reply. */
-static void add_boot(struct dhcp_server *srv, struct dhcp_reply *r,
-		     const struct dhcp_request *req, const struct dhcp_boot *b)
+static void add_boot(struct dhcp_server *srv, struct dhcp_reply *r, const struct dhcp_request *req,
+                     const struct dhcp_boot *b)
 {
 	/* 43: sub-option 6 (discovery control) = 8: "no menu, no discovery,
 	 * boot the file named in this offer"; 10 (menu prompt) with timeout 0.
@@ -168,7 +169,7 @@ static void add_boot(struct dhcp_server *srv, struct dhcp_reply *r,
 }
 
 static void note(struct dhcp_server *srv, const struct dhcp_request *req, const struct dhcp_boot *b,
-		 const struct in_addr *ip, const char *event)
+                 const struct in_addr *ip, const char *event)
 {
 	char a[INET_ADDRSTRLEN];
 
@@ -177,18 +178,18 @@ static void note(struct dhcp_server *srv, const struct dhcp_request *req, const 
 	if (rb_log_level() >= LOG_DEBUG) {
 		char mac[18];
 
-		log_debug("dhcp: %s %s ip %s arch %s file %s", event, rb_mac_format(req->chaddr, mac),
-			  ip ? a : "-", b->arch_name[0] ? b->arch_name : "-",
-			  b->has_file ? b->file : "-");
+		log_debug("dhcp: %s %s ip %s arch %s file %s", event,
+		          rb_mac_format(req->chaddr, mac), ip ? a : "-",
+		          b->arch_name[0] ? b->arch_name : "-", b->has_file ? b->file : "-");
 	}
 	if (!srv->reg)
 		return;
 	registry_note(srv->reg, req->chaddr, b->arch_name[0] ? b->arch_name : NULL, ip ? a : NULL,
-		      event, "%s", b->has_file ? b->file : "");
+	              event, "%s", b->has_file ? b->file : "");
 }
 
 static void handle_proxy(struct dhcp_server *srv, const struct rx_ctx *rx,
-			 const struct dhcp_request *req)
+                         const struct dhcp_request *req)
 {
 	struct dhcp_boot b;
 	struct dhcp_reply r;
@@ -206,7 +207,7 @@ static void handle_proxy(struct dhcp_server *srv, const struct rx_ctx *rx,
 	else if ((req->msg_type == DHCP_REQUEST || req->msg_type == DHCP_INFORM) && rx->proxy_port)
 		type = DHCP_ACK;
 	else if (req->msg_type == DHCP_REQUEST && req->has_server_id &&
-		 req->server_id.s_addr == srv->cfg->server_addr.s_addr)
+	         req->server_id.s_addr == srv->cfg->server_addr.s_addr)
 		type = DHCP_ACK;
 	else
 		goto ignore;
@@ -232,7 +233,7 @@ ignore:
 
 /* Network options of a full-mode OFFER/ACK/INFORM reply. */
 static void add_net_options(struct dhcp_server *srv, struct dhcp_reply *r,
-			    const struct dhcp_request *req, bool lease)
+                            const struct dhcp_request *req, bool lease)
 {
 	const struct rb_config *c = srv->cfg;
 	const char *host = lease_pool_hostname(srv->pool, req->chaddr);
@@ -267,7 +268,7 @@ static void schedule_flush(struct dhcp_server *srv)
 }
 
 static void send_nak(struct dhcp_server *srv, const struct rx_ctx *rx,
-		     const struct dhcp_request *req, const char *why)
+                     const struct dhcp_request *req, const char *why)
 {
 	struct dhcp_reply r;
 	size_t len;
@@ -281,7 +282,7 @@ static void send_nak(struct dhcp_server *srv, const struct rx_ctx *rx,
 }
 
 static void full_discover(struct dhcp_server *srv, const struct rx_ctx *rx,
-			  const struct dhcp_request *req, const struct dhcp_boot *b)
+                          const struct dhcp_request *req, const struct dhcp_boot *b)
 {
 	struct dhcp_reply r;
 	struct in_addr a;
@@ -290,11 +291,11 @@ static void full_discover(struct dhcp_server *srv, const struct rx_ctx *rx,
 	int k;
 
 	k = lease_pool_offer(srv->pool, req->chaddr,
-			     req->has_requested_ip ? &req->requested_ip : NULL, now, &a);
+	                     req->has_requested_ip ? &req->requested_ip : NULL, now, &a);
 	if (k < 0) {
 		if (k == -ENOSPC && now - srv->last_exhausted_warn >= WARN_INTERVAL_S) {
 			log_warn("DHCP pool exhausted: no address to offer (grow pool_start.."
-				 "pool_end or shorten lease_time)");
+			         "pool_end or shorten lease_time)");
 			srv->last_exhausted_warn = now;
 		}
 		srv->stats.ignored++;
@@ -313,7 +314,7 @@ static void full_discover(struct dhcp_server *srv, const struct rx_ctx *rx,
 }
 
 static void full_request(struct dhcp_server *srv, const struct rx_ctx *rx,
-			 const struct dhcp_request *req, const struct dhcp_boot *b)
+                         const struct dhcp_request *req, const struct dhcp_boot *b)
 {
 	struct dhcp_reply r;
 	struct in_addr a;
@@ -336,9 +337,9 @@ static void full_request(struct dhcp_server *srv, const struct rx_ctx *rx,
 	k = lease_pool_ack(srv->pool, req->chaddr, a, wall_now(), srv->cfg->lease_time);
 	if (k < 0) {
 		send_nak(srv, rx, req,
-			 k == -EADDRNOTAVAIL ? "address not ours"
-			 : k == -EPERM	     ? "address reserved"
-					     : "address in use");
+		         k == -EADDRNOTAVAIL ? "address not ours"
+		         : k == -EPERM       ? "address reserved"
+		                             : "address in use");
 		note(srv, req, b, &a, "dhcp.nak");
 		return;
 	}
@@ -357,7 +358,7 @@ static void full_request(struct dhcp_server *srv, const struct rx_ctx *rx,
 }
 
 static void handle_full(struct dhcp_server *srv, const struct rx_ctx *rx,
-			const struct dhcp_request *req)
+                        const struct dhcp_request *req)
 {
 	struct dhcp_boot b;
 	struct dhcp_reply r;
@@ -387,7 +388,8 @@ static void handle_full(struct dhcp_server *srv, const struct rx_ctx *rx,
 		if (!req->has_requested_ip ||
 		    (req->has_server_id && req->server_id.s_addr != srv->cfg->server_addr.s_addr))
 			break;
-		if (lease_pool_decline(srv->pool, req->chaddr, req->requested_ip, wall_now()) == 0) {
+		if (lease_pool_decline(srv->pool, req->chaddr, req->requested_ip, wall_now()) ==
+		    0) {
 			char a[INET_ADDRSTRLEN];
 
 			inet_ntop(AF_INET, &req->requested_ip, a, sizeof(a));
@@ -414,7 +416,7 @@ static void handle_full(struct dhcp_server *srv, const struct rx_ctx *rx,
 }
 
 static void handle_packet(struct dhcp_server *srv, const struct rx_ctx *rx, size_t len,
-			  bool truncated)
+                          bool truncated)
 {
 	struct dhcp_request req;
 	char p[32];
@@ -423,7 +425,7 @@ static void handle_packet(struct dhcp_server *srv, const struct rx_ctx *rx, size
 	if (truncated || dhcp_packet_parse(srv->rx, len, &req) < 0) {
 		srv->stats.malformed++;
 		log_debug("dhcp: malformed packet (%zu bytes%s) from %s dropped", len,
-			  truncated ? ", truncated" : "", peer(&rx->src, p));
+		          truncated ? ", truncated" : "", peer(&rx->src, p));
 		return;
 	}
 	/* Only Ethernet-sized hardware addresses: leases and MAC-based URLs
@@ -447,9 +449,12 @@ static void on_readable(struct dhcp_server *srv, int fd, bool proxy_port)
 		} cm;
 		struct rx_ctx rx = { .proxy_port = proxy_port, .fd = fd };
 		struct iovec iov = { .iov_base = srv->rx, .iov_len = sizeof(srv->rx) };
-		struct msghdr mh = { .msg_name = &rx.src, .msg_namelen = sizeof(rx.src),
-				     .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-				     .msg_controllen = sizeof(cm.buf) };
+		struct msghdr mh = { .msg_name = &rx.src,
+			             .msg_namelen = sizeof(rx.src),
+			             .msg_iov = &iov,
+			             .msg_iovlen = 1,
+			             .msg_control = cm.buf,
+			             .msg_controllen = sizeof(cm.buf) };
 		ssize_t k = recvmsg(fd, &mh, MSG_DONTWAIT);
 
 		if (k < 0) {
@@ -488,8 +493,8 @@ static void on_flush(struct rb_timer *t, void *userdata)
 	if (r < 0) {
 		if (!srv->flush_failing)
 			log_warn("DHCP: cannot write %s/%s: %s (retrying; leases are kept in "
-				 "memory)",
-				 srv->cfg->state_dir, LEASES_FILE, strerror(-r));
+			         "memory)",
+			         srv->cfg->state_dir, LEASES_FILE, strerror(-r));
 		srv->flush_failing = true;
 		rb_timer_arm(srv->flush_timer, rb_now_usec() + FLUSH_RETRY_US);
 		srv->flush_armed = true;
@@ -520,19 +525,18 @@ static int open_socket(const struct rb_config *cfg, uint16_t port, int *ret)
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (cfg->interface && *cfg->interface &&
 	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, cfg->interface,
-		       (socklen_t)strlen(cfg->interface)) < 0) {
+	               (socklen_t)strlen(cfg->interface)) < 0) {
 		r = -errno;
-		log_error("DHCP: cannot bind to interface %s: %s", cfg->interface,
-			  strerror(errno));
+		log_error("DHCP: cannot bind to interface %s: %s", cfg->interface, strerror(errno));
 		goto err;
 	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
 		log_error("DHCP: cannot bind UDP port %u: %s%s", port, strerror(errno),
-			  errno == EADDRINUSE ? " (another DHCP server running? in proxy mode "
-						"with dnsmasq on the same host, bind dnsmasq to "
-						"its own interface)"
-					      : "");
+		          errno == EADDRINUSE ? " (another DHCP server running? in proxy mode "
+		                                "with dnsmasq on the same host, bind dnsmasq to "
+		                                "its own interface)"
+		                              : "");
 		goto err;
 	}
 	*ret = fd;
@@ -558,16 +562,16 @@ static int load_leases(struct dhcp_server *srv)
 		return 0;
 	if (n < 0) {
 		log_error("DHCP: cannot read %s/%s: %s", srv->cfg->state_dir, LEASES_FILE,
-			  strerror(-n));
+		          strerror(-n));
 		return n;
 	}
 	log_info("DHCP: %d leases loaded from %s/%s%s", n, srv->cfg->state_dir, LEASES_FILE,
-		 skipped ? " (some skipped: no longer in the pool)" : "");
+	         skipped ? " (some skipped: no longer in the pool)" : "");
 	return 0;
 }
 
 int dhcp_server_new(struct rb_loop *loop, const struct rb_config *cfg, struct registry *reg,
-		    struct dhcp_server **ret)
+                    struct dhcp_server **ret)
 {
 	struct dhcp_server *srv;
 	int r;
@@ -625,7 +629,7 @@ void dhcp_server_free(struct dhcp_server *srv)
 
 		if (r < 0)
 			log_warn("DHCP: cannot write %s/%s at exit: %s", srv->cfg->state_dir,
-				 LEASES_FILE, strerror(-r));
+			         LEASES_FILE, strerror(-r));
 	}
 	rb_io_free(srv->io);
 	rb_io_free(srv->proxy_io);

@@ -15,7 +15,7 @@ struct registry;
  * later lease writes happen as the unprivileged user in cfg->state_dir.
  * cfg and reg (may be NULL) must outlive the server. */
 int dhcp_server_new(struct rb_loop *loop, const struct rb_config *cfg, struct registry *reg,
-		    struct dhcp_server **ret);
+                    struct dhcp_server **ret);
 /* Writes pending leases, closes the sockets. NULL is a no-op. */
 void dhcp_server_free(struct dhcp_server *srv);
 

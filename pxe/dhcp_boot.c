@@ -46,7 +46,7 @@ const char *dhcp_boot_arch_name(uint16_t arch)
 }
 
 static int make_url(char *buf, size_t n, const struct rb_config *cfg, const char *path,
-		    const char *suffix)
+                    const char *suffix)
 {
 	char a[INET_ADDRSTRLEN];
 	int k;
@@ -60,7 +60,7 @@ static int make_url(char *buf, size_t n, const struct rb_config *cfg, const char
 }
 
 int dhcp_boot_decide(const struct dhcp_request *req, const struct rb_config *cfg,
-		     struct dhcp_boot *ret)
+                     struct dhcp_boot *ret)
 {
 	/* PXE clients without option 93 predate RFC 4578: BIOS. */
 	uint16_t arch = req->has_arch ? req->arch : 0;
@@ -75,7 +75,7 @@ int dhcp_boot_decide(const struct dhcp_request *req, const struct rb_config *cfg
 
 		ret->kind = DHCP_CLIENT_IPXE;
 		snprintf(ret->arch_name, sizeof(ret->arch_name), "ipxe-%s",
-			 dhcp_boot_arch_name(arch));
+		         dhcp_boot_arch_name(arch));
 		/* iPXE takes a proxy offer only with "PXEClient" in it. */
 		ret->vendor_class = proxy ? "PXEClient" : NULL;
 		if (req->hlen != 6)

@@ -28,7 +28,7 @@ struct dhcp_boot {
  * port, boot files). Always fills ret; returns 0, or -ENAMETOOLONG when the
  * URL would not fit (then has_file is false). */
 int dhcp_boot_decide(const struct dhcp_request *req, const struct rb_config *cfg,
-		     struct dhcp_boot *ret);
+                     struct dhcp_boot *ret);
 
 /* Name of an option 93 architecture for the registry: "bios", "uefi-x64", ... */
 const char *dhcp_boot_arch_name(uint16_t arch);

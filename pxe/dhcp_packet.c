@@ -56,7 +56,7 @@ static struct in_addr get_addr(const uint8_t *p)
 
 /* One option with its value; l was checked against the field already. */
 static int take_option(struct dhcp_request *r, uint8_t code, const uint8_t *v, size_t l,
-		       bool main_field)
+                       bool main_field)
 {
 	switch (code) {
 	case DHCP_OPT_MSG_TYPE:
@@ -161,7 +161,7 @@ static int take_option(struct dhcp_request *r, uint8_t code, const uint8_t *v, s
 /* Walks the options in p[0..n). need_end: the field must end with END (the
  * options field must; file/sname may simply run out). */
 static int walk_options(struct dhcp_request *r, const uint8_t *p, size_t n, bool need_end,
-			bool main_field)
+                        bool main_field)
 {
 	size_t i = 0;
 
@@ -274,7 +274,7 @@ bool dhcp_request_user_class_is(const struct dhcp_request *req, const char *name
 }
 
 void dhcp_reply_start(struct dhcp_reply *r, void *buf, size_t bufcap,
-		      const struct dhcp_request *req, uint8_t msg_type)
+                      const struct dhcp_request *req, uint8_t msg_type)
 {
 	uint8_t *p = buf;
 	size_t max = DHCP_REPLY_MIN_MAX;
@@ -422,8 +422,8 @@ int dhcp_packet_find_option(const void *buf, size_t len, uint8_t code, const uin
 const char *dhcp_msg_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-		"BOOTP",   "DISCOVER", "OFFER",   "REQUEST", "DECLINE",
-		"ACK",     "NAK",      "RELEASE", "INFORM",
+		"BOOTP", "DISCOVER", "OFFER",   "REQUEST", "DECLINE",
+		"ACK",   "NAK",      "RELEASE", "INFORM",
 	};
 
 	return type < RB_ARRAY_SIZE(names) ? names[type] : "UNKNOWN";

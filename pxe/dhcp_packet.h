@@ -20,40 +20,40 @@
 #define DHCP_INFORM   8
 
 /* Option codes this server reads or writes. */
-#define DHCP_OPT_PAD            0
-#define DHCP_OPT_SUBNET_MASK    1
-#define DHCP_OPT_ROUTER         3
-#define DHCP_OPT_DNS            6
-#define DHCP_OPT_HOSTNAME       12
-#define DHCP_OPT_DOMAIN         15
-#define DHCP_OPT_BROADCAST      28
-#define DHCP_OPT_VENDOR_ENCAP   43
-#define DHCP_OPT_REQUESTED_IP   50
-#define DHCP_OPT_LEASE_TIME     51
-#define DHCP_OPT_OVERLOAD       52
-#define DHCP_OPT_MSG_TYPE       53
-#define DHCP_OPT_SERVER_ID      54
-#define DHCP_OPT_PARAM_LIST     55
-#define DHCP_OPT_MESSAGE        56
-#define DHCP_OPT_MAX_MSG_SIZE   57
-#define DHCP_OPT_T1             58
-#define DHCP_OPT_T2             59
-#define DHCP_OPT_VENDOR_CLASS   60
-#define DHCP_OPT_CLIENT_ID      61
-#define DHCP_OPT_TFTP_SERVER    66
-#define DHCP_OPT_BOOTFILE       67
-#define DHCP_OPT_USER_CLASS     77
-#define DHCP_OPT_CLIENT_ARCH    93
-#define DHCP_OPT_CLIENT_NDI     94
-#define DHCP_OPT_UUID           97
-#define DHCP_OPT_IPXE_ENCAP     175
-#define DHCP_OPT_END            255
+#define DHCP_OPT_PAD          0
+#define DHCP_OPT_SUBNET_MASK  1
+#define DHCP_OPT_ROUTER       3
+#define DHCP_OPT_DNS          6
+#define DHCP_OPT_HOSTNAME     12
+#define DHCP_OPT_DOMAIN       15
+#define DHCP_OPT_BROADCAST    28
+#define DHCP_OPT_VENDOR_ENCAP 43
+#define DHCP_OPT_REQUESTED_IP 50
+#define DHCP_OPT_LEASE_TIME   51
+#define DHCP_OPT_OVERLOAD     52
+#define DHCP_OPT_MSG_TYPE     53
+#define DHCP_OPT_SERVER_ID    54
+#define DHCP_OPT_PARAM_LIST   55
+#define DHCP_OPT_MESSAGE      56
+#define DHCP_OPT_MAX_MSG_SIZE 57
+#define DHCP_OPT_T1           58
+#define DHCP_OPT_T2           59
+#define DHCP_OPT_VENDOR_CLASS 60
+#define DHCP_OPT_CLIENT_ID    61
+#define DHCP_OPT_TFTP_SERVER  66
+#define DHCP_OPT_BOOTFILE     67
+#define DHCP_OPT_USER_CLASS   77
+#define DHCP_OPT_CLIENT_ARCH  93
+#define DHCP_OPT_CLIENT_NDI   94
+#define DHCP_OPT_UUID         97
+#define DHCP_OPT_IPXE_ENCAP   175
+#define DHCP_OPT_END          255
 
-#define DHCP_FIXED_LEN   236 /* op .. file, without the magic cookie */
-#define DHCP_MIN_LEN     240 /* fixed part + cookie */
-#define DHCP_SNAME_LEN   64
-#define DHCP_FILE_LEN    128
-#define DHCP_MAGIC       0x63825363u
+#define DHCP_FIXED_LEN      236 /* op .. file, without the magic cookie */
+#define DHCP_MIN_LEN        240 /* fixed part + cookie */
+#define DHCP_SNAME_LEN      64
+#define DHCP_FILE_LEN       128
+#define DHCP_MAGIC          0x63825363u
 #define DHCP_FLAG_BROADCAST 0x8000u
 /* Smallest reply every client must accept (RFC 2131: 576-byte IP datagram). */
 #define DHCP_REPLY_MIN_MAX 548
@@ -63,7 +63,7 @@
  * packet buffer given to dhcp_packet_parse() and live as long as it does. */
 struct dhcp_request {
 	uint8_t op, htype, hlen, hops;
-	uint32_t xid; /* as on the wire (network order), echoed unchanged */
+	uint32_t xid;         /* as on the wire (network order), echoed unchanged */
 	uint16_t secs, flags; /* host order */
 	struct in_addr ciaddr, yiaddr, siaddr, giaddr;
 	uint8_t chaddr[16];
@@ -119,7 +119,7 @@ struct dhcp_reply {
  * cookie and option 53 = msg_type. The usable size is the client's option 57
  * (minus IP/UDP headers) when it is larger than 548, capped by bufcap. */
 void dhcp_reply_start(struct dhcp_reply *r, void *buf, size_t bufcap,
-		      const struct dhcp_request *req, uint8_t msg_type);
+                      const struct dhcp_request *req, uint8_t msg_type);
 void dhcp_reply_set_ciaddr(struct dhcp_reply *r, struct in_addr a);
 void dhcp_reply_set_yiaddr(struct dhcp_reply *r, struct in_addr a);
 void dhcp_reply_set_siaddr(struct dhcp_reply *r, struct in_addr a);

@@ -57,6 +57,7 @@
 #include "pxe/config.h"
 #include "pxe/embedded.h"
 #include "pxe/ipxe_script.h"
+#include "pxe/netif.h"
 #include "pxe/registry.h"
 
 #define HTTP_CONN_TIMEOUT_S 60
@@ -79,6 +80,7 @@ struct http_req {
 	bool seen;    /* the handler was called once already */
 	bool queued;  /* a response was queued */
 	bool head;
+	bool script; /* a per-node iPXE script, noted on its own */
 	unsigned status;
 	uint64_t body_len; /* bytes the response body carries */
 	char method[12];
@@ -533,6 +535,7 @@ static enum MHD_Result serve_script(struct MHD_Connection *con, struct http_req 
 	uint8_t mac[6];
 	int r;
 
+	rq->script = true;
 	memcpy(stem, rel, 17);
 	stem[17] = '\0';
 	if (rb_mac_parse(stem, mac) < 0)
@@ -699,6 +702,27 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
 	return rq;
 }
 
+/* Kernel and initrd downloads are boot steps: they go into the node's event
+ * log. Only /boot/ files, not the repository, so the ARP-table lookup that
+ * ties the peer to a MAC costs nothing on the bulk-data path. */
+static void note_boot_file(struct http_server *srv, struct MHD_Connection *con,
+                           const struct http_req *rq, enum MHD_RequestTerminationCode toe)
+{
+	char peer[INET6_ADDRSTRLEN];
+	struct in_addr ip;
+	uint8_t mac[6];
+
+	if (!rq->queued || strcmp(rq->method, "GET") || strncmp(rq->uri, "/boot/", 6) ||
+	    rq->script || (rq->status != 200 && rq->status != 206))
+		return;
+	peer_addr(con, peer);
+	if (inet_pton(AF_INET, peer, &ip) != 1 || netif_neigh_mac(ip, mac) < 0)
+		return;
+	registry_note(srv->reg, mac, NULL, peer,
+	              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "http.file" : "http.abort",
+	              "%s %llu bytes", rq->uri + 6, (unsigned long long)rq->body_len);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -713,6 +737,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		atomic_fetch_add_explicit(&srv->errors, 1, memory_order_relaxed);
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		atomic_fetch_add_explicit(&srv->bytes_sent, rq->body_len, memory_order_relaxed);
+	note_boot_file(srv, con, rq, toe);
 	if (rb_log_level() >= LOG_DEBUG) {
 		char peer[INET6_ADDRSTRLEN];
 

@@ -74,7 +74,7 @@ struct lease_pool {
 static uint32_t mac_hash(const uint8_t m[6])
 {
 	uint64_t v = ((uint64_t)m[0] << 40) | ((uint64_t)m[1] << 32) | ((uint64_t)m[2] << 24) |
-		     ((uint64_t)m[3] << 16) | ((uint64_t)m[4] << 8) | m[5];
+	             ((uint64_t)m[3] << 16) | ((uint64_t)m[4] << 8) | m[5];
 
 	v *= 0x9E3779B97F4A7C15ull;
 	return (uint32_t)(v >> 32);
@@ -310,7 +310,7 @@ void lease_pool_free(struct lease_pool *p)
 }
 
 int lease_pool_offer(struct lease_pool *p, const uint8_t mac[6], const struct in_addr *requested,
-		     int64_t now, struct in_addr *ret)
+                     int64_t now, struct in_addr *ret)
 {
 	struct reservation *rs = res_find(p, mac);
 	struct mac_ent *e;
@@ -350,7 +350,7 @@ take:
 }
 
 int lease_pool_ack(struct lease_pool *p, const uint8_t mac[6], struct in_addr addr, int64_t now,
-		   uint32_t lease_time)
+                   uint32_t lease_time)
 {
 	struct reservation *rs = res_find(p, mac);
 	struct slot *s;
@@ -405,8 +405,7 @@ int lease_pool_release(struct lease_pool *p, const uint8_t mac[6], struct in_add
 	return 0;
 }
 
-int lease_pool_decline(struct lease_pool *p, const uint8_t mac[6], struct in_addr addr,
-		       int64_t now)
+int lease_pool_decline(struct lease_pool *p, const uint8_t mac[6], struct in_addr addr, int64_t now)
 {
 	struct slot *s;
 	uint32_t i;
@@ -508,7 +507,7 @@ static bool split3(char *line, char *tok[3])
 
 /* Applies one persisted lease; false if it no longer fits the config. */
 static bool take_persisted(struct lease_pool *p, const uint8_t mac[6], struct in_addr a,
-			   int64_t expires)
+                           int64_t expires)
 {
 	struct reservation *rs = res_find(p, mac);
 	uint32_t i;

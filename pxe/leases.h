@@ -22,7 +22,7 @@ struct lease_info {
 };
 
 /* How long an offered address is held for the client's REQUEST. */
-#define LEASE_OFFER_HOLD_S   60
+#define LEASE_OFFER_HOLD_S 60
 /* How long a declined address (in use by someone else) stays out of use. */
 #define LEASE_DECLINE_HOLD_S 600
 
@@ -35,19 +35,19 @@ void lease_pool_free(struct lease_pool *p);
  * the requested address (NULL = none) if free, else the next free one; held
  * for LEASE_OFFER_HOLD_S. -ENOSPC when the pool is exhausted. */
 int lease_pool_offer(struct lease_pool *p, const uint8_t mac[6], const struct in_addr *requested,
-		     int64_t now, struct in_addr *ret);
+                     int64_t now, struct in_addr *ret);
 /* Binds addr to mac for lease_time seconds (REQUEST). -EPERM: addr is
  * reserved for someone else or mac has a different reservation;
  * -EADDRINUSE: leased to another client; -EADDRNOTAVAIL: not one of ours.
  * Each of those is answered with a NAK. */
 int lease_pool_ack(struct lease_pool *p, const uint8_t mac[6], struct in_addr addr, int64_t now,
-		   uint32_t lease_time);
+                   uint32_t lease_time);
 /* RELEASE: frees addr if mac holds it (the address is remembered for mac).
  * -ENOENT if it does not. */
 int lease_pool_release(struct lease_pool *p, const uint8_t mac[6], struct in_addr addr);
 /* DECLINE: addr is in use on the wire; keep it out of the pool for a while. */
 int lease_pool_decline(struct lease_pool *p, const uint8_t mac[6], struct in_addr addr,
-		       int64_t now);
+                       int64_t now);
 /* Current lease of mac (bound or offered). -ENOENT if none. */
 int lease_pool_lookup(const struct lease_pool *p, const uint8_t mac[6], struct lease_info *ret);
 /* Hostname of mac's reservation, or NULL. */

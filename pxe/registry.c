@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -124,7 +125,11 @@ static void *writer_main(void *arg)
 {
 	struct registry *reg = arg;
 	struct note *batch = malloc(sizeof(*batch) * 512);
+	sigset_t all;
 
+	/* Signals belong to the server's signalfd, never to this thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (!batch)
 		abort(); /* start-up path: no registry without it */
 	pthread_mutex_lock(&reg->qlock);

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,15 @@ int rb_server_run(struct rb_config *cfg)
 	else
 		snprintf(dbpath, sizeof(dbpath), "%s/registry.db", cfg->state_dir);
 
+	/* Blocked before any thread exists (registry writer, HTTP pool), so
+	 * every thread inherits the mask and only the signalfd sees them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	r = registry_open(dbpath, &reg);
 	if (r < 0)
 		goto out;
@@ -111,12 +121,6 @@ int rb_server_run(struct rb_config *cfg)
 	if (r < 0)
 		goto out;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || rb_io_new(loop, sfd, EPOLLIN, on_signal, loop, &sigio) < 0) {
 		r = -errno;

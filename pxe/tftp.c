@@ -265,15 +265,14 @@ static size_t block_len(const struct tftp_xfer *x, uint64_t idx)
 	return (size_t)(x->size - (x->win.nblocks - 1) * x->params.blksize);
 }
 
-/* Sends one batch of consecutive blocks starting at win.next. Returns the
- * number sent (0 when the socket is full), or -errno. */
-static int send_batch(struct tftp_xfer *x, uint64_t count)
+/* Sends up to count consecutive blocks starting at index first. Returns
+ * the number sent (0 when the socket is full), or -errno. */
+static int send_blocks(struct tftp_xfer *x, uint64_t first, uint64_t count)
 {
 	struct tftp_server *srv = x->srv;
 	struct mmsghdr msgs[BATCH_MAX];
 	struct iovec iov[BATCH_MAX][2];
 	uint8_t hdr[BATCH_MAX][TFTP_HEADER_SIZE];
-	uint64_t first = x->win.next;
 	size_t want = 0, off = 0;
 	ssize_t got;
 	int sent;
@@ -308,29 +307,38 @@ static int send_batch(struct tftp_xfer *x, uint64_t count)
 	}
 	for (int i = 0; i < sent; i++)
 		srv->stats.bytes_sent += block_len(x, first + (uint64_t)i);
-	x->win.next += (uint64_t)sent;
 	return sent;
+}
+
+static bool xfer_send_failed(struct tftp_xfer *x, int r)
+{
+	if (r == -ESTALE)
+		xfer_abort(x, TFTP_EUNDEF, "file changed during transfer");
+	else
+		xfer_end(x, END_FAILED, strerror(-r));
+	return false;
 }
 
 /* Sends everything the window allows, then (re)arms the timer. Returns
  * false when the transfer was ended. */
 static bool xfer_pump(struct tftp_xfer *x)
 {
-	uint64_t n;
+	uint64_t n, probe;
+	int r = 0;
 
 	while ((n = tftp_window_sendable(&x->win)) > 0) {
-		int r = send_batch(x, n);
-
-		if (r == -ESTALE) {
-			xfer_abort(x, TFTP_EUNDEF, "file changed during transfer");
-			return false;
-		}
-		if (r < 0) {
-			xfer_end(x, END_FAILED, strerror(-r));
-			return false;
-		}
+		r = send_blocks(x, x->win.next, n);
+		if (r < 0)
+			return xfer_send_failed(x, r);
 		if (r == 0) /* socket buffer full: the timer resends */
 			break;
+		tftp_window_sent(&x->win, (uint64_t)r);
+	}
+	probe = r > 0 ? tftp_window_probe(&x->win) : 0;
+	if (probe) {
+		r = send_blocks(x, probe, 1);
+		if (r < 0)
+			return xfer_send_failed(x, r);
 	}
 	xfer_arm(x);
 	return true;

@@ -336,6 +336,7 @@ void tftp_window_init(struct tftp_window *w, uint64_t nblocks, unsigned window)
 	w->nblocks = nblocks;
 	w->next = 1;
 	w->window = window ? window : 1;
+	w->negotiated = w->window;
 }
 
 uint64_t tftp_window_sendable(const struct tftp_window *w)
@@ -343,6 +344,13 @@ uint64_t tftp_window_sendable(const struct tftp_window *w)
 	uint64_t end = RB_MIN(w->acked + w->window, w->nblocks); /* last index we may send */
 
 	return w->next <= end ? end - w->next + 1 : 0;
+}
+
+void tftp_window_sent(struct tftp_window *w, uint64_t n)
+{
+	w->next += n;
+	if (w->next - 1 > w->sent_max)
+		w->sent_max = w->next - 1;
 }
 
 static void window_shrink(struct tftp_window *w)
@@ -353,19 +361,20 @@ static void window_shrink(struct tftp_window *w)
 
 enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block)
 {
-	/* The only index within [acked, next-1] with these low 16 bits; the
+	/* The only index within [acked, sent_max] with these low 16 bits; the
 	 * window cap keeps that range shorter than 65536. Anything else is an
-	 * ACK older than 'acked' (or bogus) and is ignored. */
+	 * ACK older than 'acked' (or bogus) and is ignored. An index at or
+	 * past 'next' is fine: blocks sent before a go-back did arrive. */
 	uint64_t idx = w->acked + (uint16_t)(block - (uint16_t)w->acked);
 
-	if (idx >= w->next)
+	if (idx > w->sent_max)
 		return TFTP_ACK_STALE;
 	if (idx == w->acked) {
 		/* Nothing outstanding, or lock-step: a duplicate ACK must not
 		 * trigger a resend (Sorcerer's Apprentice, RFC 1123 4.2.3.1);
 		 * the timer covers a real loss. With a window, the first
 		 * duplicate says the whole window was lost: resend once. */
-		if (w->next == w->acked + 1 || w->window == 1 || w->dup_resent)
+		if (w->next == w->acked + 1 || w->negotiated == 1 || w->dup_resent)
 			return TFTP_ACK_STALE;
 		w->dup_resent = true;
 		window_shrink(w);
@@ -376,11 +385,13 @@ enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block)
 	w->dup_resent = false;
 	if (w->acked == w->nblocks)
 		return TFTP_ACK_DONE;
-	if (idx + 1 < w->next) { /* part of the window arrived: loss */
+	if (idx + 1 < w->next) { /* part of the burst arrived: loss */
 		window_shrink(w);
 		w->next = idx + 1;
 		return TFTP_ACK_RESEND;
 	}
+	if (w->next < idx + 1)
+		w->next = idx + 1;
 	return TFTP_ACK_SEND;
 }
 
@@ -392,4 +403,16 @@ void tftp_window_timeout(struct tftp_window *w)
 		w->losses++;
 	w->next = w->acked + 1;
 	w->dup_resent = false;
+}
+
+uint64_t tftp_window_probe(const struct tftp_window *w)
+{
+	uint64_t last = w->next - 1;
+
+	/* Needed only when the burst stopped short of what the receiver
+	 * counts: not at the end of the file, not at the negotiated window. */
+	if (w->window >= w->negotiated || last <= w->acked || last >= w->nblocks ||
+	    last - w->acked >= w->negotiated || tftp_window_sendable(w) > 0)
+		return 0;
+	return last;
 }

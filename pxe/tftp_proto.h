@@ -118,14 +118,22 @@ uint64_t tftp_block_count(uint64_t file_size, unsigned blksize);
 
 /* Sender state of one transfer (RFC 7440 sliding window; window 1 is plain
  * RFC 1350 lock-step). Block indices are 64-bit and 1-based so rollover
- * of the 16-bit wire number never confuses the sender. */
+ * of the 16-bit wire number never confuses the sender.
+ *
+ * After a loss the window shrinks (halves, down to 1) for the rest of the
+ * transfer. Receivers still count the negotiated window before they ACK,
+ * so a shrunken burst would otherwise wait for a timeout: the sender then
+ * repeats the burst's last block, and receivers answer a duplicate block
+ * with an ACK of what they hold (tftp_window_probe()). */
 struct tftp_window {
-	uint64_t nblocks; /* blocks in the transfer */
-	uint64_t acked;   /* highest index acknowledged in order, 0 = none */
-	uint64_t next;    /* next index to send */
-	unsigned window;  /* current window, shrinks on loss */
-	unsigned losses;  /* loss events seen (partial, duplicate ACK, timeout) */
-	bool dup_resent;  /* a duplicate of the current ACK already caused a resend */
+	uint64_t nblocks;    /* blocks in the transfer */
+	uint64_t acked;      /* highest index acknowledged in order, 0 = none */
+	uint64_t next;       /* next index to send */
+	uint64_t sent_max;   /* highest index ever sent (a go-back moves next below it) */
+	unsigned window;     /* current window, shrinks on loss */
+	unsigned negotiated; /* the window the receiver counts */
+	unsigned losses;     /* loss events seen (partial, duplicate ACK, timeout) */
+	bool dup_resent;     /* a duplicate of the current ACK already caused a resend */
 };
 
 enum tftp_ack_result {
@@ -138,8 +146,13 @@ enum tftp_ack_result {
 void tftp_window_init(struct tftp_window *w, uint64_t nblocks, unsigned window);
 /* Number of blocks that may be sent now, starting at w->next. */
 uint64_t tftp_window_sendable(const struct tftp_window *w);
+/* Records that n blocks from w->next were sent. */
+void tftp_window_sent(struct tftp_window *w, uint64_t n);
 /* Applies the ACK with wire block number 'block'. */
 enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block);
 /* A retransmission timeout: go back to the first unacknowledged block and
  * halve the window. */
 void tftp_window_timeout(struct tftp_window *w);
+/* After a burst: the index of a block to send once more so that the
+ * receiver ACKs a shrunken window now, or 0 when none is needed. */
+uint64_t tftp_window_probe(const struct tftp_window *w);

@@ -164,7 +164,7 @@ grep -qa "RACKBOOT-E2E-MARKER firmware: $want_fw" "$work/serial.log" ||
 api=$(ip netns exec "$ns" curl -sf "http://10.77.0.1:8080/api/v1/nodes/$mac") ||
 	{ echo "FAIL: API has no node $mac"; fail=1; api=""; }
 echo "API: $api" | head -c 2000; echo
-for ev in "\(dhcp\|proxy\)\." http.script; do
+for ev in "\(dhcp\|proxy\)\." http.script "http.file.*\"vmlinuz" "http.file.*\"initrd.img"; do
 	echo "$api" | grep -q "\"event\": *\"$ev" || { echo "FAIL: no $ev event for $mac"; fail=1; }
 done
 # QEMU's iPXE NIC ROMs are iPXE already (user class "iPXE" in their first

@@ -61,8 +61,8 @@ static const struct boot_expect table[] = {
 	/* EDK2's own PXE: TFTP snponly.efi by option 93 = 7 */
 	{ "ovmf_edk2_pxe_tftp_dnsmasq_00_req_discover", RB_DHCP_PROXY, DHCP_CLIENT_PXE,
 	  "snponly.efi", true, true, "PXEClient", "uefi-x64" },
-	{ "ovmf_edk2_pxe_tftp_dnsmasq_02_req_request", RB_DHCP_FULL, DHCP_CLIENT_PXE,
-	  "snponly.efi", true, false, NULL, "uefi-x64" },
+	{ "ovmf_edk2_pxe_tftp_dnsmasq_02_req_request", RB_DHCP_FULL, DHCP_CLIENT_PXE, "snponly.efi",
+	  true, false, NULL, "uefi-x64" },
 	/* the chainloaded iPXE on the same machine */
 	{ "ovmf_edk2_pxe_tftp_dnsmasq_04_req_discover", RB_DHCP_FULL, DHCP_CLIENT_IPXE,
 	  "http://10.77.0.1:8080/boot/52:54:00:12:34:59.ipxe", false, false, NULL,
@@ -73,8 +73,8 @@ static const struct boot_expect table[] = {
 	{ "ovmf_edk2_httpboot_dnsmasq_10_req_request", RB_DHCP_FULL, DHCP_CLIENT_HTTP,
 	  "http://10.77.0.1:8080/boot/ipxe.efi", false, false, "HTTPClient", "uefi-x64-http" },
 	/* Linux udhcpc: not a boot client */
-	{ "ovmf_uefi_dnsmasq_06_req_discover", RB_DHCP_PROXY, DHCP_CLIENT_OTHER, NULL, false,
-	  false, NULL, "" },
+	{ "ovmf_uefi_dnsmasq_06_req_discover", RB_DHCP_PROXY, DHCP_CLIENT_OTHER, NULL, false, false,
+	  NULL, "" },
 	{ "ovmf_edk2_pxe_tftp_dnsmasq_10_req_discover", RB_DHCP_FULL, DHCP_CLIENT_OTHER, NULL,
 	  false, false, NULL, "" },
 };

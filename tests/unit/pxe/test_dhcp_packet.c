@@ -108,7 +108,7 @@ static void test_request_fields(void **state)
 			assert_false(r.has_requested_ip);
 		}
 		assert_memory_equal(r.chaddr, ((uint8_t[]){ 0x52, 0x54, 0, 0x12, 0x34, e->mac5 }),
-				    6);
+		                    6);
 		assert_non_null(r.param_list);
 		assert_true(r.param_list_len > 0);
 		if (e->has_arch) {
@@ -198,9 +198,9 @@ static void test_malformed(void **state)
 
 	/* options we rely on with the wrong length */
 	static const uint8_t bad[][6] = {
-		{ 53, 2, 1, 1, 255, 0 },   { 50, 3, 10, 0, 0, 255 }, { 54, 5, 1, 2, 3, 4 },
-		{ 93, 1, 0, 255, 0, 0 },   { 93, 3, 0, 0, 7, 255 }, { 57, 1, 5, 255, 0, 0 },
-		{ 52, 1, 4, 255, 0, 0 },   { 52, 2, 1, 1, 255, 0 },
+		{ 53, 2, 1, 1, 255, 0 }, { 50, 3, 10, 0, 0, 255 }, { 54, 5, 1, 2, 3, 4 },
+		{ 93, 1, 0, 255, 0, 0 }, { 93, 3, 0, 0, 7, 255 },  { 57, 1, 5, 255, 0, 0 },
+		{ 52, 1, 4, 255, 0, 0 }, { 52, 2, 1, 1, 255, 0 },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		n = make_discover(p, sizeof(p));

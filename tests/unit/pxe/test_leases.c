@@ -112,7 +112,7 @@ static void test_requested(void **state)
 {
 	struct lease_pool *p = small_pool();
 	struct in_addr a, want = ip("10.0.0.12"), reserved = ip("10.0.0.11"),
-			  outside = ip("10.0.0.99");
+	                  outside = ip("10.0.0.99");
 
 	assert_int_equal(lease_pool_offer(p, A, &want, T0, &a), 0);
 	assert_string_equal(str(a), "10.0.0.12");
@@ -282,23 +282,23 @@ static void test_text_garbage(void **state)
 	memset(longline, 'x', sizeof(longline));
 	memcpy(longline + sizeof(longline) - 2, "\n", 2);
 	assert_int_equal(asprintf(&text,
-				  "# comment\n"
-				  "\n"
-				  "02:00:00:00:00:0a 10.0.0.10 1700003600\n"
-				  "02:00:00:00:00:0b 10.0.0.10 1700003600\n" /* same address */
-				  "02:00:00:00:00:0c 10.0.0.11 1700003600\n" /* reserved for R */
-				  "02:00:00:00:00:0c 10.9.0.1 1700003600\n"  /* out of pool */
-				  "02:00:00:00:00:01 10.0.0.12 1700003600\n" /* R, wrong addr */
-				  "zz:00:00:00:00:0c 10.0.0.12 1700003600\n"
-				  "02:00:00:00:00:0c 10.0.0.312 1700003600\n"
-				  "02:00:00:00:00:0c 10.0.0.12 -5\n"
-				  "02:00:00:00:00:0c 10.0.0.12 17000036001700003600\n"
-				  "02:00:00:00:00:0c 10.0.0.12\n"
-				  "02:00:00:00:00:0c 10.0.0.12 1 extra\n"
-				  "%s"
-				  "02:00:00:00:00:0c 10.0.0.12 1700003600", /* no final newline */
-				  longline) > 0,
-			 1);
+	                          "# comment\n"
+	                          "\n"
+	                          "02:00:00:00:00:0a 10.0.0.10 1700003600\n"
+	                          "02:00:00:00:00:0b 10.0.0.10 1700003600\n" /* same address */
+	                          "02:00:00:00:00:0c 10.0.0.11 1700003600\n" /* reserved for R */
+	                          "02:00:00:00:00:0c 10.9.0.1 1700003600\n"  /* out of pool */
+	                          "02:00:00:00:00:01 10.0.0.12 1700003600\n" /* R, wrong addr */
+	                          "zz:00:00:00:00:0c 10.0.0.12 1700003600\n"
+	                          "02:00:00:00:00:0c 10.0.0.312 1700003600\n"
+	                          "02:00:00:00:00:0c 10.0.0.12 -5\n"
+	                          "02:00:00:00:00:0c 10.0.0.12 17000036001700003600\n"
+	                          "02:00:00:00:00:0c 10.0.0.12\n"
+	                          "02:00:00:00:00:0c 10.0.0.12 1 extra\n"
+	                          "%s"
+	                          "02:00:00:00:00:0c 10.0.0.12 1700003600", /* no final newline */
+	                          longline) > 0,
+	                 1);
 	assert_int_equal(read_mem(p, text, &skipped), 2);
 	assert_int_equal(skipped, 11);
 	assert_int_equal(lease_pool_lookup(p, A, &li), 0);
