@@ -1,7 +1,7 @@
 #!/bin/bash
 # DHCP answer rate: rackbootd (full and proxy) against dnsmasq (the anchor,
 # full and proxy), same load, same machine, one after the other here.
-#   bench/dhcp.sh [SECONDS] [RATES...]     (defaults 10 and 1000 3000 6000 12000 20000 30000)
+#   bench/dhcp.sh [SECONDS] [RATES...]     (defaults 10 and 250 500 1000 3000 6000 12000 20000 30000)
 # Load: perfdhcp in its own namespace, joined to the server's by a veth
 # pair (perfdhcp binds port 67 as a relay, so it cannot share a namespace
 # with a server). Full mode: DORA from CLIENTS distinct MACs (default 1000:
@@ -24,7 +24,7 @@ RB_BUILD=${RB_BUILD:-$(dirname "$0")/../build}
 BIN=${RACKBOOTD:-$RB_BUILD/pxe/rackbootd}
 SECS=${1:-10}
 shift 2>/dev/null
-RATES=${*:-1000 3000 6000 12000 20000 30000}
+RATES=${*:-250 500 1000 3000 6000 12000 20000 30000}
 CLIENTS=${CLIENTS:-1000}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 [ -x "$BIN" ] || { echo "SKIP: $BIN not built"; exit 77; }

@@ -63,7 +63,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ROOT=$TMP/root
-mkdir -p "$ROOT" "$TMP/state" "$TMP/out"
+mkdir -p "$ROOT" "$TMP/state" "$TMP/out" "$TMP/boot" "$TMP/repo"
 chmod 755 "$ROOT"
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$ROOT/big"
 cp "$UNDI" "$ROOT/undionly.kpxe"
@@ -90,6 +90,8 @@ tftp {
 }
 http {
 	port = 18080
+	boot_root = "$TMP/boot"
+	repo_root = "$TMP/repo"
 }
 EOF
 # ip netns exec runs the server in place (exec), so $! is the server's PID.

@@ -562,18 +562,11 @@ static void refuse(struct tftp_server *srv, const struct sockaddr_in *peer, stru
 	send_error_from_listener(srv, peer, local, code, msg);
 }
 
-static void handle_request(struct tftp_server *srv, const uint8_t *buf, size_t len,
-                           const struct sockaddr_in *peer, struct in_addr local)
+/* Answers (or drops) a packet on the request port that is not a usable
+ * request: parse result r < 0. */
+static void handle_bad_request(struct tftp_server *srv, int r, const uint8_t *buf, size_t len,
+                               const struct sockaddr_in *peer, struct in_addr local, const char *ip)
 {
-	struct tftp_request req;
-	struct tftp_xfer *x = NULL;
-	char ip[INET_ADDRSTRLEN], name[NAME_LOG_MAX];
-	uint64_t size = 0;
-	uint16_t code = TFTP_EUNDEF;
-	int r, fd;
-
-	format_peer(peer, ip);
-	r = tftp_request_parse(buf, len, &req);
 	if (r == -EPROTO) {
 		uint16_t op = len >= 2 ? (uint16_t)(buf[0] << 8 | buf[1]) : 0;
 
@@ -592,10 +585,25 @@ static void handle_request(struct tftp_server *srv, const uint8_t *buf, size_t l
 		       "File name too long");
 		return;
 	}
+	if (log_allowed(srv))
+		log_info("tftp: dropped malformed %zu-byte request from %s:%u", len, ip,
+		         ntohs(peer->sin_port));
+}
+
+static void handle_request(struct tftp_server *srv, const uint8_t *buf, size_t len,
+                           const struct sockaddr_in *peer, struct in_addr local)
+{
+	struct tftp_request req;
+	struct tftp_xfer *x = NULL;
+	char ip[INET_ADDRSTRLEN], name[NAME_LOG_MAX];
+	uint64_t size = 0;
+	uint16_t code = TFTP_EUNDEF;
+	int r, fd;
+
+	format_peer(peer, ip);
+	r = tftp_request_parse(buf, len, &req);
 	if (r < 0) {
-		if (log_allowed(srv))
-			log_info("tftp: dropped malformed %zu-byte request from %s:%u", len, ip,
-			         ntohs(peer->sin_port));
+		handle_bad_request(srv, r, buf, len, peer, local, ip);
 		return;
 	}
 	srv->stats.requests++;

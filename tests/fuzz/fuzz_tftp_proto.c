@@ -53,12 +53,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i + 1 < size; i += 2) {
 		uint16_t b = (uint16_t)(copy[i] << 8 | copy[i + 1]);
 
-		w.next += tftp_window_sendable(&w);
+		tftp_window_sent(&w, tftp_window_sendable(&w));
 		if (b == 0xffff)
 			tftp_window_timeout(&w);
 		else if (tftp_window_ack(&w, b) == TFTP_ACK_DONE)
 			break;
-		if (w.acked >= w.next || w.next - 1 > w.nblocks || w.window < 1 || w.window > 16)
+		if (w.acked >= w.next || w.next - 1 > w.sent_max || w.sent_max > w.nblocks ||
+		    w.window < 1 || w.window > 16)
+			abort();
+		if (tftp_window_probe(&w) &&
+		    (tftp_window_probe(&w) <= w.acked || tftp_window_probe(&w) > w.sent_max))
 			abort();
 	}
 	free(copy);

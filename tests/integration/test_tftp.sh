@@ -40,7 +40,7 @@ print(u.getsockname()[1], t.getsockname()[1])')
 
 ROOT=$TMP/root
 OUT=$TMP/out
-mkdir -p "$ROOT/sub" "$OUT" "$TMP/state"
+mkdir -p "$ROOT/sub" "$OUT" "$TMP/state" "$TMP/boot" "$TMP/repo"
 : >"$ROOT/empty"
 head -c 511 /dev/urandom >"$ROOT/f511"
 head -c 512 /dev/urandom >"$ROOT/f512"
@@ -69,6 +69,8 @@ tftp {
 }
 http {
 	port = $HTTP_PORT
+	boot_root = "$TMP/boot"
+	repo_root = "$TMP/repo"
 }
 EOF
 
@@ -181,7 +183,11 @@ else
 	fail "write request: expected access violation, got: $msg"
 fi
 msg=$(cd "$TMP" && timeout 20 tftp 127.0.0.1 "$PORT" -m binary -c put upload uploaded2 2>&1)
-[ -e "$ROOT/uploaded2" ] && fail "tftp-hpa put created a file" || pass "tftp-hpa put refused ($msg)"
+if [ -e "$ROOT/uploaded2" ]; then
+	fail "tftp-hpa put created a file"
+else
+	pass "tftp-hpa put refused ($msg)"
+fi
 
 # netascii is refused (documented in pxe/tftp.c), not silently served.
 msg=$(timeout 20 tftp 127.0.0.1 "$PORT" -m ascii -c get f513 "$OUT/ascii" 2>&1)

@@ -371,7 +371,7 @@ static uint64_t send_all(struct tftp_window *w)
 {
 	uint64_t n = tftp_window_sendable(w);
 
-	w->next += n;
+	tftp_window_sent(w, n);
 	return n;
 }
 
@@ -433,6 +433,60 @@ static void test_window_loss_fallback(void **state)
 	assert_int_equal(tftp_window_sendable(&w), 1);
 }
 
+/* Blocks sent before a go-back did arrive: their ACK is progress, not
+ * an ACK "from the future" (this once stalled atftp after one loss). */
+static void test_window_ack_after_goback(void **state)
+{
+	struct tftp_window w;
+
+	tftp_window_init(&w, 100, 16);
+	assert_int_equal(send_all(&w), 16);
+	assert_int_equal(tftp_window_ack(&w, 16), TFTP_ACK_SEND);
+	assert_int_equal(send_all(&w), 16); /* 17..32 */
+	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_RESEND);
+	assert_int_equal(send_all(&w), 8); /* 21..28 */
+	assert_int_equal(w.sent_max, 32);
+	assert_int_equal(tftp_window_ack(&w, 33), TFTP_ACK_STALE); /* never sent */
+	assert_int_equal(tftp_window_ack(&w, 32), TFTP_ACK_SEND);
+	assert_int_equal(w.acked, 32);
+	assert_int_equal(w.next, 33);
+	assert_int_equal(send_all(&w), 8); /* the window stays 8 */
+	/* After a timeout went back, an ACK of the old burst still counts */
+	tftp_window_timeout(&w);
+	assert_int_equal(w.next, 33);
+	assert_int_equal(w.window, 4);
+	assert_int_equal(tftp_window_ack(&w, 40), TFTP_ACK_SEND);
+	assert_int_equal(w.next, 41);
+}
+
+/* A shrunken burst ends with its last block repeated, so receivers that
+ * count the negotiated window ACK it at once. */
+static void test_window_probe(void **state)
+{
+	struct tftp_window w;
+
+	tftp_window_init(&w, 100, 16);
+	assert_int_equal(send_all(&w), 16);
+	assert_int_equal(tftp_window_probe(&w), 0); /* full window: none */
+	assert_int_equal(tftp_window_ack(&w, 10), TFTP_ACK_RESEND);
+	assert_int_equal(send_all(&w), 8); /* 11..18 */
+	assert_int_equal(tftp_window_probe(&w), 18);
+	assert_int_equal(tftp_window_ack(&w, 18), TFTP_ACK_SEND);
+	assert_int_equal(send_all(&w), 8);
+	assert_int_equal(tftp_window_probe(&w), 26);
+	/* The burst that reaches the end of the file needs none */
+	w.acked = 95;
+	w.next = 96;
+	assert_int_equal(send_all(&w), 5);
+	assert_int_equal(tftp_window_probe(&w), 0);
+	/* Lock-step never probes */
+	tftp_window_init(&w, 100, 1);
+	assert_int_equal(send_all(&w), 1);
+	tftp_window_timeout(&w);
+	assert_int_equal(send_all(&w), 1);
+	assert_int_equal(tftp_window_probe(&w), 0);
+}
+
 static void test_window_final_block(void **state)
 {
 	struct tftp_window w;
@@ -482,6 +536,7 @@ static void test_window_rollover_stale(void **state)
 	tftp_window_init(&w, 200000, 16);
 	w.acked = 65530;
 	w.next = 65531;
+	w.sent_max = 65530;
 	assert_int_equal(send_all(&w), 16); /* 65531..65546: wire 65531..65535, 0..10 */
 	/* wire 65533 is 65533, a partial ACK */
 	assert_int_equal(tftp_window_ack(&w, 65533), TFTP_ACK_RESEND);
@@ -507,6 +562,8 @@ int main(void)
 		cmocka_unit_test(test_block_count),
 		cmocka_unit_test(test_window_lockstep),
 		cmocka_unit_test(test_window_loss_fallback),
+		cmocka_unit_test(test_window_ack_after_goback),
+		cmocka_unit_test(test_window_probe),
 		cmocka_unit_test(test_window_final_block),
 		cmocka_unit_test(test_window_rollover),
 		cmocka_unit_test(test_window_rollover_stale),
