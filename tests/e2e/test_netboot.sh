@@ -8,7 +8,11 @@
 #             kernel; localboot: a node the registry has as "ready" gets
 #             the local-boot script and must really start its disk;
 #             brokenboot: the discovery kernel is missing from the boot
-#             root, and the node must give up and reboot, never hang.
+#             root, and the node must give up and reboot, never hang;
+#             httpboot: UEFI HTTP Boot (uefi-edk2 only): no TFTP boot file
+#             is configured for UEFI PXE, so EDK2 falls through to HTTP
+#             Boot ("HTTPClient") and fetches ipxe.efi by URL (slow: the
+#             firmware's PXE timeouts come first).
 # In proxy mode a separate plain DHCP server (dnsmasq, PXE off) in its own
 # namespace hands out the address; rackbootd only adds the boot answer.
 # Asserts: the marker with this node's MAC in the kernel command line (so
@@ -24,7 +28,7 @@ keep=""
 for a in "${@:3}"; do
 	case $a in
 	--keep) keep=--keep ;;
-	discovery|localboot|brokenboot) scenario=$a ;;
+	discovery|localboot|brokenboot|httpboot) scenario=$a ;;
 	*) echo "unknown argument $a"; exit 2 ;;
 	esac
 done
@@ -74,11 +78,14 @@ else
 	dhcp="mode = \"full\" pool_start = \"10.77.0.100\" pool_end = \"10.77.0.150\""
 fi
 
+bootcfg=""
+[ "$scenario" = httpboot ] && bootcfg='boot { uefi_x64 = "" }'
 cat >"$work/rackbootd.conf" <<EOC
 user = "nobody"
 state_dir = "$work/state"
 interface = "br0"
 dhcp { $dhcp }
+$bootcfg
 tftp { root = "$work/root/tftp" }
 http { port = 8080 boot_root = "$work/root/boot" repo_root = "$work/root/repo" }
 discovery { kernel = "vmlinuz" initrd = "initrd.img" cmdline = "console=ttyS0 panic=-1 quiet" }
@@ -170,7 +177,13 @@ done
 # QEMU's iPXE NIC ROMs are iPXE already (user class "iPXE" in their first
 # DISCOVER) and go straight to the script; EDK2's own PXE client fetches
 # snponly.efi by TFTP first, asking for RFC 7440 windowsize.
-if [ "$fw" = uefi-edk2 ]; then
+if [ "$scenario" = httpboot ]; then
+	echo "$api" | grep -q '"detail": *"http://10.77.0.1:8080/boot/ipxe.efi"' ||
+		{ echo "FAIL: no HTTP boot URL answer for $mac"; fail=1; }
+	echo "$api" | grep -q '"event": *"http.file", *"detail": *"ipxe.efi' ||
+		{ echo "FAIL: ipxe.efi was not fetched over HTTP"; fail=1; }
+	! echo "$api" | grep -q '"event": *"tftp' || { echo "FAIL: HTTP boot used TFTP"; fail=1; }
+elif [ "$fw" = uefi-edk2 ]; then
 	echo "$api" | grep -q '"event": *"tftp.done"' || { echo "FAIL: no tftp.done event for $mac"; fail=1; }
 fi
 if [ "$mode" = proxy ]; then
