@@ -1,7 +1,7 @@
 #!/bin/bash
 # DHCP answer rate: rackbootd (full and proxy) against dnsmasq (the anchor,
 # full and proxy), same load, same machine, one after the other here.
-#   bench/dhcp.sh [SECONDS] [RATES...]     (defaults 10 and 250 500 1000 3000 6000 12000 20000 30000)
+#   bench/dhcp.sh [SECONDS] [RATES...]     (defaults 10 and 250 500 1000 3000 6000 9000 12000 16000 20000 25000 30000)
 # Load: perfdhcp in its own namespace, joined to the server's by a veth
 # pair (perfdhcp binds port 67 as a relay, so it cannot share a namespace
 # with a server). Full mode: DORA from CLIENTS distinct MACs (default 1000:
@@ -24,7 +24,7 @@ RB_BUILD=${RB_BUILD:-$(dirname "$0")/../build}
 BIN=${RACKBOOTD:-$RB_BUILD/pxe/rackbootd}
 SECS=${1:-10}
 shift 2>/dev/null
-RATES=${*:-250 500 1000 3000 6000 12000 20000 30000}
+RATES=${*:-250 500 1000 3000 6000 9000 12000 16000 20000 25000 30000}
 CLIENTS=${CLIENTS:-1000}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 [ -x "$BIN" ] || { echo "SKIP: $BIN not built"; exit 77; }
@@ -108,26 +108,38 @@ stop() {
 	PID=
 }
 
-# run NAME RATE: prints the loss in percent (two decimals)
+# cpu_ms PID: user+system CPU time of a process (all its threads) in ms
+cpu_ms() {
+	awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat"
+}
+
+# run NAME RATE: prints the loss in percent (two decimals) and the server's
+# CPU time per 1000 answers (ms): a figure that does not depend on how busy
+# the shared machine was, unlike the loss.
 run() {
 	local args=(-4 -l v1 -r "$2" -p "$SECS" -R "$CLIENTS")
 	case $1 in
 	*proxy) args+=(-i -o "60,$VENDOR" -o 93,0000) ;;
 	esac
+	local c0 c1
+	c0=$(cpu_ms "$PID")
 	ip netns exec "$C" perfdhcp "${args[@]}" 10.88.0.1 >"$TMP/perf.out" 2>&1
-	awk '/^sent packets:/ { s += $3 } /^drops:/ { d += $2 }
-	     END { if (s == 0) print "100.00"; else printf "%.2f\n", 100 * d / s }' "$TMP/perf.out"
+	c1=$(cpu_ms "$PID")
+	awk -v cpu=$((c1 - c0)) '/^sent packets:/ { s += $3 } /^drops:/ { d += $2 }
+	     /^received packets:/ { r += $3 }
+	     END { if (s == 0) printf "100.00 n/a\n"; else printf "%.2f %s\n", 100 * d / s,
+	           r ? sprintf("%.1f", cpu * 1000 / r) : "n/a" }' "$TMP/perf.out"
 }
 
 declare -A BEST
-printf '%-16s %8s %8s\n' server rate/s loss%
-for name in dnsmasq-full rackbootd-full dnsmasq-proxy rackbootd-proxy; do
+printf '%-16s %8s %8s %12s\n' server rate/s loss% cpu-ms/1000
+for name in ${SERVERS:-dnsmasq-full rackbootd-full dnsmasq-proxy rackbootd-proxy}; do
 	BEST[$name]=0
 	for rate in $RATES; do
 		start "$name"
-		loss=$(run "$name" "$rate")
+		read -r loss cpu < <(run "$name" "$rate")
 		stop
-		printf '%-16s %8s %8s\n' "$name" "$rate" "$loss"
+		printf '%-16s %8s %8s %12s\n' "$name" "$rate" "$loss" "$cpu"
 		if awk -v l="$loss" 'BEGIN { exit !(l < 1) }'; then
 			BEST[$name]=$rate
 		fi
@@ -138,6 +150,7 @@ done
 echo
 echo "highest rate with < 1% loss (DISCOVERs/s; full = DORA from $CLIENTS clients, proxy = DO):"
 for mode in full proxy; do
+	[ -n "${BEST[dnsmasq-$mode]:-}${BEST[rackbootd-$mode]:-}" ] || continue
 	d=${BEST[dnsmasq-$mode]} r=${BEST[rackbootd-$mode]}
 	ratio=$(awk -v r="$r" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", r / d; else print "n/a" }')
 	printf '  %-6s dnsmasq %6s   rackbootd %6s   ratio %s\n' "$mode" "$d" "$r" "$ratio"

@@ -18,8 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define QUEUE_CAP 8192
+/* Identical notes (same MAC, event and detail) within this window are
+ * coalesced: DHCP retransmissions and boot-storm repeats would otherwise
+ * make the writer thread the busiest thing in the server. */
+#define COALESCE_MS    1000
+#define COALESCE_SLOTS 4096
+/* The writer lets notes gather this long before a transaction. */
+#define BATCH_DELAY_US 20000
 
 struct note {
 	uint8_t mac[6];
@@ -37,7 +45,11 @@ struct registry {
 	pthread_cond_t qcond, done;
 	struct note *q;
 	size_t head, len;
-	uint64_t queued, written, dropped;
+	uint64_t queued, written, dropped, coalesced;
+	struct {
+		uint64_t key;
+		int64_t ts_ms;
+	} recent[COALESCE_SLOTS]; /* under qlock */
 	bool stop;
 	bool thread_started;
 	pthread_t thread;
@@ -140,6 +152,11 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&reg->qcond, &reg->qlock);
 		if (reg->len == 0 && reg->stop)
 			break;
+		if (!reg->stop && reg->len < 512) {
+			pthread_mutex_unlock(&reg->qlock);
+			usleep(BATCH_DELAY_US);
+			pthread_mutex_lock(&reg->qlock);
+		}
 		while (reg->len > 0 && n < 512) {
 			batch[n++] = reg->q[reg->head];
 			reg->head = (reg->head + 1) % QUEUE_CAP;
@@ -229,6 +246,21 @@ static void copy_field(char *dst, size_t n, const char *src)
 	dst[o] = '\0';
 }
 
+static uint64_t note_key(const struct note *n)
+{
+	/* FNV-1a over MAC, event and detail; a collision only merges two notes
+	 * of one second, and only when both have the same slot. */
+	uint64_t h = 0xcbf29ce484222325ull;
+	const char *parts[] = { n->event, n->detail };
+
+	for (size_t i = 0; i < 6; i++)
+		h = (h ^ n->mac[i]) * 0x100000001b3ull;
+	for (size_t p = 0; p < 2; p++)
+		for (const char *c = parts[p]; *c; c++)
+			h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+	return h | 1; /* 0 marks an empty slot */
+}
+
 void registry_note(struct registry *reg, const uint8_t mac[6], const char *arch, const char *ip,
                    const char *event, const char *fmt, ...)
 {
@@ -247,14 +279,23 @@ void registry_note(struct registry *reg, const uint8_t mac[6], const char *arch,
 	va_end(ap);
 	copy_field(n.detail, sizeof(n.detail), detail);
 
+	uint64_t key = note_key(&n);
+	size_t slot = key % COALESCE_SLOTS;
+
 	pthread_mutex_lock(&reg->qlock);
-	if (reg->len == QUEUE_CAP) {
+	if (reg->recent[slot].key == key && n.ts_ms - reg->recent[slot].ts_ms < COALESCE_MS) {
+		reg->coalesced++;
+	} else if (reg->len == QUEUE_CAP) {
 		reg->dropped++;
 	} else {
+		reg->recent[slot].key = key;
+		reg->recent[slot].ts_ms = n.ts_ms;
 		reg->q[(reg->head + reg->len) % QUEUE_CAP] = n;
 		reg->len++;
 		reg->queued++;
-		pthread_cond_signal(&reg->qcond);
+		/* The writer only sleeps on an empty queue. */
+		if (reg->len == 1)
+			pthread_cond_signal(&reg->qcond);
 	}
 	pthread_mutex_unlock(&reg->qlock);
 }

@@ -121,6 +121,43 @@ static void test_many_notes(void **state)
 	registry_free(reg);
 }
 
+static size_t count_events(struct registry *reg, const uint8_t *mac)
+{
+	size_t n;
+	char *s;
+	json_t *doc;
+
+	registry_flush(reg);
+	assert_int_equal(registry_node_json(reg, mac, 100000, &s), 0);
+	doc = json_loads(s, 0, NULL);
+	free(s);
+	n = json_array_size(json_object_get(doc, "events"));
+	json_decref(doc);
+	return n;
+}
+
+static void test_coalesce_repeats(void **state)
+{
+	struct registry *reg = NULL;
+
+	assert_int_equal(registry_open(path, &reg), 0);
+	/* A DHCP client retransmitting: one event, not a hundred. */
+	for (int i = 0; i < 100; i++)
+		registry_note(reg, mac1, "bios", NULL, "dhcp.offer", "undionly.kpxe");
+	assert_int_equal(count_events(reg, mac1), 1);
+	/* A different step, detail or node is its own event. */
+	registry_note(reg, mac1, NULL, NULL, "dhcp.ack", "undionly.kpxe");
+	registry_note(reg, mac1, NULL, NULL, "dhcp.offer", "snponly.efi");
+	registry_note(reg, mac2, NULL, NULL, "dhcp.offer", "undionly.kpxe");
+	assert_int_equal(count_events(reg, mac1), 3);
+	assert_int_equal(count_events(reg, mac2), 1);
+	/* After the window the same step is logged again. */
+	usleep(1100 * 1000);
+	registry_note(reg, mac1, NULL, NULL, "dhcp.offer", "undionly.kpxe");
+	assert_int_equal(count_events(reg, mac1), 4);
+	registry_free(reg);
+}
+
 static void test_open_fails_cleanly(void **state)
 {
 	struct registry *reg = (void *)0x1;
@@ -135,6 +172,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_notes_and_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_notes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_coalesce_repeats, setup, teardown),
 		cmocka_unit_test(test_open_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
