@@ -281,13 +281,33 @@ static void send_nak(struct dhcp_server *srv, const struct rx_ctx *rx,
 	send_reply(srv, rx, req, len, true);
 }
 
+/* An OFFER or ACK of address a, with the network and boot options. */
+static void send_lease(struct dhcp_server *srv, const struct rx_ctx *rx,
+                       const struct dhcp_request *req, const struct dhcp_boot *b, uint8_t type,
+                       struct in_addr a)
+{
+	struct dhcp_reply r;
+	size_t len;
+
+	dhcp_reply_start(&r, srv->tx, sizeof(srv->tx), req, type);
+	if (type == DHCP_ACK)
+		dhcp_reply_set_ciaddr(&r, req->ciaddr);
+	dhcp_reply_set_yiaddr(&r, a);
+	add_net_options(srv, &r, req, true);
+	add_boot(srv, &r, req, b);
+	if (dhcp_reply_finish(&r, &len) < 0) {
+		srv->stats.ignored++;
+		return;
+	}
+	send_reply(srv, rx, req, len, false);
+	note(srv, req, b, &a, type == DHCP_ACK ? "dhcp.ack" : "dhcp.offer");
+}
+
 static void full_discover(struct dhcp_server *srv, const struct rx_ctx *rx,
                           const struct dhcp_request *req, const struct dhcp_boot *b)
 {
-	struct dhcp_reply r;
 	struct in_addr a;
 	int64_t now = wall_now();
-	size_t len;
 	int k;
 
 	k = lease_pool_offer(srv->pool, req->chaddr,
@@ -301,24 +321,13 @@ static void full_discover(struct dhcp_server *srv, const struct rx_ctx *rx,
 		srv->stats.ignored++;
 		return;
 	}
-	dhcp_reply_start(&r, srv->tx, sizeof(srv->tx), req, DHCP_OFFER);
-	dhcp_reply_set_yiaddr(&r, a);
-	add_net_options(srv, &r, req, true);
-	add_boot(srv, &r, req, b);
-	if (dhcp_reply_finish(&r, &len) < 0) {
-		srv->stats.ignored++;
-		return;
-	}
-	send_reply(srv, rx, req, len, false);
-	note(srv, req, b, &a, "dhcp.offer");
+	send_lease(srv, rx, req, b, DHCP_OFFER, a);
 }
 
 static void full_request(struct dhcp_server *srv, const struct rx_ctx *rx,
                          const struct dhcp_request *req, const struct dhcp_boot *b)
 {
-	struct dhcp_reply r;
 	struct in_addr a;
-	size_t len;
 	int k;
 
 	if (req->has_server_id && req->server_id.s_addr != srv->cfg->server_addr.s_addr) {
@@ -344,17 +353,7 @@ static void full_request(struct dhcp_server *srv, const struct rx_ctx *rx,
 		return;
 	}
 	schedule_flush(srv);
-	dhcp_reply_start(&r, srv->tx, sizeof(srv->tx), req, DHCP_ACK);
-	dhcp_reply_set_ciaddr(&r, req->ciaddr);
-	dhcp_reply_set_yiaddr(&r, a);
-	add_net_options(srv, &r, req, true);
-	add_boot(srv, &r, req, b);
-	if (dhcp_reply_finish(&r, &len) < 0) {
-		srv->stats.ignored++;
-		return;
-	}
-	send_reply(srv, rx, req, len, false);
-	note(srv, req, b, &a, "dhcp.ack");
+	send_lease(srv, rx, req, b, DHCP_ACK, a);
 }
 
 static void handle_full(struct dhcp_server *srv, const struct rx_ctx *rx,
