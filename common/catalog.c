@@ -1,0 +1,599 @@
+/* Repository catalogue: struct <-> JSON for format rackboot-catalog/1.
+ *
+ * The three entry kinds (images, plain images, packages) are described by
+ * field tables (name, JSON type, offset, size, checker) and parsed,
+ * validated and serialised by one generic loop, so a rule is written once
+ * and cannot differ between reading and writing. Every path must be
+ * relative and pass rb_path_is_safe() below its section's directory; no two
+ * entries of a section share name+version (name+version+arch for packages).
+ *
+ * Pure: no I/O, no logging. Input size and entry counts are capped before
+ * allocation. Unknown top-level keys are ignored (forward compatible); a
+ * different format string is refused. */
+#include "common/catalog.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/util.h"
+
+#define SIZE_LIMIT (1ULL << 56)
+
+enum ftype { F_NAME, F_ARCH, F_SHA, F_PATH, F_KIND, F_DISK, F_U64 };
+
+struct field {
+	const char *key;
+	enum ftype type;
+	size_t off, size;
+	const char *prefix; /* F_PATH: the section's directory */
+};
+
+#define FLD(st, k, t, m, p)                                                                        \
+	{                                                                                          \
+		k, t, offsetof(st, m), sizeof(((st *)0)->m), p                                     \
+	}
+
+static const struct field image_fields[] = {
+	FLD(struct img_cat_image, "name", F_NAME, name, NULL),
+	FLD(struct img_cat_image, "version", F_NAME, version, NULL),
+	FLD(struct img_cat_image, "manifest", F_PATH, manifest, "images/"),
+	FLD(struct img_cat_image, "manifest_sha256", F_SHA, manifest_sha256, NULL),
+	FLD(struct img_cat_image, "disk_size", F_DISK, disk_size, NULL),
+	FLD(struct img_cat_image, "stored_bytes", F_U64, stored_bytes, NULL),
+};
+
+static const struct field plain_fields[] = {
+	FLD(struct img_cat_plain, "name", F_NAME, name, NULL),
+	FLD(struct img_cat_plain, "version", F_NAME, version, NULL),
+	FLD(struct img_cat_plain, "path", F_PATH, path, "plain/"),
+	FLD(struct img_cat_plain, "kind", F_KIND, kind, NULL),
+	FLD(struct img_cat_plain, "sha256", F_SHA, sha256, NULL),
+	FLD(struct img_cat_plain, "size", F_U64, size, NULL),
+};
+
+static const struct field package_fields[] = {
+	FLD(struct img_cat_package, "name", F_NAME, name, NULL),
+	FLD(struct img_cat_package, "version", F_NAME, version, NULL),
+	FLD(struct img_cat_package, "arch", F_ARCH, arch, NULL),
+	FLD(struct img_cat_package, "path", F_PATH, path, "pkgs/"),
+	FLD(struct img_cat_package, "sha256", F_SHA, sha256, NULL),
+	FLD(struct img_cat_package, "size", F_U64, size, NULL),
+};
+
+struct section {
+	const char *key;
+	const struct field *fields;
+	size_t n_fields;
+	size_t entry_size;
+	size_t items_off, count_off; /* in struct img_catalog */
+	bool dup_arch;               /* duplicates judged on name+version+arch */
+};
+
+static const struct section sections[] = {
+	{ "images", image_fields, RB_ARRAY_SIZE(image_fields), sizeof(struct img_cat_image),
+	  offsetof(struct img_catalog, images), offsetof(struct img_catalog, n_images), false },
+	{ "plain", plain_fields, RB_ARRAY_SIZE(plain_fields), sizeof(struct img_cat_plain),
+	  offsetof(struct img_catalog, plain), offsetof(struct img_catalog, n_plain), false },
+	{ "packages", package_fields, RB_ARRAY_SIZE(package_fields), sizeof(struct img_cat_package),
+	  offsetof(struct img_catalog, packages), offsetof(struct img_catalog, n_packages), true },
+};
+
+static const char *const kinds[] = { "raw", "raw.gz", "raw.xz", "raw.zst",
+	                             "tar", "tar.gz", "tar.xz", "tar.zst" };
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static void **items_of(struct img_catalog *c, const struct section *s)
+{
+	return (void **)((char *)c + s->items_off);
+}
+
+static size_t *count_of(struct img_catalog *c, const struct section *s)
+{
+	return (size_t *)((char *)c + s->count_off);
+}
+
+static const void *citems_of(const struct img_catalog *c, const struct section *s)
+{
+	return *(void *const *)((const char *)c + s->items_off);
+}
+
+static size_t ccount_of(const struct img_catalog *c, const struct section *s)
+{
+	return *(const size_t *)((const char *)c + s->count_off);
+}
+
+/* Implicit capacity as in manifest.c: 0, or max(16, next power of two). */
+static size_t implicit_cap(size_t n)
+{
+	size_t cap = 16;
+
+	if (n == 0)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	return cap;
+}
+
+static int grow(void **arr, size_t n, size_t sz)
+{
+	size_t cap = implicit_cap(n);
+	void *p;
+
+	if (n < cap)
+		return 0;
+	cap = n == 0 ? 16 : cap * 2;
+	if (cap > SIZE_MAX / sz)
+		return -ENOMEM;
+	p = realloc(*arr, cap * sz);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	return 0;
+}
+
+int img_catalog_new(struct img_catalog **ret)
+{
+	struct img_catalog *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	*ret = c;
+	return 0;
+}
+
+void img_catalog_free(struct img_catalog *c)
+{
+	if (!c)
+		return;
+	free(c->images);
+	free(c->plain);
+	free(c->packages);
+	free(c);
+}
+
+/* ---- validation ---- */
+
+static bool kind_is_valid(const char *k)
+{
+	for (size_t i = 0; i < RB_ARRAY_SIZE(kinds); i++)
+		if (!strcmp(k, kinds[i]))
+			return true;
+	return false;
+}
+
+static int check_field(const struct field *f, const void *entry, const char *where, char *err,
+                       size_t errlen)
+{
+	const char *s = (const char *)entry + f->off;
+	uint64_t v;
+
+	if (f->type == F_DISK || f->type == F_U64) {
+		memcpy(&v, s, sizeof(v));
+		if (f->type == F_DISK && (v == 0 || v > IMG_DISK_SIZE_MAX || v % 512 != 0))
+			return fail(err, errlen,
+			            "%s.%s: %" PRIu64 " must be > 0, <= 2^50 and a multiple of 512",
+			            where, f->key, v);
+		if (v > SIZE_LIMIT)
+			return fail(err, errlen, "%s.%s: %" PRIu64 " out of range", where, f->key,
+			            v);
+		return 0;
+	}
+	if (!memchr(s, '\0', f->size))
+		return fail(err, errlen, "%s.%s: not terminated", where, f->key);
+	switch (f->type) {
+	case F_NAME:
+	case F_ARCH:
+		if (!img_name_is_valid(s) || strlen(s) >= f->size)
+			return fail(err, errlen,
+			            "%s.%s: must match [A-Za-z0-9._+-]{1,%zu}, not start with '.'",
+			            where, f->key, f->size - 1);
+		return 0;
+	case F_SHA:
+		if (!img_sha256_hex_is_valid(s))
+			return fail(err, errlen, "%s.%s: not 64 lowercase hex characters", where,
+			            f->key);
+		return 0;
+	case F_PATH:
+		if (!rb_path_is_safe(s) || strncmp(s, f->prefix, strlen(f->prefix)) != 0 ||
+		    s[strlen(f->prefix)] == '\0')
+			return fail(err, errlen, "%s.%s: not a safe relative path below %s", where,
+			            f->key, f->prefix);
+		return 0;
+	case F_KIND:
+		if (!kind_is_valid(s))
+			return fail(err, errlen,
+			            "%s.%s: must be one of raw raw.gz raw.xz raw.zst tar tar.gz "
+			            "tar.xz tar.zst",
+			            where, f->key);
+		return 0;
+	default:
+		return fail(err, errlen, "%s.%s: internal error", where, f->key);
+	}
+}
+
+static int check_entry(const struct section *s, const void *entry, size_t i, char *err,
+                       size_t errlen)
+{
+	char where[48];
+
+	snprintf(where, sizeof(where), "%s[%zu]", s->key, i);
+	for (size_t k = 0; k < s->n_fields; k++) {
+		int r = check_field(&s->fields[k], entry, where, err, errlen);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* name and version are the first two fields of every entry type; arch the
+ * third of a package. */
+static int entry_cmp(const struct section *s, const void *a, const void *b)
+{
+	const char *x = a, *y = b;
+	int r;
+
+	r = strcmp(x + s->fields[0].off, y + s->fields[0].off);
+	if (r == 0)
+		r = strcmp(x + s->fields[1].off, y + s->fields[1].off);
+	if (r == 0 && s->dup_arch)
+		r = strcmp(x + s->fields[2].off, y + s->fields[2].off);
+	return r;
+}
+
+static int cmp_idx(const void *a, const void *b, void *arg)
+{
+	const char *const *x = a, *const *y = b;
+
+	return entry_cmp(arg, *x, *y);
+}
+
+static int check_duplicates(const struct section *s, const char *items, size_t n, char *err,
+                            size_t errlen)
+{
+	const char **sorted;
+	int r = 0;
+
+	if (n < 2)
+		return 0;
+	sorted = malloc(n * sizeof(*sorted));
+	if (!sorted)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = items + i * s->entry_size;
+	qsort_r(sorted, n, sizeof(*sorted), cmp_idx, (void *)s);
+	for (size_t i = 1; i < n; i++) {
+		if (entry_cmp(s, sorted[i - 1], sorted[i]) == 0) {
+			size_t a = (size_t)(sorted[i - 1] - items) / s->entry_size;
+			size_t b = (size_t)(sorted[i] - items) / s->entry_size;
+
+			r = fail(err, errlen, "%s[%zu]: duplicate of %s[%zu] (%s %s)", s->key,
+			         RB_MAX(a, b), s->key, RB_MIN(a, b), sorted[i] + s->fields[0].off,
+			         sorted[i] + s->fields[1].off);
+			break;
+		}
+	}
+	free(sorted);
+	return r;
+}
+
+int img_catalog_validate(const struct img_catalog *c, char *err, size_t errlen)
+{
+	for (size_t si = 0; si < RB_ARRAY_SIZE(sections); si++) {
+		const struct section *s = &sections[si];
+		const char *items = citems_of(c, s);
+		size_t n = ccount_of(c, s);
+		int r;
+
+		if (n > IMG_CATALOG_MAX_ENTRIES)
+			return fail(err, errlen, "%s: %zu entries, more than %d", s->key, n,
+			            IMG_CATALOG_MAX_ENTRIES);
+		for (size_t i = 0; i < n; i++) {
+			r = check_entry(s, items + i * s->entry_size, i, err, errlen);
+			if (r < 0)
+				return r;
+		}
+		r = check_duplicates(s, items, n, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- parsing ---- */
+
+static int parse_field(const struct field *f, json_t *obj, void *entry, const char *where,
+                       char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, f->key);
+	char *dst = (char *)entry + f->off;
+
+	if (!v)
+		return fail(err, errlen, "%s.%s: missing field", where, f->key);
+	if (f->type == F_DISK || f->type == F_U64) {
+		json_int_t x;
+		uint64_t u;
+
+		if (!json_is_integer(v))
+			return fail(err, errlen, "%s.%s: expected an integer", where, f->key);
+		x = json_integer_value(v);
+		if (x < 0)
+			return fail(err, errlen, "%s.%s: negative", where, f->key);
+		u = (uint64_t)x;
+		memcpy(dst, &u, sizeof(u));
+		return 0;
+	}
+	if (!json_is_string(v))
+		return fail(err, errlen, "%s.%s: expected a string", where, f->key);
+	if (json_string_length(v) >= f->size)
+		return fail(err, errlen, "%s.%s: longer than %zu bytes", where, f->key,
+		            f->size - 1);
+	if (memchr(json_string_value(v), '\0', json_string_length(v)))
+		return fail(err, errlen, "%s.%s: contains a NUL byte", where, f->key);
+	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+static int parse_section(const struct section *s, json_t *root, struct img_catalog *c, char *err,
+                         size_t errlen)
+{
+	json_t *arr = json_object_get(root, s->key), *v;
+	size_t i, n, cap;
+	char *items;
+	int r;
+
+	if (!arr)
+		return fail(err, errlen, "%s: missing field", s->key);
+	if (!json_is_array(arr))
+		return fail(err, errlen, "%s: expected an array", s->key);
+	n = json_array_size(arr);
+	if (n > IMG_CATALOG_MAX_ENTRIES)
+		return fail(err, errlen, "%s: %zu entries, more than %d", s->key, n,
+		            IMG_CATALOG_MAX_ENTRIES);
+	if (n == 0)
+		return 0;
+	cap = implicit_cap(n);
+	items = calloc(cap, s->entry_size);
+	if (!items)
+		return -ENOMEM;
+	*items_of(c, s) = items;
+	json_array_foreach(arr, i, v)
+	{
+		char where[48];
+
+		snprintf(where, sizeof(where), "%s[%zu]", s->key, i);
+		if (!json_is_object(v))
+			return fail(err, errlen, "%s: expected an object", where);
+		for (size_t k = 0; k < s->n_fields; k++) {
+			r = parse_field(&s->fields[k], v, items + i * s->entry_size, where, err,
+			                errlen);
+			if (r < 0)
+				return r;
+		}
+		(*count_of(c, s))++;
+	}
+	return 0;
+}
+
+static int parse_root(json_t *root, struct img_catalog *c, char *err, size_t errlen)
+{
+	json_t *format, *generated;
+	int r;
+
+	if (!json_is_object(root))
+		return fail(err, errlen, "catalog: expected a JSON object");
+	format = json_object_get(root, "format");
+	if (!format)
+		return fail(err, errlen, "format: missing field");
+	if (!json_is_string(format) || strcmp(json_string_value(format), IMG_CATALOG_FORMAT) != 0)
+		return fail(err, errlen,
+		            "format: not \"" IMG_CATALOG_FORMAT
+		            "\" (made by a newer rackboot-image?)");
+	generated = json_object_get(root, "generated");
+	if (!generated)
+		return fail(err, errlen, "generated: missing field");
+	if (!json_is_integer(generated))
+		return fail(err, errlen, "generated: expected an integer");
+	c->generated = json_integer_value(generated);
+	for (size_t si = 0; si < RB_ARRAY_SIZE(sections); si++) {
+		r = parse_section(&sections[si], root, c, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	return img_catalog_validate(c, err, errlen);
+}
+
+int img_catalog_parse(const char *data, size_t len, struct img_catalog **ret, char *err,
+                      size_t errlen)
+{
+	struct img_catalog *c;
+	json_error_t jerr;
+	json_t *root;
+	int r;
+
+	if (len > IMG_CATALOG_MAX_SIZE) {
+		fail(err, errlen, "catalog: %zu bytes, more than the %llu byte limit", len,
+		     IMG_CATALOG_MAX_SIZE);
+		return -EFBIG;
+	}
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return fail(err, errlen, "catalog: not JSON: %s at line %d column %d", jerr.text,
+		            jerr.line, jerr.column);
+	r = img_catalog_new(&c);
+	if (r < 0)
+		goto out;
+	r = parse_root(root, c, err, errlen);
+	if (r < 0) {
+		img_catalog_free(c);
+		goto out;
+	}
+	*ret = c;
+out:
+	json_decref(root);
+	return r;
+}
+
+/* ---- serialising ---- */
+
+static json_t *entry_json(const struct section *s, const char *entry)
+{
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	for (size_t k = 0; k < s->n_fields; k++) {
+		const struct field *f = &s->fields[k];
+		json_t *v;
+
+		if (f->type == F_DISK || f->type == F_U64) {
+			uint64_t u;
+
+			memcpy(&u, entry + f->off, sizeof(u));
+			v = json_integer((json_int_t)u);
+		} else {
+			v = json_string(entry + f->off);
+		}
+		if (!v || json_object_set_new(o, f->key, v) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+int img_catalog_serialize(const struct img_catalog *c, char **ret, size_t *ret_len)
+{
+	json_t *root, *v;
+	char *out;
+	int r;
+
+	r = img_catalog_validate(c, NULL, 0);
+	if (r < 0)
+		return r;
+	root = json_object();
+	if (!root)
+		return -ENOMEM;
+	v = json_string(IMG_CATALOG_FORMAT);
+	if (!v || json_object_set_new(root, "format", v) < 0)
+		goto err;
+	v = json_integer(c->generated);
+	if (!v || json_object_set_new(root, "generated", v) < 0)
+		goto err;
+	for (size_t si = 0; si < RB_ARRAY_SIZE(sections); si++) {
+		const struct section *s = &sections[si];
+		const char *items = citems_of(c, s);
+		json_t *arr = json_array();
+
+		if (!arr || json_object_set_new(root, s->key, arr) < 0)
+			goto err;
+		for (size_t i = 0; i < ccount_of(c, s); i++) {
+			v = entry_json(s, items + i * s->entry_size);
+			if (!v || json_array_append_new(arr, v) < 0)
+				goto err;
+		}
+	}
+	out = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (!out)
+		return -ENOMEM;
+	*ret = out;
+	*ret_len = strlen(out);
+	return 0;
+err:
+	json_decref(root);
+	return -ENOMEM;
+}
+
+/* ---- editing ---- */
+
+static int add_entry(struct img_catalog *c, const struct section *s, const void *e)
+{
+	char **items = (char **)items_of(c, s);
+	size_t *n = count_of(c, s);
+	int r;
+
+	r = check_entry(s, e, *n, NULL, 0);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < *n; i++) {
+		if (entry_cmp(s, *items + i * s->entry_size, e) == 0) {
+			memcpy(*items + i * s->entry_size, e, s->entry_size);
+			return 0;
+		}
+	}
+	if (*n >= IMG_CATALOG_MAX_ENTRIES)
+		return -E2BIG;
+	r = grow((void **)items, *n, s->entry_size);
+	if (r < 0)
+		return r;
+	memcpy(*items + *n * s->entry_size, e, s->entry_size);
+	(*n)++;
+	return 0;
+}
+
+int img_catalog_add_image(struct img_catalog *c, const struct img_cat_image *e)
+{
+	return add_entry(c, &sections[0], e);
+}
+
+int img_catalog_add_plain(struct img_catalog *c, const struct img_cat_plain *e)
+{
+	return add_entry(c, &sections[1], e);
+}
+
+int img_catalog_add_package(struct img_catalog *c, const struct img_cat_package *e)
+{
+	return add_entry(c, &sections[2], e);
+}
+
+int img_catalog_remove_image(struct img_catalog *c, const char *name, const char *version)
+{
+	for (size_t i = 0; i < c->n_images; i++) {
+		if (!strcmp(c->images[i].name, name) && !strcmp(c->images[i].version, version)) {
+			memmove(&c->images[i], &c->images[i + 1],
+			        (c->n_images - i - 1) * sizeof(*c->images));
+			c->n_images--;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+const struct img_cat_image *img_catalog_find_image(const struct img_catalog *c, const char *name,
+                                                   const char *version)
+{
+	for (size_t i = 0; i < c->n_images; i++)
+		if (!strcmp(c->images[i].name, name) && !strcmp(c->images[i].version, version))
+			return &c->images[i];
+	return NULL;
+}
+
+const struct img_cat_plain *img_catalog_find_plain(const struct img_catalog *c, const char *name,
+                                                   const char *version)
+{
+	for (size_t i = 0; i < c->n_plain; i++)
+		if (!strcmp(c->plain[i].name, name) && !strcmp(c->plain[i].version, version))
+			return &c->plain[i];
+	return NULL;
+}

@@ -1,0 +1,73 @@
+/* Repository catalogue (format "rackboot-catalog/1"): the signed index of
+ * images (by manifest hash), plain images a site already has, and package
+ * archives. Strict bounded parsing like the manifest; pure, no I/O. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/manifest.h" /* img_name_is_valid() */
+
+#define IMG_CATALOG_FORMAT      "rackboot-catalog/1"
+#define IMG_CATALOG_MAX_SIZE    (64ULL * 1024 * 1024)
+#define IMG_CATALOG_MAX_ENTRIES 100000
+#define IMG_CAT_PATH_MAX        256
+
+struct img_cat_image {
+	char name[65], version[65];
+	char manifest[IMG_CAT_PATH_MAX]; /* "images/<name>/<version>.manifest.json" */
+	char manifest_sha256[65];
+	uint64_t disk_size;
+	uint64_t stored_bytes;
+};
+
+struct img_cat_plain {
+	char name[65], version[65];
+	char path[IMG_CAT_PATH_MAX]; /* "plain/..." */
+	char kind[8];                /* raw raw.gz raw.xz raw.zst tar tar.gz tar.xz tar.zst */
+	char sha256[65];
+	uint64_t size;
+};
+
+struct img_cat_package {
+	char name[65], version[65];
+	char arch[33];
+	char path[IMG_CAT_PATH_MAX]; /* "pkgs/..." */
+	char sha256[65];
+	uint64_t size;
+};
+
+struct img_catalog {
+	int64_t generated;
+	struct img_cat_image *images;
+	size_t n_images;
+	struct img_cat_plain *plain;
+	size_t n_plain;
+	struct img_cat_package *packages;
+	size_t n_packages;
+};
+
+int img_catalog_new(struct img_catalog **ret);
+void img_catalog_free(struct img_catalog *c);
+
+/* -EINVAL with a message naming the field and index; -EFBIG over the cap. */
+int img_catalog_parse(const char *data, size_t len, struct img_catalog **ret, char *err,
+                      size_t errlen);
+/* Compact JSON, NUL-terminated; caller frees *ret. -EINVAL if invalid. */
+int img_catalog_serialize(const struct img_catalog *c, char **ret, size_t *ret_len);
+int img_catalog_validate(const struct img_catalog *c, char *err, size_t errlen);
+
+/* Add or replace (same name+version replaces the entry in place). The
+ * entry is copied and checked: -EINVAL if a field is malformed. */
+int img_catalog_add_image(struct img_catalog *c, const struct img_cat_image *e);
+int img_catalog_add_plain(struct img_catalog *c, const struct img_cat_plain *e);
+int img_catalog_add_package(struct img_catalog *c, const struct img_cat_package *e);
+
+/* Removes an image entry: 0, or -ENOENT. */
+int img_catalog_remove_image(struct img_catalog *c, const char *name, const char *version);
+
+/* NULL if absent. */
+const struct img_cat_image *img_catalog_find_image(const struct img_catalog *c, const char *name,
+                                                   const char *version);
+const struct img_cat_plain *img_catalog_find_plain(const struct img_catalog *c, const char *name,
+                                                   const char *version);

@@ -1,0 +1,260 @@
+/* Repository catalogue: round trip, add/replace/find/remove, and every
+ * rejection (paths, kinds, duplicates, types, counts) with its message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "common/catalog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define IMG(n, v, path)                                                                            \
+	"{\"name\":\"" n "\",\"version\":\"" v "\",\"manifest\":\"" path                           \
+	"\",\"manifest_sha256\":\"" H "\",\"disk_size\":8589934592,\"stored_bytes\":10}"
+#define PLAIN(n, v, path, kind)                                                                    \
+	"{\"name\":\"" n "\",\"version\":\"" v "\",\"path\":\"" path "\",\"kind\":\"" kind         \
+	"\",\"sha256\":\"" H "\",\"size\":123}"
+#define PKG(n, v, a, path)                                                                         \
+	"{\"name\":\"" n "\",\"version\":\"" v "\",\"arch\":\"" a "\",\"path\":\"" path            \
+	"\",\"sha256\":\"" H "\",\"size\":77}"
+#define CAT(i, p, k)                                                                               \
+	"{\"format\":\"rackboot-catalog/1\",\"generated\":1795796000,\"images\":[" i "],"          \
+	"\"plain\":[" p "],\"packages\":[" k "]}"
+#define GOOD_IMG IMG("deb", "1", "images/deb/1.manifest.json")
+
+static void test_accepts(void **state)
+{
+	static const char *const ok[] = {
+		CAT("", "", ""),
+		CAT(GOOD_IMG "," IMG("deb", "2", "images/deb/2.manifest.json"),
+		    PLAIN("alma", "9", "plain/alma-9.img.xz",
+		          "raw.xz") "," PLAIN("rootfs", "1", "plain/rootfs.tar.zst", "tar.zst"),
+		    PKG("nvidia", "550.1", "amd64", "pkgs/nvidia_550.1_amd64.tar.zst") "," PKG(
+		            "nvidia", "550.1", "arm64", "pkgs/nvidia_550.1_arm64.tar.zst")),
+		/* unknown top-level keys are ignored */
+		"{\"format\":\"rackboot-catalog/1\",\"generated\":1,\"images\":[],\"plain\":[],"
+		"\"packages\":[],\"mirrors\":[\"x\"]}",
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct img_catalog *c = NULL;
+		char err[256] = "";
+
+		if (img_catalog_parse(ok[i], strlen(ok[i]), &c, err, sizeof(err)) != 0)
+			fail_msg("vector %zu refused: %s", i, err);
+		img_catalog_free(c);
+	}
+}
+
+static void test_rejects(void **state)
+{
+	static const struct {
+		const char *json;
+		const char *msg;
+	} v[] = {
+		{ "nope", "not JSON" },
+		{ "[\"x\"]", "expected a JSON object" },
+		{ "{\"generated\":1,\"images\":[],\"plain\":[],\"packages\":[]}",
+		  "format: missing" },
+		{ "{\"format\":\"rackboot-catalog/2\",\"generated\":1,\"images\":[],\"plain\":[],"
+		  "\"packages\":[]}",
+		  "format: not" },
+		{ "{\"format\":\"rackboot-catalog/1\",\"images\":[],\"plain\":[],\"packages\":[]}",
+		  "generated: missing" },
+		{ "{\"format\":\"rackboot-catalog/"
+		  "1\",\"generated\":1,\"plain\":[],\"packages\":[]}",
+		  "images: missing" },
+		{ "{\"format\":\"rackboot-catalog/1\",\"generated\":1,\"images\":{},\"plain\":[],"
+		  "\"packages\":[]}",
+		  "images: expected an array" },
+		{ CAT("7", "", ""), "images[0]: expected an object" },
+		{ CAT("{\"name\":\"deb\"}", "", ""), "images[0].version: missing field" },
+		{ CAT(GOOD_IMG "," IMG("deb", "1", "images/deb/1b.manifest.json"), "", ""),
+		  "images[1]: duplicate of images[0] (deb 1)" },
+		{ CAT(IMG("../deb", "1", "images/deb/1.manifest.json"), "", ""),
+		  "images[0].name: must match" },
+		{ CAT(IMG("deb", "1", "images/../../etc/passwd"), "", ""),
+		  "images[0].manifest: not a safe relative path below images/" },
+		{ CAT(IMG("deb", "1", "/etc/passwd"), "", ""), "images[0].manifest: not a safe" },
+		{ CAT(IMG("deb", "1", "plain/x.img"), "", ""), "images[0].manifest: not a safe" },
+		{ CAT(IMG("deb", "1", "images/"), "", ""), "images[0].manifest: not a safe" },
+		{ CAT("{\"name\":\"deb\",\"version\":\"1\",\"manifest\":\"images/a\","
+		      "\"manifest_sha256\":\"" H "\",\"disk_size\":1000,\"stored_bytes\":1}",
+		      "", ""),
+		  "images[0].disk_size: 1000 must be" },
+		{ CAT("{\"name\":\"deb\",\"version\":\"1\",\"manifest\":\"images/a\","
+		      "\"manifest_sha256\":\"" H "\",\"disk_size\":512,\"stored_bytes\":-1}",
+		      "", ""),
+		  "images[0].stored_bytes: negative" },
+		{ CAT("{\"name\":\"deb\",\"version\":\"1\",\"manifest\":\"images/a\","
+		      "\"manifest_sha256\":\"" H "\",\"disk_size\":\"512\",\"stored_bytes\":1}",
+		      "", ""),
+		  "images[0].disk_size: expected an integer" },
+		{ CAT("{\"name\":\"deb\",\"version\":\"1\",\"manifest\":\"images/a\","
+		      "\"manifest_sha256\":\"ABCD\",\"disk_size\":512,\"stored_bytes\":1}",
+		      "", ""),
+		  "images[0].manifest_sha256: not 64 lowercase hex" },
+		{ CAT("", PLAIN("alma", "9", "plain/alma.qcow2", "qcow2"), ""),
+		  "plain[0].kind: must be one of" },
+		{ CAT("", PLAIN("alma", "9", "plain/a\\u0001b.img", "raw"), ""),
+		  "plain[0].path: not a safe" },
+		{ CAT("", PLAIN("alma", "9", "plain\\\\a.img", "raw"), ""),
+		  "plain[0].path: not a safe" },
+		{ CAT("",
+		      PLAIN("alma", "9", "plain/a.img", "raw") "," PLAIN("alma", "9", "plain/b.img",
+		                                                         "raw"),
+		      ""),
+		  "plain[1]: duplicate of plain[0]" },
+		{ CAT("", "",
+		      PKG("p", "1", "amd64", "pkgs/p.tar.zst") "," PKG("p", "1", "amd64",
+		                                                       "pkgs/q.tar.zst")),
+		  "packages[1]: duplicate of packages[0]" },
+		{ CAT("", "", PKG("p", "1", "amd 64", "pkgs/p.tar.zst")),
+		  "packages[0].arch: must match" },
+		{ CAT("", "", PKG("p", "1", "amd64", "pkgs/p\\u0000.tar.zst")),
+		  "not allowed without JSON_ALLOW_NUL" },
+		{ CAT("", "", PKG("p", "1", "amd64", "images/p.tar.zst")),
+		  "packages[0].path: not a safe relative path below pkgs/" },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct img_catalog *c = (struct img_catalog *)0x1;
+		char err[256] = "";
+		int r = img_catalog_parse(v[i].json, strlen(v[i].json), &c, err, sizeof(err));
+
+		if (r != -EINVAL)
+			fail_msg("vector %zu: r=%d (%s), expected -EINVAL", i, r, err);
+		if (!strstr(err, v[i].msg))
+			fail_msg("vector %zu: message \"%s\" lacks \"%s\"", i, err, v[i].msg);
+		assert_ptr_equal(c, (struct img_catalog *)0x1);
+	}
+}
+
+static void test_huge_count(void **state)
+{
+	/* 100001 entries: refused by count before any entry is allocated. */
+	size_t n = IMG_CATALOG_MAX_ENTRIES + 1, len = 0;
+	char *s = malloc(n * 3 + 200), err[256] = "";
+	struct img_catalog *c = NULL;
+
+	assert_non_null(s);
+	len += (size_t)snprintf(s, 200,
+	                        "{\"format\":\"rackboot-catalog/1\",\"generated\":1,"
+	                        "\"plain\":[],\"packages\":[],\"images\":[");
+	for (size_t i = 0; i < n; i++) {
+		memcpy(s + len, i ? ",{}" : "{}", i ? 3 : 2);
+		len += i ? 3 : 2;
+	}
+	memcpy(s + len, "]}", 2);
+	len += 2;
+	assert_int_equal(img_catalog_parse(s, len, &c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "images: 100001 entries, more than 100000"));
+	assert_int_equal(img_catalog_parse(s, IMG_CATALOG_MAX_SIZE + 1, &c, err, sizeof(err)),
+	                 -EFBIG);
+	free(s);
+}
+
+static void fill_image(struct img_cat_image *e, const char *name, const char *version)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	snprintf(e->version, sizeof(e->version), "%s", version);
+	snprintf(e->manifest, sizeof(e->manifest), "images/%s/%s.manifest.json", name, version);
+	memcpy(e->manifest_sha256, H, 65);
+	e->disk_size = 8589934592ULL;
+	e->stored_bytes = 1234567;
+}
+
+static void test_round_trip(void **state)
+{
+	struct img_catalog *c, *back = NULL;
+	struct img_cat_image im;
+	struct img_cat_plain pl = { .name = "alma",
+		                    .version = "9.4",
+		                    .path = "plain/alma.img.gz",
+		                    .kind = "raw.gz",
+		                    .sha256 = H,
+		                    .size = 1ULL << 33 };
+	struct img_cat_package pk = { .name = "nvidia-driver",
+		                      .version = "550.54-1",
+		                      .arch = "amd64",
+		                      .path = "pkgs/nvidia-driver_550.54-1_amd64.tar.zst",
+		                      .sha256 = H,
+		                      .size = 99 };
+	char *s1, *s2, err[256] = "", ver[16];
+	size_t n1, n2;
+
+	assert_int_equal(img_catalog_new(&c), 0);
+	c->generated = -5;
+	for (int i = 0; i < 40; i++) {
+		snprintf(ver, sizeof(ver), "%d", i);
+		fill_image(&im, "deb", ver);
+		assert_int_equal(img_catalog_add_image(c, &im), 0);
+	}
+	assert_int_equal(img_catalog_add_plain(c, &pl), 0);
+	assert_int_equal(img_catalog_add_package(c, &pk), 0);
+	memcpy(pk.arch, "arm64", 6);
+	assert_int_equal(img_catalog_add_package(c, &pk), 0); /* another arch: a second entry */
+	assert_int_equal(c->n_packages, 2);
+	/* same name+version replaces */
+	fill_image(&im, "deb", "7");
+	im.stored_bytes = 42;
+	assert_int_equal(img_catalog_add_image(c, &im), 0);
+	assert_int_equal(c->n_images, 40);
+	assert_true(img_catalog_find_image(c, "deb", "7")->stored_bytes == 42);
+	assert_null(img_catalog_find_image(c, "deb", "77"));
+	assert_non_null(img_catalog_find_plain(c, "alma", "9.4"));
+	assert_int_equal(img_catalog_remove_image(c, "deb", "0"), 0);
+	assert_int_equal(img_catalog_remove_image(c, "deb", "0"), -ENOENT);
+	assert_int_equal(c->n_images, 39);
+	/* invalid entries are refused on add */
+	fill_image(&im, "deb", "x");
+	memcpy(im.manifest, "../x", 5);
+	assert_int_equal(img_catalog_add_image(c, &im), -EINVAL);
+	memcpy(pl.kind, "vmdk", 5);
+	assert_int_equal(img_catalog_add_plain(c, &pl), -EINVAL);
+
+	assert_int_equal(img_catalog_serialize(c, &s1, &n1), 0);
+	assert_int_equal(strncmp(s1, "{\"format\":\"rackboot-catalog/1\",\"generated\":-5,", 46),
+	                 0);
+	if (img_catalog_parse(s1, n1, &back, err, sizeof(err)) != 0)
+		fail_msg("own output refused: %s", err);
+	assert_int_equal(back->n_images, c->n_images);
+	assert_memory_equal(back->images, c->images, c->n_images * sizeof(*c->images));
+	assert_int_equal(back->n_plain, 1);
+	assert_memory_equal(back->plain, c->plain, sizeof(*c->plain));
+	assert_int_equal(back->n_packages, 2);
+	assert_memory_equal(back->packages, c->packages, 2 * sizeof(*c->packages));
+	assert_int_equal(img_catalog_serialize(back, &s2, &n2), 0);
+	assert_int_equal(n1, n2);
+	assert_memory_equal(s1, s2, n1);
+	/* a parsed catalogue can still grow */
+	for (int i = 100; i < 140; i++) {
+		snprintf(ver, sizeof(ver), "%d", i);
+		fill_image(&im, "deb", ver);
+		assert_int_equal(img_catalog_add_image(back, &im), 0);
+	}
+	assert_int_equal(back->n_images, 79);
+	free(s1);
+	free(s2);
+	img_catalog_free(c);
+	img_catalog_free(back);
+	img_catalog_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_accepts),
+		cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_huge_count),
+		cmocka_unit_test(test_round_trip),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
