@@ -31,6 +31,7 @@
 #include "common/util.h"
 
 enum { SLOT_FREE, SLOT_READ, SLOT_DONE };
+#define WORK_BATCH 8 /* chunks a worker takes at once */
 
 struct slot {
 	int state;
@@ -63,8 +64,12 @@ struct build {
 	uint64_t size, n_chunks;
 	uint32_t cs;
 
+	/* One lock, one condition per kind of waiter (reader: a slot freed;
+	 * workers: a slot read; writer: a slot done), each signalled only by
+	 * the stage that feeds it: a broadcast per chunk woke every thread
+	 * and cost more system time than the compression. */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv_free, cv_read, cv_done;
 	struct slot *slots;
 	size_t n_slots;
 	uint64_t next_read, next_work;
@@ -226,6 +231,13 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+static void wake_all(struct build *b)
+{
+	pthread_cond_broadcast(&b->cv_free);
+	pthread_cond_broadcast(&b->cv_read);
+	pthread_cond_broadcast(&b->cv_done);
+}
+
 static void *reader_main(void *arg)
 {
 	struct build *b = arg;
@@ -244,7 +256,7 @@ static void *reader_main(void *arg)
 
 		pthread_mutex_lock(&b->mu);
 		while (s->state != SLOT_FREE && !b->abort)
-			pthread_cond_wait(&b->cv, &b->mu);
+			pthread_cond_wait(&b->cv_free, &b->mu);
 		pthread_mutex_unlock(&b->mu);
 		if (b->abort)
 			break;
@@ -278,7 +290,7 @@ static void *reader_main(void *arg)
 		s->zero = hole;
 		s->state = SLOT_READ;
 		b->next_read = seq + 1;
-		pthread_cond_broadcast(&b->cv);
+		pthread_cond_signal(&b->cv_read);
 		pthread_mutex_unlock(&b->mu);
 	}
 	if (err == 0 && md)
@@ -288,7 +300,7 @@ static void *reader_main(void *arg)
 		b->read_err = err;
 		b->abort = true;
 	}
-	pthread_cond_broadcast(&b->cv);
+	wake_all(b);
 	pthread_mutex_unlock(&b->mu);
 	EVP_MD_CTX_free(md);
 	free(zeros);
@@ -302,35 +314,48 @@ static void *worker_main(void *arg)
 	size_t cap = ZSTD_compressBound(b->cs);
 
 	for (;;) {
-		struct slot *s;
-		uint64_t seq;
+		uint64_t seq, n;
+		bool failed = false;
 
+		/* Take every chunk read so far, up to a few: one lock round
+		 * trip per batch instead of per chunk. */
 		pthread_mutex_lock(&b->mu);
 		while (!b->abort && b->next_work < b->n_chunks && b->next_work >= b->next_read)
-			pthread_cond_wait(&b->cv, &b->mu);
+			pthread_cond_wait(&b->cv_read, &b->mu);
 		if (b->abort || b->next_work >= b->n_chunks) {
 			pthread_mutex_unlock(&b->mu);
 			break;
 		}
-		seq = b->next_work++;
-		s = &b->slots[seq % b->n_slots];
+		seq = b->next_work;
+		n = RB_MIN(b->next_read - seq, (uint64_t)WORK_BATCH);
+		b->next_work += n;
 		pthread_mutex_unlock(&b->mu);
 
-		if (!s->zero)
-			s->zero = all_zero(s->in, s->len);
-		if (!s->zero) {
+		for (uint64_t i = 0; i < n; i++) {
+			struct slot *s = &b->slots[(seq + i) % b->n_slots];
+
+			if (!s->zero)
+				s->zero = all_zero(s->in, s->len);
+			if (s->zero)
+				continue;
 			rb_sha256(s->in, s->len, s->sha);
 			s->out_len = cctx ? ZSTD_compressCCtx(cctx, s->out, cap, s->in, s->len,
 			                                      b->o->level)
 			                  : 0;
+			if (!cctx || ZSTD_isError(s->out_len))
+				failed = true;
 		}
 		pthread_mutex_lock(&b->mu);
-		if (!s->zero && (!cctx || ZSTD_isError(s->out_len))) {
+		if (failed) {
 			b->read_err = -ENOMEM;
 			b->abort = true;
 		}
-		s->state = SLOT_DONE;
-		pthread_cond_broadcast(&b->cv);
+		for (uint64_t i = 0; i < n; i++)
+			b->slots[(seq + i) % b->n_slots].state = SLOT_DONE;
+		if (b->abort)
+			wake_all(b);
+		else
+			pthread_cond_signal(&b->cv_done);
 		pthread_mutex_unlock(&b->mu);
 	}
 	ZSTD_freeCCtx(cctx);
@@ -575,7 +600,9 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 		return -EEXIST;
 	}
 	pthread_mutex_init(&b.mu, NULL);
-	pthread_cond_init(&b.cv, NULL);
+	pthread_cond_init(&b.cv_free, NULL);
+	pthread_cond_init(&b.cv_read, NULL);
+	pthread_cond_init(&b.cv_done, NULL);
 	b.pack_md = EVP_MD_CTX_new();
 	if (!b.pack_md || (e = ht_grow(&b)) < 0) {
 		e = -ENOMEM;
@@ -586,7 +613,7 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 		snprintf(err, errlen, "indexing the repository's chunks: %s", strerror(-e));
 		goto out;
 	}
-	b.n_slots = 2 * nw + 4;
+	b.n_slots = 4 * nw + 8;
 	b.slots = calloc(b.n_slots, sizeof(*b.slots));
 	workers = calloc(nw, sizeof(*workers));
 	if (!b.slots || !workers) {
@@ -620,7 +647,7 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 
 		pthread_mutex_lock(&b.mu);
 		while (s->state != SLOT_DONE && !b.abort)
-			pthread_cond_wait(&b.cv, &b.mu);
+			pthread_cond_wait(&b.cv_done, &b.mu);
 		if (b.abort) {
 			e = b.read_err ? b.read_err : -EIO;
 			pthread_mutex_unlock(&b.mu);
@@ -631,9 +658,12 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 		e = write_slot(&b, seq, s);
 		pthread_mutex_lock(&b.mu);
 		s->state = SLOT_FREE;
-		if (e < 0)
+		if (e < 0) {
 			b.abort = true;
-		pthread_cond_broadcast(&b.cv);
+			wake_all(&b);
+		} else {
+			pthread_cond_signal(&b.cv_free);
+		}
 		pthread_mutex_unlock(&b.mu);
 		if (e < 0) {
 			snprintf(err, errlen, "writing a pack into %s/.tmp: %s", r->path,
@@ -647,7 +677,7 @@ out_join:
 	pthread_mutex_lock(&b.mu);
 	if (e < 0)
 		b.abort = true;
-	pthread_cond_broadcast(&b.cv);
+	wake_all(&b);
 	pthread_mutex_unlock(&b.mu);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
@@ -689,6 +719,8 @@ out:
 	EVP_MD_CTX_free(b.pack_md);
 	img_manifest_free(m);
 	pthread_mutex_destroy(&b.mu);
-	pthread_cond_destroy(&b.cv);
+	pthread_cond_destroy(&b.cv_free);
+	pthread_cond_destroy(&b.cv_read);
+	pthread_cond_destroy(&b.cv_done);
 	return e;
 }
