@@ -32,6 +32,7 @@
 
 enum { SLOT_FREE, SLOT_READ, SLOT_DONE };
 #define WORK_BATCH 8 /* chunks a worker takes at once */
+#define READ_BATCH 8 /* chunks the reader reads per lock round trip */
 
 struct slot {
 	int state;
@@ -238,59 +239,78 @@ static void wake_all(struct build *b)
 	pthread_cond_broadcast(&b->cv_done);
 }
 
+/* Reads chunk seq into slot s (a hole of a sparse file is not read) and
+ * feeds the whole-image hash. */
+static int read_one(struct build *b, uint64_t seq, struct slot *s, EVP_MD_CTX *md,
+                    const uint8_t *zeros, uint64_t *next_data)
+{
+	uint64_t off = seq * b->cs;
+	uint32_t len = (uint32_t)RB_MIN((uint64_t)b->cs, b->size - off);
+	bool hole = false;
+
+	if (b->is_file && *next_data < off + len) {
+		off_t d = lseek(b->fd, (off_t)off, SEEK_DATA);
+		if (d < 0)
+			*next_data = errno == ENXIO ? b->size : off; /* ENXIO: hole to EOF */
+		else
+			*next_data = (uint64_t)d;
+	}
+	if (b->is_file && *next_data >= off + len)
+		hole = true;
+	if (!hole) {
+		size_t got = 0;
+		while (got < len) {
+			ssize_t k = pread(b->fd, s->in + got, len - got, (off_t)(off + got));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return k < 0 ? -errno : -EIO; /* EOF early: device shrank */
+			got += (size_t)k;
+		}
+	}
+	EVP_DigestUpdate(md, hole ? zeros : s->in, len);
+	s->len = len;
+	s->zero = hole;
+	return 0;
+}
+
 static void *reader_main(void *arg)
 {
 	struct build *b = arg;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t *zeros = calloc(1, b->cs);
 	uint64_t next_data = 0; /* no data before this offset (sparse files) */
+	uint64_t k;
 	int err = 0;
 
 	if (!md || !zeros || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
 		err = -ENOMEM;
-	for (uint64_t seq = 0; seq < b->n_chunks && err == 0; seq++) {
-		struct slot *s = &b->slots[seq % b->n_slots];
-		uint64_t off = seq * b->cs;
-		uint32_t len = (uint32_t)RB_MIN((uint64_t)b->cs, b->size - off);
-		bool hole = false;
+	/* Batches of chunks per lock round trip. The writer frees slots in
+	 * order, so once the batch's last slot is free, all of them are. */
+	for (uint64_t seq = 0; seq < b->n_chunks && err == 0; seq += k) {
+		struct slot *last;
 
+		k = RB_MIN((uint64_t)READ_BATCH, b->n_chunks - seq);
+		last = &b->slots[(seq + k - 1) % b->n_slots];
 		pthread_mutex_lock(&b->mu);
-		while (s->state != SLOT_FREE && !b->abort)
+		while (last->state != SLOT_FREE && !b->abort)
 			pthread_cond_wait(&b->cv_free, &b->mu);
 		pthread_mutex_unlock(&b->mu);
 		if (b->abort)
 			break;
-		if (b->is_file && next_data < off + len) {
-			off_t d = lseek(b->fd, (off_t)off, SEEK_DATA);
-			if (d < 0)
-				next_data = errno == ENXIO ? b->size : off; /* ENXIO: hole to EOF */
-			else
-				next_data = (uint64_t)d;
-		}
-		if (b->is_file && next_data >= off + len)
-			hole = true;
-		if (!hole) {
-			size_t got = 0;
-			while (got < len) {
-				ssize_t k =
-				        pread(b->fd, s->in + got, len - got, (off_t)(off + got));
-				if (k < 0 && errno == EINTR)
-					continue;
-				if (k <= 0) {
-					err = k < 0 ? -errno : -EIO; /* EOF early: device shrank */
-					break;
-				}
-				got += (size_t)k;
+		for (uint64_t i = 0; i < k; i++) {
+			err = read_one(b, seq + i, &b->slots[(seq + i) % b->n_slots], md, zeros,
+			               &next_data);
+			if (err < 0) {
+				k = i;
+				break;
 			}
 		}
-		if (err == 0)
-			EVP_DigestUpdate(md, hole ? zeros : s->in, len);
 		pthread_mutex_lock(&b->mu);
-		s->len = len;
-		s->zero = hole;
-		s->state = SLOT_READ;
-		b->next_read = seq + 1;
-		pthread_cond_signal(&b->cv_read);
+		for (uint64_t i = 0; i < k; i++)
+			b->slots[(seq + i) % b->n_slots].state = SLOT_READ;
+		b->next_read = seq + k;
+		pthread_cond_broadcast(&b->cv_read);
 		pthread_mutex_unlock(&b->mu);
 	}
 	if (err == 0 && md)
@@ -642,11 +662,13 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 		goto out_join;
 	}
 	img_progress_init(&prog, "build", o->progress, size);
-	for (uint64_t seq = 0; seq < b.n_chunks; seq++) {
-		struct slot *s = &b.slots[seq % b.n_slots];
+	for (uint64_t seq = 0, k = 0; seq < b.n_chunks; seq += k) {
+		uint64_t written = 0;
 
+		/* Take every finished chunk in order from seq in one lock round
+		 * trip, write them, free their slots in one more. */
 		pthread_mutex_lock(&b.mu);
-		while (s->state != SLOT_DONE && !b.abort)
+		while (b.slots[seq % b.n_slots].state != SLOT_DONE && !b.abort)
 			pthread_cond_wait(&b.cv_done, &b.mu);
 		if (b.abort) {
 			e = b.read_err ? b.read_err : -EIO;
@@ -654,10 +676,19 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 			snprintf(err, errlen, "reading or compressing the image: %s", strerror(-e));
 			goto out_join;
 		}
+		k = 1;
+		while (seq + k < b.n_chunks && k < b.n_slots &&
+		       b.slots[(seq + k) % b.n_slots].state == SLOT_DONE)
+			k++;
 		pthread_mutex_unlock(&b.mu);
-		e = write_slot(&b, seq, s);
+		for (; written < k; written++) {
+			e = write_slot(&b, seq + written, &b.slots[(seq + written) % b.n_slots]);
+			if (e < 0)
+				break;
+		}
 		pthread_mutex_lock(&b.mu);
-		s->state = SLOT_FREE;
+		for (uint64_t i = 0; i < written; i++)
+			b.slots[(seq + i) % b.n_slots].state = SLOT_FREE;
 		if (e < 0) {
 			b.abort = true;
 			wake_all(&b);
@@ -670,7 +701,7 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 			         strerror(-e));
 			goto out_join;
 		}
-		img_progress_update(&prog, RB_MIN((seq + 1) * b.cs, size), false);
+		img_progress_update(&prog, RB_MIN((seq + k) * b.cs, size), false);
 	}
 	img_progress_update(&prog, size, true);
 out_join:
