@@ -105,40 +105,6 @@ struct writer {
 	uint64_t t0, last_progress;
 };
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t k = pwrite(fd, p, len, (off_t)off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		len -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
-static int pread_all(int fd, uint8_t *p, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t k = pread(fd, p, len, (off_t)off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		p += k;
-		len -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
 static void set_error(struct writer *w, int e, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 static void set_error(struct writer *w, int e, const char *fmt, ...)
@@ -168,7 +134,7 @@ static int write_zeros(int fd, uint64_t off, uint64_t len)
 
 	while (len > 0) {
 		size_t n = (size_t)RB_MIN(len, (uint64_t)sizeof(zeros));
-		int e = pwrite_all(fd, zeros, n, off);
+		int e = rb_pwrite_all(fd, zeros, n, off);
 
 		if (e < 0)
 			return e;
@@ -258,7 +224,7 @@ static int process_range(struct writer *w, ZSTD_DCtx *dctx, uint8_t *out, struct
 			}
 			memcpy(copy, out, c->length);
 			w->held[held_index(w, i)] = copy;
-		} else if ((e = pwrite_all(w->fd, out, c->length, c->offset)) < 0) {
+		} else if ((e = rb_pwrite_all(w->fd, out, c->length, c->offset)) < 0) {
 			set_error(w, e, "chunk %zu (offset %llu): writing %s: %s", i,
 			          (unsigned long long)c->offset, w->o->target, strerror(-e));
 			return e;
@@ -338,7 +304,7 @@ static void *hash_main(void *arg)
 		if (is_boot(w, i))
 			continue;
 		c = &w->m->chunks[i];
-		e = pread_all(w->fd, buf, c->length, c->offset);
+		e = rb_pread_all(w->fd, buf, c->length, c->offset);
 		if (e < 0) {
 			set_error(w, e, "reimage: reading %s at %llu: %s", w->o->target,
 			          (unsigned long long)c->offset, strerror(-e));
@@ -614,14 +580,14 @@ static int write_held(struct writer *w)
 	for (size_t i = w->tail_start; i < m->n_chunks; i++) {
 		const struct img_chunk *c = &m->chunks[i];
 
-		if ((e = pwrite_all(w->fd, w->held[held_index(w, i)], c->length, c->offset)) < 0)
+		if ((e = rb_pwrite_all(w->fd, w->held[held_index(w, i)], c->length, c->offset)) < 0)
 			goto fail;
 		w->chunks_written++;
 	}
 	for (size_t i = w->nhead; i-- > 0;) {
 		const struct img_chunk *c = &m->chunks[i];
 
-		if ((e = pwrite_all(w->fd, w->held[held_index(w, i)], c->length, c->offset)) < 0)
+		if ((e = rb_pwrite_all(w->fd, w->held[held_index(w, i)], c->length, c->offset)) < 0)
 			goto fail;
 		w->chunks_written++;
 	}

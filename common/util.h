@@ -26,6 +26,12 @@ uint64_t rb_wall_usec(void); /* CLOCK_REALTIME */
  * Used before openat2(RESOLVE_BENEATH), which is the real guard. */
 bool rb_path_is_safe(const char *path);
 
+/* Whole-buffer I/O that retries short transfers and EINTR. Return 0 or
+ * -errno; rb_pread_all() returns -EIO at end of file. */
+int rb_write_all(int fd, const void *data, size_t len);
+int rb_pwrite_all(int fd, const void *data, size_t len, uint64_t off);
+int rb_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
 /* Opens path below the directory dirfd; symlinks and ".." may not escape it.
  * Uses openat2(RESOLVE_BENEATH) where the kernel has it and falls back to a
  * per-component O_NOFOLLOW walk. Returns an fd or -errno. */

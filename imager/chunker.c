@@ -384,22 +384,6 @@ static void *worker_main(void *arg)
 
 /* ---- writer: packs ---- */
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t k = write(fd, p, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		len -= (size_t)k;
-	}
-	return 0;
-}
-
 static int pack_open(struct build *b)
 {
 	int e;
@@ -483,7 +467,7 @@ static int write_slot(struct build *b, uint64_t seq, struct slot *s)
 	}
 	if (b->pack_fd < 0 && (e = pack_open(b)) < 0)
 		return e;
-	e = write_all(b->pack_fd, s->out, s->out_len);
+	e = rb_write_all(b->pack_fd, s->out, s->out_len);
 	if (e < 0)
 		return e;
 	EVP_DigestUpdate(b->pack_md, s->out, s->out_len);

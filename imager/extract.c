@@ -18,30 +18,17 @@
 #include <unistd.h>
 #include <linux/fs.h>
 
+#include "common/util.h"
+
 #include "chunker.h"
 #include "extract.h"
 #include "verify.h"
-
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t k = pwrite(fd, p, len, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		len -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
 
 static int write_zeros(int fd, const uint8_t *zeros, size_t zlen, uint64_t from, uint64_t to)
 {
 	while (from < to) {
 		size_t n = (size_t)(to - from < zlen ? to - from : zlen);
-		int e = pwrite_all(fd, zeros, n, from);
+		int e = rb_pwrite_all(fd, zeros, n, from);
 		if (e < 0)
 			return e;
 		from += n;
@@ -115,7 +102,7 @@ int img_extract(struct img_repo *r, const struct rb_key *const *pubs, size_t n_p
 			goto out;
 		if (blk && (e = write_zeros(fd, zeros, m->chunk_size, pos, c->offset)) < 0)
 			goto out_write;
-		e = pwrite_all(fd, buf, c->length, c->offset);
+		e = rb_pwrite_all(fd, buf, c->length, c->offset);
 		if (e < 0)
 			goto out_write;
 		pos = c->offset + c->length;

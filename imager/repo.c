@@ -165,22 +165,6 @@ int img_repo_tmpfile(struct img_repo *r, const char *prefix, char ret_rel[128])
 	return -EEXIST;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t k = write(fd, p, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		len -= (size_t)k;
-	}
-	return 0;
-}
-
 static int fsync_parent(struct img_repo *r, const char *rel)
 {
 	char dir[512];
@@ -210,7 +194,7 @@ int img_repo_write_atomic(struct img_repo *r, const char *rel, const void *data,
 	fd = img_repo_tmpfile(r, "w", tmp);
 	if (fd < 0)
 		return fd;
-	e = write_all(fd, data, len);
+	e = rb_write_all(fd, data, len);
 	if (e == 0 && fsync(fd) < 0)
 		e = -errno;
 	if (e == 0 && renameat(r->dirfd, tmp, r->dirfd, rel) < 0)

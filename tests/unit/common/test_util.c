@@ -113,6 +113,24 @@ static void test_open_beneath(void **state)
 	assert_int_equal(system(p), 0);
 }
 
+static void test_whole_io(void **state)
+{
+	char path[] = "/tmp/rbioXXXXXX";
+	char buf[8];
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(rb_write_all(fd, "abcd", 4), 0);
+	assert_int_equal(rb_pwrite_all(fd, "XY", 2, 6), 0); /* leaves a 2-byte hole */
+	assert_int_equal(rb_pread_all(fd, buf, 8, 0), 0);
+	assert_memory_equal(buf, "abcd\0\0XY", 8);
+	/* reading past the end is an error, not a short read */
+	assert_int_equal(rb_pread_all(fd, buf, 4, 6), -EIO);
+	assert_int_equal(rb_pwrite_all(-1, "x", 1, 0), -EBADF);
+	close(fd);
+}
+
 static void test_escape(void **state)
 {
 	char buf[32];
@@ -128,7 +146,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strtonum),     cmocka_unit_test(test_mac),
 		cmocka_unit_test(test_path_is_safe), cmocka_unit_test(test_open_beneath),
-		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_escape),       cmocka_unit_test(test_whole_io),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
