@@ -134,3 +134,83 @@ with open(sys.argv[1], "wb") as f:
     f.truncate(8 << 20)
 EOP
 }
+
+# e2e_agent_initramfs OUT AGENT_BIN PUBKEY JOBFILE: busybox initramfs with
+# rackboot-agent, its shared libraries, and the virtio net/block modules of
+# the kernel in $RB_KERNEL_DIR. Its init takes an address by DHCP, runs
+# `rackboot-agent image` with REPO, NAME and VERSION from JOBFILE (shell
+# variables) onto /dev/vda, prints "RACKBOOT-AGENT-DONE rc=N" and powers off.
+e2e_agent_initramfs() {
+	out=$1 agent=$2 pub=$3 job=$4
+	d=$(mktemp -d)
+	mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/tmp" "$d/etc/rackboot" "$d/lib/modules"
+	cp /bin/busybox "$d/bin/busybox"
+	cp "$agent" "$d/bin/rackboot-agent"
+	for lib in $(ldd "$agent" | grep -o '/[^ ]*'); do
+		mkdir -p "$d$(dirname "$lib")"
+		cp -L "$lib" "$d$lib"
+	done
+	cp "$pub" "$d/etc/rackboot/trusted.pub"
+	cp "$job" "$d/etc/rackboot/job"
+	# Load order from the netboot recipe; a module not shipped is built in.
+	kmod=$(ls -d "$RB_KERNEL_DIR"/lib/modules/*/kernel | head -n 1)
+	for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+		failover net_failover virtio_net virtio_blk; do
+		ko=$(find "$kmod" -name "$m.ko" -o -name "$m.ko.xz" | head -n 1)
+		[ -n "$ko" ] || continue
+		case $ko in
+		*.xz) xz -dc "$ko" >"$d/lib/modules/$m.ko" ;;
+		*) cp "$ko" "$d/lib/modules/$m.ko" ;;
+		esac
+		echo "$m" >>"$d/etc/modules"
+	done
+	cat >"$d/etc/udhcpc.script" <<'EOS'
+#!/bin/sh
+case $1 in
+deconfig)
+	ip addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound|renew)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	for r in $router; do
+		ip route add default via "$r" dev "$interface"
+		break
+	done
+	;;
+esac
+exit 0
+EOS
+	cat >"$d/init" <<'EOI'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+while read -r m; do
+	insmod "/lib/modules/$m.ko" || echo "rackboot: insmod $m failed"
+done </etc/modules
+ip link set lo up
+n=0
+until udhcpc -i eth0 -n -q -s /etc/udhcpc.script; do
+	n=$((n + 1))
+	[ "$n" -lt 5 ] || break
+	sleep 2
+done
+n=0
+while [ ! -b /dev/vda ] && [ "$n" -lt 20 ]; do
+	sleep 1
+	n=$((n + 1))
+done
+. /etc/rackboot/job
+rackboot-agent image --repo "$REPO" --pub /etc/rackboot/trusted.pub --name "$NAME" \
+	--version "$VERSION" --target /dev/vda -q
+echo "RACKBOOT-AGENT-DONE rc=$?"
+sync
+poweroff -f
+EOI
+	chmod 755 "$d/init" "$d/etc/udhcpc.script"
+	(cd "$d" && find . | cpio -o -H newc --quiet | gzip) >"$out"
+	rm -rf "$d"
+}
