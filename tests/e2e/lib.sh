@@ -100,6 +100,17 @@ e2e_qemu() {
 	E2E_LAST_PID=$!
 }
 
+# e2e_rackbootd NS BINARY CONF LOG: starts rackbootd in NS (verbose, to LOG),
+# waits until it is ready; exits the test if it does not start. Sets
+# E2E_RACKBOOTD_PID.
+e2e_rackbootd() {
+	ip netns exec "$1" "$2" -c "$3" -v >"$4" 2>&1 &
+	E2E_RACKBOOTD_PID=$!
+	E2E_PIDS="$E2E_PIDS $E2E_RACKBOOTD_PID"
+	e2e_wait_for "$4" "rackbootd ready" 20 "$E2E_RACKBOOTD_PID" || {
+		echo "FAIL: rackbootd did not start"; cat "$4"; exit 1; }
+}
+
 # e2e_wait_for FILE PATTERN SECONDS [PID]: wait for a line; fails on timeout
 # or when PID exits without the line.
 e2e_wait_for() {

@@ -99,11 +99,7 @@ tftp { root = "$work/root/tftp" }
 http { port = 8080 boot_root = "$work/root/boot" repo_root = "$work/root/repo" }
 discovery { kernel = "vmlinuz" initrd = "initrd.img" cmdline = "console=ttyS0 panic=-1 quiet" }
 EOC
-ip netns exec "$ns" "$build/pxe/rackbootd" -c "$work/rackbootd.conf" -v >"$work/rackbootd.log" 2>&1 &
-rbpid=$!
-E2E_PIDS="$E2E_PIDS $rbpid"
-e2e_wait_for "$work/rackbootd.log" "rackbootd ready" 20 "$rbpid" || {
-	echo "FAIL: rackbootd did not start"; cat "$work/rackbootd.log"; exit 1; }
+e2e_rackbootd "$ns" "$build/pxe/rackbootd" "$work/rackbootd.conf" "$work/rackbootd.log"
 
 disk=$work/node-disk.raw
 truncate -s 64M "$disk"
