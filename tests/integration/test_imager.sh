@@ -35,11 +35,7 @@ R=$T/repo
 img() { "$BIN" "$@"; }
 
 # ---- a GPT disk: ESP (FAT) at 1 MiB, ext4 root after it ----
-DISK_SECTORS=524288 # 256 MiB
-ESP_START=2048
-ESP_SECTORS=65536
-ROOT_START=$((ESP_START + ESP_SECTORS))
-ROOT_SECTORS=$((DISK_SECTORS - ROOT_START - 2048))
+. "$(cd "$(dirname "$0")" && pwd)/disk.sh"
 
 mkroot() { # mkroot DIR VARIANT
 	mkdir -p "$1/etc" "$1/usr/share" "$1/var/lib"
@@ -60,19 +56,8 @@ EOF
 }
 
 mkdisk() { # mkdisk OUT VARIANT
-	local root=$T/root$2
-	mkroot "$root" "$2"
-	truncate -s $((DISK_SECTORS * 512)) "$1"
-	printf 'label: gpt\nstart=%d, size=%d, type=U, name="esp"\nstart=%d, size=%d, type=L, name="root"\n' \
-		$ESP_START $ESP_SECTORS $ROOT_START $ROOT_SECTORS | sfdisk -q "$1" >/dev/null || return 1
-	rm -f "$T/esp.part" "$T/root.part"
-	truncate -s $((ESP_SECTORS * 512)) "$T/esp.part"
-	mkfs.vfat -i 12345678 "$T/esp.part" >/dev/null || return 1
-	E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -U 6a3f3c2e-1111-4222-8333-444455556666 \
-		-E hash_seed=6a3f3c2e-1111-4222-8333-444455556666 -d "$root" "$T/root.part" \
-		$((ROOT_SECTORS / 2))k || return 1
-	dd if="$T/esp.part" of="$1" bs=512 seek=$ESP_START conv=notrunc,sparse status=none &&
-		dd if="$T/root.part" of="$1" bs=512 seek=$ROOT_START conv=notrunc,sparse status=none
+	mkroot "$T/root$2" "$2"
+	gpt_disk "$1" "$T/root$2" "$T"
 }
 
 mkdisk "$T/disk1.img" 1 || { echo "FAIL: could not make the test disk"; exit 1; }
