@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,21 +85,6 @@ static const struct section sections[] = {
 
 static const char *const kinds[] = { "raw", "raw.gz", "raw.xz", "raw.zst",
 	                             "tar", "tar.gz", "tar.xz", "tar.zst" };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 static void **items_of(struct img_catalog *c, const struct section *s)
 {
@@ -190,44 +174,46 @@ static int check_field(const struct field *f, const void *entry, const char *whe
 	if (f->type == F_DISK || f->type == F_U64) {
 		memcpy(&v, s, sizeof(v));
 		if (f->type == F_DISK && (v == 0 || v > IMG_DISK_SIZE_MAX || v % 512 != 0))
-			return fail(err, errlen,
-			            "%s.%s: %" PRIu64 " must be > 0, <= 2^50 and a multiple of 512",
-			            where, f->key, v);
+			return rb_errf(err, errlen,
+			               "%s.%s: %" PRIu64
+			               " must be > 0, <= 2^50 and a multiple of 512",
+			               where, f->key, v);
 		if (v > SIZE_LIMIT)
-			return fail(err, errlen, "%s.%s: %" PRIu64 " out of range", where, f->key,
-			            v);
+			return rb_errf(err, errlen, "%s.%s: %" PRIu64 " out of range", where,
+			               f->key, v);
 		return 0;
 	}
 	if (!memchr(s, '\0', f->size))
-		return fail(err, errlen, "%s.%s: not terminated", where, f->key);
+		return rb_errf(err, errlen, "%s.%s: not terminated", where, f->key);
 	switch (f->type) {
 	case F_NAME:
 	case F_ARCH:
 		if (!img_name_is_valid(s) || strlen(s) >= f->size)
-			return fail(err, errlen,
-			            "%s.%s: must match [A-Za-z0-9._+-]{1,%zu}, not start with '.'",
-			            where, f->key, f->size - 1);
+			return rb_errf(
+			        err, errlen,
+			        "%s.%s: must match [A-Za-z0-9._+-]{1,%zu}, not start with '.'",
+			        where, f->key, f->size - 1);
 		return 0;
 	case F_SHA:
 		if (!img_sha256_hex_is_valid(s))
-			return fail(err, errlen, "%s.%s: not 64 lowercase hex characters", where,
-			            f->key);
+			return rb_errf(err, errlen, "%s.%s: not 64 lowercase hex characters", where,
+			               f->key);
 		return 0;
 	case F_PATH:
 		if (!rb_path_is_safe(s) || strncmp(s, f->prefix, strlen(f->prefix)) != 0 ||
 		    s[strlen(f->prefix)] == '\0')
-			return fail(err, errlen, "%s.%s: not a safe relative path below %s", where,
-			            f->key, f->prefix);
+			return rb_errf(err, errlen, "%s.%s: not a safe relative path below %s",
+			               where, f->key, f->prefix);
 		return 0;
 	case F_KIND:
 		if (!kind_is_valid(s))
-			return fail(err, errlen,
-			            "%s.%s: must be one of raw raw.gz raw.xz raw.zst tar tar.gz "
-			            "tar.xz tar.zst",
-			            where, f->key);
+			return rb_errf(err, errlen,
+			               "%s.%s: must be one of raw raw.gz raw.xz raw.zst tar tar.gz "
+			               "tar.xz tar.zst",
+			               where, f->key);
 		return 0;
 	default:
-		return fail(err, errlen, "%s.%s: internal error", where, f->key);
+		return rb_errf(err, errlen, "%s.%s: internal error", where, f->key);
 	}
 }
 
@@ -287,9 +273,9 @@ static int check_duplicates(const struct section *s, const char *items, size_t n
 			size_t a = (size_t)(sorted[i - 1] - items) / s->entry_size;
 			size_t b = (size_t)(sorted[i] - items) / s->entry_size;
 
-			r = fail(err, errlen, "%s[%zu]: duplicate of %s[%zu] (%s %s)", s->key,
-			         RB_MAX(a, b), s->key, RB_MIN(a, b), sorted[i] + s->fields[0].off,
-			         sorted[i] + s->fields[1].off);
+			r = rb_errf(err, errlen, "%s[%zu]: duplicate of %s[%zu] (%s %s)", s->key,
+			            RB_MAX(a, b), s->key, RB_MIN(a, b),
+			            sorted[i] + s->fields[0].off, sorted[i] + s->fields[1].off);
 			break;
 		}
 	}
@@ -306,8 +292,8 @@ int img_catalog_validate(const struct img_catalog *c, char *err, size_t errlen)
 		int r;
 
 		if (n > IMG_CATALOG_MAX_ENTRIES)
-			return fail(err, errlen, "%s: %zu entries, more than %d", s->key, n,
-			            IMG_CATALOG_MAX_ENTRIES);
+			return rb_errf(err, errlen, "%s: %zu entries, more than %d", s->key, n,
+			               IMG_CATALOG_MAX_ENTRIES);
 		for (size_t i = 0; i < n; i++) {
 			r = check_entry(s, items + i * s->entry_size, i, err, errlen);
 			if (r < 0)
@@ -329,27 +315,27 @@ static int parse_field(const struct field *f, json_t *obj, void *entry, const ch
 	char *dst = (char *)entry + f->off;
 
 	if (!v)
-		return fail(err, errlen, "%s.%s: missing field", where, f->key);
+		return rb_errf(err, errlen, "%s.%s: missing field", where, f->key);
 	if (f->type == F_DISK || f->type == F_U64) {
 		json_int_t x;
 		uint64_t u;
 
 		if (!json_is_integer(v))
-			return fail(err, errlen, "%s.%s: expected an integer", where, f->key);
+			return rb_errf(err, errlen, "%s.%s: expected an integer", where, f->key);
 		x = json_integer_value(v);
 		if (x < 0)
-			return fail(err, errlen, "%s.%s: negative", where, f->key);
+			return rb_errf(err, errlen, "%s.%s: negative", where, f->key);
 		u = (uint64_t)x;
 		memcpy(dst, &u, sizeof(u));
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(err, errlen, "%s.%s: expected a string", where, f->key);
+		return rb_errf(err, errlen, "%s.%s: expected a string", where, f->key);
 	if (json_string_length(v) >= f->size)
-		return fail(err, errlen, "%s.%s: longer than %zu bytes", where, f->key,
-		            f->size - 1);
+		return rb_errf(err, errlen, "%s.%s: longer than %zu bytes", where, f->key,
+		               f->size - 1);
 	if (memchr(json_string_value(v), '\0', json_string_length(v)))
-		return fail(err, errlen, "%s.%s: contains a NUL byte", where, f->key);
+		return rb_errf(err, errlen, "%s.%s: contains a NUL byte", where, f->key);
 	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
 	return 0;
 }
@@ -363,13 +349,13 @@ static int parse_section(const struct section *s, json_t *root, struct img_catal
 	int r;
 
 	if (!arr)
-		return fail(err, errlen, "%s: missing field", s->key);
+		return rb_errf(err, errlen, "%s: missing field", s->key);
 	if (!json_is_array(arr))
-		return fail(err, errlen, "%s: expected an array", s->key);
+		return rb_errf(err, errlen, "%s: expected an array", s->key);
 	n = json_array_size(arr);
 	if (n > IMG_CATALOG_MAX_ENTRIES)
-		return fail(err, errlen, "%s: %zu entries, more than %d", s->key, n,
-		            IMG_CATALOG_MAX_ENTRIES);
+		return rb_errf(err, errlen, "%s: %zu entries, more than %d", s->key, n,
+		               IMG_CATALOG_MAX_ENTRIES);
 	if (n == 0)
 		return 0;
 	cap = implicit_cap(n);
@@ -383,7 +369,7 @@ static int parse_section(const struct section *s, json_t *root, struct img_catal
 
 		snprintf(where, sizeof(where), "%s[%zu]", s->key, i);
 		if (!json_is_object(v))
-			return fail(err, errlen, "%s: expected an object", where);
+			return rb_errf(err, errlen, "%s: expected an object", where);
 		for (size_t k = 0; k < s->n_fields; k++) {
 			r = parse_field(&s->fields[k], v, items + i * s->entry_size, where, err,
 			                errlen);
@@ -401,19 +387,19 @@ static int parse_root(json_t *root, struct img_catalog *c, char *err, size_t err
 	int r;
 
 	if (!json_is_object(root))
-		return fail(err, errlen, "catalog: expected a JSON object");
+		return rb_errf(err, errlen, "catalog: expected a JSON object");
 	format = json_object_get(root, "format");
 	if (!format)
-		return fail(err, errlen, "format: missing field");
+		return rb_errf(err, errlen, "format: missing field");
 	if (!json_is_string(format) || strcmp(json_string_value(format), IMG_CATALOG_FORMAT) != 0)
-		return fail(err, errlen,
-		            "format: not \"" IMG_CATALOG_FORMAT
-		            "\" (made by a newer rackboot-image?)");
+		return rb_errf(err, errlen,
+		               "format: not \"" IMG_CATALOG_FORMAT
+		               "\" (made by a newer rackboot-image?)");
 	generated = json_object_get(root, "generated");
 	if (!generated)
-		return fail(err, errlen, "generated: missing field");
+		return rb_errf(err, errlen, "generated: missing field");
 	if (!json_is_integer(generated))
-		return fail(err, errlen, "generated: expected an integer");
+		return rb_errf(err, errlen, "generated: expected an integer");
 	c->generated = json_integer_value(generated);
 	for (size_t si = 0; si < RB_ARRAY_SIZE(sections); si++) {
 		r = parse_section(&sections[si], root, c, err, errlen);
@@ -427,19 +413,12 @@ int img_catalog_parse(const char *data, size_t len, struct img_catalog **ret, ch
                       size_t errlen)
 {
 	struct img_catalog *c;
-	json_error_t jerr;
 	json_t *root;
 	int r;
 
-	if (len > IMG_CATALOG_MAX_SIZE) {
-		fail(err, errlen, "catalog: %zu bytes, more than the %llu byte limit", len,
-		     IMG_CATALOG_MAX_SIZE);
-		return -EFBIG;
-	}
-	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
-		return fail(err, errlen, "catalog: not JSON: %s at line %d column %d", jerr.text,
-		            jerr.line, jerr.column);
+	r = img_json_load(data, len, IMG_CATALOG_MAX_SIZE, "catalog", &root, err, errlen);
+	if (r < 0)
+		return r;
 	r = img_catalog_new(&c);
 	if (r < 0)
 		goto out;

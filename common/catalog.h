@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/manifest.h" /* img_name_is_valid() */
+#include "common/manifest.h" /* img_name_is_valid(), img_json_load() */
 
 #define IMG_CATALOG_FORMAT      "rackboot-catalog/1"
 #define IMG_CATALOG_MAX_SIZE    (64ULL * 1024 * 1024)

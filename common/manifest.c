@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +26,23 @@
 
 #define PACK_SIZE_MAX (1ULL << 56)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int img_json_load(const char *data, size_t len, unsigned long long cap, const char *what,
+                  json_t **ret, char *err, size_t errlen)
 {
-	va_list ap;
+	json_error_t jerr;
+	json_t *root;
 
-	if (err && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
+	if (len > cap) {
+		rb_errf(err, errlen, "%s: %zu bytes, more than the %llu byte limit", what, len,
+		        cap);
+		return -EFBIG;
 	}
-	return -EINVAL;
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return rb_errf(err, errlen, "%s: not JSON: %s at line %d column %d", what,
+		               jerr.text, jerr.line, jerr.column);
+	*ret = root;
+	return 0;
 }
 
 bool img_name_is_valid(const char *s)
@@ -151,15 +154,15 @@ static int validate_packs(const struct img_manifest *m, char *err, size_t errlen
 	const struct img_pack **sorted;
 
 	if (m->n_packs > IMG_MAX_PACKS)
-		return fail(err, errlen, "packs: %zu entries, more than %u", m->n_packs,
-		            IMG_MAX_PACKS);
+		return rb_errf(err, errlen, "packs: %zu entries, more than %u", m->n_packs,
+		               IMG_MAX_PACKS);
 	for (size_t i = 0; i < m->n_packs; i++) {
 		if (!img_sha256_hex_is_valid(m->packs[i].id))
-			return fail(err, errlen, "packs[%zu].id: not 64 lowercase hex characters",
-			            i);
+			return rb_errf(err, errlen,
+			               "packs[%zu].id: not 64 lowercase hex characters", i);
 		if (m->packs[i].size == 0 || m->packs[i].size > PACK_SIZE_MAX)
-			return fail(err, errlen, "packs[%zu].size: %" PRIu64 " out of range", i,
-			            m->packs[i].size);
+			return rb_errf(err, errlen, "packs[%zu].size: %" PRIu64 " out of range", i,
+			               m->packs[i].size);
 	}
 	if (m->n_packs < 2)
 		return 0;
@@ -175,8 +178,8 @@ static int validate_packs(const struct img_manifest *m, char *err, size_t errlen
 			       b = (size_t)(sorted[i] - m->packs);
 
 			free(sorted);
-			return fail(err, errlen, "packs[%zu].id: duplicate of packs[%zu]",
-			            RB_MAX(a, b), RB_MIN(a, b));
+			return rb_errf(err, errlen, "packs[%zu].id: duplicate of packs[%zu]",
+			               RB_MAX(a, b), RB_MIN(a, b));
 		}
 	}
 	free(sorted);
@@ -191,45 +194,46 @@ static int validate_chunk(const struct img_manifest *m, size_t i, uint64_t prev_
 	size_t bound = ZSTD_compressBound(m->chunk_size);
 
 	if (c->offset % m->chunk_size != 0)
-		return fail(err, errlen,
-		            "chunks[%zu].offset: %" PRIu64
-		            " is not a multiple of chunk_size %" PRIu32,
-		            i, c->offset, m->chunk_size);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].offset: %" PRIu64
+		               " is not a multiple of chunk_size %" PRIu32,
+		               i, c->offset, m->chunk_size);
 	if (i > 0 && c->offset < prev_end)
-		return fail(err, errlen,
-		            "chunks[%zu].offset: %" PRIu64
-		            " overlaps or precedes chunks[%zu] (ends at %" PRIu64 ")",
-		            i, c->offset, i - 1, prev_end);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].offset: %" PRIu64
+		               " overlaps or precedes chunks[%zu] (ends at %" PRIu64 ")",
+		               i, c->offset, i - 1, prev_end);
 	if (c->offset >= m->disk_size)
-		return fail(err, errlen,
-		            "chunks[%zu].offset: %" PRIu64 " is past disk_size %" PRIu64, i,
-		            c->offset, m->disk_size);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].offset: %" PRIu64 " is past disk_size %" PRIu64, i,
+		               c->offset, m->disk_size);
 	if (c->length == 0 || c->length > m->chunk_size)
-		return fail(err, errlen,
-		            "chunks[%zu].length: %" PRIu32 " not in (0, chunk_size %" PRIu32 "]", i,
-		            c->length, m->chunk_size);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].length: %" PRIu32 " not in (0, chunk_size %" PRIu32 "]",
+		               i, c->length, m->chunk_size);
 	if (c->length > m->disk_size - c->offset)
-		return fail(err, errlen,
-		            "chunks[%zu].length: chunk ends at %" PRIu64
-		            ", past disk_size %" PRIu64,
-		            i, c->offset + c->length, m->disk_size);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].length: chunk ends at %" PRIu64
+		               ", past disk_size %" PRIu64,
+		               i, c->offset + c->length, m->disk_size);
 	if (c->length != m->chunk_size && c->offset + c->length != m->disk_size)
-		return fail(err, errlen,
-		            "chunks[%zu].length: %" PRIu32
-		            " is short but the chunk is not the disk's last",
-		            i, c->length);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].length: %" PRIu32
+		               " is short but the chunk is not the disk's last",
+		               i, c->length);
 	if (c->pack >= m->n_packs)
-		return fail(err, errlen, "chunks[%zu].pack: index %" PRIu32 " but %zu packs", i,
-		            c->pack, m->n_packs);
+		return rb_errf(err, errlen, "chunks[%zu].pack: index %" PRIu32 " but %zu packs", i,
+		               c->pack, m->n_packs);
 	p = &m->packs[c->pack];
 	if (c->stored_len == 0 || c->stored_len > bound)
-		return fail(err, errlen, "chunks[%zu].stored_length: %" PRIu32 " not in (0, %zu]",
-		            i, c->stored_len, bound);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].stored_length: %" PRIu32 " not in (0, %zu]", i,
+		               c->stored_len, bound);
 	if (c->pack_offset > p->size || c->stored_len > p->size - c->pack_offset)
-		return fail(err, errlen,
-		            "chunks[%zu].pack_offset: %" PRIu64 "+%" PRIu32
-		            " is past the end of packs[%" PRIu32 "] (size %" PRIu64 ")",
-		            i, c->pack_offset, c->stored_len, c->pack, p->size);
+		return rb_errf(err, errlen,
+		               "chunks[%zu].pack_offset: %" PRIu64 "+%" PRIu32
+		               " is past the end of packs[%" PRIu32 "] (size %" PRIu64 ")",
+		               i, c->pack_offset, c->stored_len, c->pack, p->size);
 	return 0;
 }
 
@@ -238,43 +242,47 @@ static int validate_chunk(const struct img_manifest *m, size_t i, uint64_t prev_
 static int validate_header(const struct img_manifest *m, char *err, size_t errlen)
 {
 	if (!img_name_is_valid(m->name))
-		return fail(err, errlen,
-		            "name: must match [A-Za-z0-9._+-]{1,64}, not start with '.'");
+		return rb_errf(err, errlen,
+		               "name: must match [A-Za-z0-9._+-]{1,64}, not start with '.'");
 	if (!img_name_is_valid(m->version))
-		return fail(err, errlen,
-		            "version: must match [A-Za-z0-9._+-]{1,64}, not start with '.'");
+		return rb_errf(err, errlen,
+		               "version: must match [A-Za-z0-9._+-]{1,64}, not start with '.'");
 	if (m->disk_size == 0 || m->disk_size > IMG_DISK_SIZE_MAX || m->disk_size % 512 != 0)
-		return fail(err, errlen,
-		            "disk_size: %" PRIu64 " must be > 0, <= 2^50 and a multiple of 512",
-		            m->disk_size);
+		return rb_errf(err, errlen,
+		               "disk_size: %" PRIu64 " must be > 0, <= 2^50 and a multiple of 512",
+		               m->disk_size);
 	if (m->chunk_size < IMG_CHUNK_SIZE_MIN || m->chunk_size > IMG_CHUNK_SIZE_MAX ||
 	    (m->chunk_size & (m->chunk_size - 1)) != 0)
-		return fail(err, errlen,
-		            "chunk_size: %" PRIu32 " must be a power of two in [4096, 16777216]",
-		            m->chunk_size);
+		return rb_errf(err, errlen,
+		               "chunk_size: %" PRIu32 " must be a power of two in [4096, 16777216]",
+		               m->chunk_size);
 	if (!img_sha256_hex_is_valid(m->source_sha256))
-		return fail(err, errlen, "source_sha256: not 64 lowercase hex characters");
+		return rb_errf(err, errlen, "source_sha256: not 64 lowercase hex characters");
 	if (!table_is_valid(m->table))
-		return fail(err, errlen, "partitions.table: must be \"gpt\", \"mbr\" or \"none\"");
+		return rb_errf(err, errlen,
+		               "partitions.table: must be \"gpt\", \"mbr\" or \"none\"");
 	if (m->n_parts > IMG_MAX_PARTS)
-		return fail(err, errlen, "partitions.entries: %zu entries, more than %d",
-		            m->n_parts, IMG_MAX_PARTS);
+		return rb_errf(err, errlen, "partitions.entries: %zu entries, more than %d",
+		               m->n_parts, IMG_MAX_PARTS);
 	if (m->n_parts > 0 && !strcmp(m->table, "none"))
-		return fail(err, errlen, "partitions.entries: table \"none\" has entries");
+		return rb_errf(err, errlen, "partitions.entries: table \"none\" has entries");
 	for (size_t i = 0; i < m->n_parts; i++) {
 		const struct img_partition *p = &m->parts[i];
 
 		if (p->index == 0 || p->index > 4096)
-			return fail(err, errlen, "partitions.entries[%zu].index: %u out of range",
-			            i, p->index);
+			return rb_errf(err, errlen,
+			               "partitions.entries[%zu].index: %u out of range", i,
+			               p->index);
 		if (p->start > m->disk_size || p->size > m->disk_size - p->start)
-			return fail(err, errlen, "partitions.entries[%zu]: ends past disk_size", i);
+			return rb_errf(err, errlen, "partitions.entries[%zu]: ends past disk_size",
+			               i);
 		if (memchr(p->type, '\0', sizeof(p->type)) == NULL || !p->type[0] ||
 		    !printable(p->type))
-			return fail(err, errlen,
-			            "partitions.entries[%zu].type: empty or not printable", i);
+			return rb_errf(err, errlen,
+			               "partitions.entries[%zu].type: empty or not printable", i);
 		if (memchr(p->name, '\0', sizeof(p->name)) == NULL || !printable(p->name))
-			return fail(err, errlen, "partitions.entries[%zu].name: not printable", i);
+			return rb_errf(err, errlen, "partitions.entries[%zu].name: not printable",
+			               i);
 	}
 	return validate_packs(m, err, errlen);
 }
@@ -285,9 +293,9 @@ static int validate_chunks(const struct img_manifest *m, char *err, size_t errle
 	int r;
 
 	if (m->n_chunks > max_chunks(m->disk_size, m->chunk_size))
-		return fail(err, errlen,
-		            "chunks: %zu entries, more than disk_size/chunk_size allows",
-		            m->n_chunks);
+		return rb_errf(err, errlen,
+		               "chunks: %zu entries, more than disk_size/chunk_size allows",
+		               m->n_chunks);
 	for (size_t i = 0; i < m->n_chunks; i++) {
 		r = validate_chunk(m, i, prev_end, err, errlen);
 		if (r < 0)
@@ -467,7 +475,7 @@ static json_t *need(struct perr *e, json_t *obj, const char *where, const char *
 	json_t *v = json_object_get(obj, key);
 
 	if (!v)
-		fail(e->buf, e->len, "%s%s: missing field", where, key);
+		rb_errf(e->buf, e->len, "%s%s: missing field", where, key);
 	return v;
 }
 
@@ -477,11 +485,11 @@ static int get_uint(struct perr *e, json_t *v, const char *where, const char *ke
 	json_int_t x;
 
 	if (!json_is_integer(v))
-		return fail(e->buf, e->len, "%s%s: expected an integer", where, key);
+		return rb_errf(e->buf, e->len, "%s%s: expected an integer", where, key);
 	x = json_integer_value(v);
 	if (x < 0 || (uint64_t)x > max)
-		return fail(e->buf, e->len, "%s%s: %lld out of range [0, %" PRIu64 "]", where, key,
-		            (long long)x, max);
+		return rb_errf(e->buf, e->len, "%s%s: %lld out of range [0, %" PRIu64 "]", where,
+		               key, (long long)x, max);
 	*out = (uint64_t)x;
 	return 0;
 }
@@ -504,12 +512,13 @@ static int get_str(struct perr *e, json_t *v, const char *where, const char *key
 	size_t n;
 
 	if (!json_is_string(v))
-		return fail(e->buf, e->len, "%s%s: expected a string", where, key);
+		return rb_errf(e->buf, e->len, "%s%s: expected a string", where, key);
 	n = json_string_length(v);
 	if (n >= dstsize)
-		return fail(e->buf, e->len, "%s%s: longer than %zu bytes", where, key, dstsize - 1);
+		return rb_errf(e->buf, e->len, "%s%s: longer than %zu bytes", where, key,
+		               dstsize - 1);
 	if (memchr(json_string_value(v), '\0', n))
-		return fail(e->buf, e->len, "%s%s: contains a NUL byte", where, key);
+		return rb_errf(e->buf, e->len, "%s%s: contains a NUL byte", where, key);
 	memcpy(dst, json_string_value(v), n + 1);
 	return 0;
 }
@@ -529,7 +538,7 @@ static json_t *field_array(struct perr *e, json_t *obj, const char *where, const
 	json_t *v = need(e, obj, where, key);
 
 	if (v && !json_is_array(v)) {
-		fail(e->buf, e->len, "%s%s: expected an array", where, key);
+		rb_errf(e->buf, e->len, "%s%s: expected an array", where, key);
 		return NULL;
 	}
 	return v;
@@ -545,7 +554,7 @@ static int parse_partitions(struct perr *e, json_t *root, struct img_manifest *m
 	if (!parts)
 		return 0;
 	if (!json_is_object(parts))
-		return fail(e->buf, e->len, "partitions: expected an object");
+		return rb_errf(e->buf, e->len, "partitions: expected an object");
 	r = field_str(e, parts, "partitions.", "table", m->table, sizeof(m->table));
 	if (r < 0)
 		return r;
@@ -553,8 +562,8 @@ static int parse_partitions(struct perr *e, json_t *root, struct img_manifest *m
 	if (!entries)
 		return -EINVAL;
 	if (json_array_size(entries) > IMG_MAX_PARTS)
-		return fail(e->buf, e->len, "partitions.entries: %zu entries, more than %d",
-		            json_array_size(entries), IMG_MAX_PARTS);
+		return rb_errf(e->buf, e->len, "partitions.entries: %zu entries, more than %d",
+		               json_array_size(entries), IMG_MAX_PARTS);
 	if (json_array_size(entries) == 0)
 		return 0;
 	m->parts = array_alloc(json_array_size(entries), sizeof(*m->parts));
@@ -568,8 +577,8 @@ static int parse_partitions(struct perr *e, json_t *root, struct img_manifest *m
 
 		snprintf(where, sizeof(where), "partitions.entries[%zu].", i);
 		if (!json_is_object(v))
-			return fail(e->buf, e->len, "partitions.entries[%zu]: expected an object",
-			            i);
+			return rb_errf(e->buf, e->len,
+			               "partitions.entries[%zu]: expected an object", i);
 		if ((r = field_uint(e, v, where, "index", 4096, &x)) < 0)
 			return r;
 		p->index = (unsigned)x;
@@ -592,8 +601,8 @@ static int parse_packs(struct perr *e, json_t *root, struct img_manifest *m)
 	if (!packs)
 		return -EINVAL;
 	if (json_array_size(packs) > IMG_MAX_PACKS)
-		return fail(e->buf, e->len, "packs: %zu entries, more than %u",
-		            json_array_size(packs), IMG_MAX_PACKS);
+		return rb_errf(e->buf, e->len, "packs: %zu entries, more than %u",
+		               json_array_size(packs), IMG_MAX_PACKS);
 	if (json_array_size(packs) == 0)
 		return 0;
 	m->packs = array_alloc(json_array_size(packs), sizeof(*m->packs));
@@ -605,7 +614,7 @@ static int parse_packs(struct perr *e, json_t *root, struct img_manifest *m)
 
 		snprintf(where, sizeof(where), "packs[%zu].", i);
 		if (!json_is_object(v))
-			return fail(e->buf, e->len, "packs[%zu]: expected an object", i);
+			return rb_errf(e->buf, e->len, "packs[%zu]: expected an object", i);
 		if ((r = field_str(e, v, where, "id", m->packs[i].id, sizeof(m->packs[i].id))) <
 		            0 ||
 		    (r = field_uint(e, v, where, "size", PACK_SIZE_MAX, &m->packs[i].size)) < 0)
@@ -625,10 +634,10 @@ static int parse_chunk(struct perr *e, json_t *v, size_t i, struct img_chunk *c)
 
 	snprintf(where, sizeof(where), "chunks[%zu].", i);
 	if (!json_is_array(v) || json_array_size(v) != 6)
-		return fail(e->buf, e->len,
-		            "chunks[%zu]: expected [offset, length, sha256, pack, pack_offset, "
-		            "stored_length]",
-		            i);
+		return rb_errf(e->buf, e->len,
+		               "chunks[%zu]: expected [offset, length, sha256, pack, pack_offset, "
+		               "stored_length]",
+		               i);
 	for (size_t k = 0; k < 6; k++) {
 		if (k == 2)
 			continue;
@@ -640,8 +649,8 @@ static int parse_chunk(struct perr *e, json_t *v, size_t i, struct img_chunk *c)
 	if (!json_is_string(json_array_get(v, 2)) ||
 	    !img_sha256_hex_is_valid(json_string_value(json_array_get(v, 2))) ||
 	    json_string_length(json_array_get(v, 2)) != 64)
-		return fail(e->buf, e->len, "chunks[%zu].sha256: not 64 lowercase hex characters",
-		            i);
+		return rb_errf(e->buf, e->len,
+		               "chunks[%zu].sha256: not 64 lowercase hex characters", i);
 	c->offset = x[0];
 	c->length = (uint32_t)x[1];
 	unhex32(json_string_value(json_array_get(v, 2)), c->sha256);
@@ -660,14 +669,14 @@ static int parse_root(struct perr *e, json_t *root, struct img_manifest *m)
 	int r;
 
 	if (!json_is_object(root))
-		return fail(e->buf, e->len, "manifest: expected a JSON object");
+		return rb_errf(e->buf, e->len, "manifest: expected a JSON object");
 	if ((r = field_str(e, root, "", "format", format, sizeof(format))) < 0)
 		return r;
 	if (strcmp(format, IMG_MANIFEST_FORMAT) != 0)
-		return fail(e->buf, e->len,
-		            "format: \"%s\" is not " IMG_MANIFEST_FORMAT
-		            " (made by a newer rackboot-image?)",
-		            format);
+		return rb_errf(e->buf, e->len,
+		               "format: \"%s\" is not " IMG_MANIFEST_FORMAT
+		               " (made by a newer rackboot-image?)",
+		               format);
 	if ((r = field_str(e, root, "", "name", m->name, sizeof(m->name))) < 0 ||
 	    (r = field_str(e, root, "", "version", m->version, sizeof(m->version))) < 0 ||
 	    (r = field_uint(e, root, "", "disk_size", IMG_DISK_SIZE_MAX, &m->disk_size)) < 0 ||
@@ -678,7 +687,7 @@ static int parse_root(struct perr *e, json_t *root, struct img_manifest *m)
 	if (!created)
 		return -EINVAL;
 	if (!json_is_integer(created))
-		return fail(e->buf, e->len, "created: expected an integer");
+		return rb_errf(e->buf, e->len, "created: expected an integer");
 	m->created = json_integer_value(created);
 	if ((r = field_str(e, root, "", "source_sha256", m->source_sha256,
 	                   sizeof(m->source_sha256))) < 0)
@@ -693,9 +702,9 @@ static int parse_root(struct perr *e, json_t *root, struct img_manifest *m)
 		return -EINVAL;
 	/* The count is bounded before anything is allocated for it. */
 	if (json_array_size(chunks) > max_chunks(m->disk_size, m->chunk_size))
-		return fail(e->buf, e->len,
-		            "chunks: %zu entries, more than disk_size/chunk_size allows",
-		            json_array_size(chunks));
+		return rb_errf(e->buf, e->len,
+		               "chunks: %zu entries, more than disk_size/chunk_size allows",
+		               json_array_size(chunks));
 	if (json_array_size(chunks) > 0) {
 		m->chunks = array_alloc(json_array_size(chunks), sizeof(*m->chunks));
 		if (!m->chunks)
@@ -715,19 +724,12 @@ int img_manifest_parse(const char *data, size_t len, struct img_manifest **ret, 
 {
 	struct perr e = { err, errlen };
 	struct img_manifest *m;
-	json_error_t jerr;
 	json_t *root;
 	int r;
 
-	if (len > IMG_MANIFEST_MAX_SIZE) {
-		fail(err, errlen, "manifest: %zu bytes, more than the %llu byte limit", len,
-		     IMG_MANIFEST_MAX_SIZE);
-		return -EFBIG;
-	}
-	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
-		return fail(err, errlen, "manifest: not JSON: %s at line %d column %d", jerr.text,
-		            jerr.line, jerr.column);
+	r = img_json_load(data, len, IMG_MANIFEST_MAX_SIZE, "manifest", &root, err, errlen);
+	if (r < 0)
+		return r;
 	r = img_manifest_new(&m);
 	if (r < 0)
 		goto out;

@@ -90,6 +90,13 @@ uint64_t img_manifest_data_bytes(const struct img_manifest *m);
 /* True for [A-Za-z0-9._+-]{1,64} not starting with '.': names, versions
  * and architectures become path components (images/<name>/<version>...),
  * so "." and ".." must never pass. */
+/* Parses len bytes of JSON (at most cap, duplicate keys refused) for the
+ * manifest and catalogue parsers; what names the document in err.
+ * -EFBIG over the cap, -EINVAL for bad JSON. */
+struct json_t;
+int img_json_load(const char *data, size_t len, unsigned long long cap, const char *what,
+                  struct json_t **ret, char *err, size_t errlen);
+
 bool img_name_is_valid(const char *s);
 
 /* True for exactly 64 lowercase hex characters. */

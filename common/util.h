@@ -26,6 +26,10 @@ uint64_t rb_wall_usec(void); /* CLOCK_REALTIME */
  * Used before openat2(RESOLVE_BENEATH), which is the real guard. */
 bool rb_path_is_safe(const char *path);
 
+/* Formats a message into err (when err is non-NULL and errlen > 0) and
+ * returns -EINVAL: the error path of every parser that explains itself. */
+int rb_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Whole-buffer I/O that retries short transfers and EINTR. Return 0 or
  * -errno; rb_pread_all() returns -EIO at end of file. */
 int rb_write_all(int fd, const void *data, size_t len);
