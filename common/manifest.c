@@ -20,8 +20,10 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <zstd.h>
 
+#include "common/sha256.h"
 #include "common/util.h"
 
 #define PACK_SIZE_MAX (1ULL << 56)
@@ -425,6 +427,39 @@ static int cmp_span(const void *a, const void *b)
 	if (x->pack_offset != y->pack_offset)
 		return x->pack_offset < y->pack_offset ? -1 : 1;
 	return 0;
+}
+
+int img_manifest_source_hash(const struct img_manifest *m, uint8_t ret[32])
+{
+	uint64_t pieces = (m->disk_size + m->chunk_size - 1) / m->chunk_size, tail;
+	uint8_t zero[32], zero_tail[32], *buf;
+	EVP_MD_CTX *md;
+	size_t next = 0;
+	int e = 0;
+
+	if (m->chunk_size == 0 || pieces > IMG_SOURCE_HASH_MAX_PIECES)
+		return -E2BIG;
+	tail = m->disk_size - (pieces - 1) * m->chunk_size;
+	buf = calloc(1, m->chunk_size);
+	md = EVP_MD_CTX_new();
+	if (!buf || !md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		e = -ENOMEM;
+		goto out;
+	}
+	rb_sha256(buf, m->chunk_size, zero);
+	rb_sha256(buf, (size_t)tail, zero_tail);
+	for (uint64_t i = 0; i < pieces; i++) {
+		const uint8_t *h = i + 1 < pieces ? zero : zero_tail;
+
+		if (next < m->n_chunks && m->chunks[next].offset == i * m->chunk_size)
+			h = m->chunks[next++].sha256;
+		EVP_DigestUpdate(md, h, 32);
+	}
+	EVP_DigestFinal_ex(md, ret, NULL);
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return e;
 }
 
 uint64_t img_manifest_stored_bytes(const struct img_manifest *m)

@@ -84,6 +84,13 @@ int img_manifest_validate(const struct img_manifest *m, char *err, size_t errlen
 /* Sum of stored_len over distinct (pack, pack_offset) pairs. */
 uint64_t img_manifest_stored_bytes(const struct img_manifest *m);
 
+/* source_sha256 as the chunk list implies it: SHA-256 over the SHA-256 of
+ * every chunk_size piece of the disk in order, zero pieces included (their
+ * hash is computed once per length). -E2BIG when the disk has more than
+ * IMG_SOURCE_HASH_MAX_PIECES pieces (a hostile size would cost hours). */
+#define IMG_SOURCE_HASH_MAX_PIECES (1ULL << 28)
+int img_manifest_source_hash(const struct img_manifest *m, uint8_t ret[32]);
+
 /* Logical bytes stored (sum of chunk lengths, i.e. the non-zero data). */
 uint64_t img_manifest_data_bytes(const struct img_manifest *m);
 

@@ -1,15 +1,21 @@
 /* Build pipeline: raw disk image -> deduplicated, compressed chunks in pack
  * files -> signed manifest, published atomically (repo.c).
  *
- * Threads: one reader (pread in chunk_size pieces, whole-image SHA-256,
- * holes of sparse files skipped with SEEK_DATA), N workers (zero check,
- * SHA-256, one zstd frame per chunk), and the calling thread as the
- * writer (in disk order: dedup against every chunk of the repository and
- * of this build, append to the current pack in .tmp/, rename full packs
- * into packs/). They share a ring of a fixed number of slots, so memory is
- * bounded by (2N + 4) * (chunk_size + compressBound) whatever the disk
- * size. The ring is guarded by one mutex and one condition variable: a
- * chunk of 64 KiB costs ~100 us of work, so the lock is not the limit.
+ * Threads: N workers, each claiming the next batch of chunks in disk order
+ * and doing all per-chunk work on it (pread in chunk_size pieces, holes of
+ * sparse files skipped with SEEK_DATA, zero check, SHA-256, one zstd frame
+ * per chunk), and the calling thread as the writer (in disk order: the
+ * source hash over the chunk hashes, dedup against every chunk of the
+ * repository and of this build, append to the current pack in .tmp/,
+ * rename full packs into packs/). They share a ring of a fixed number of
+ * slots, so memory is bounded by 2 * WORK_BATCH * (N + 1) *
+ * (chunk_size + compressBound) whatever the disk size. One mutex guards
+ * the ring; a batch of 8 chunks of 64 KiB is ~1 ms of work, so the lock is
+ * not the limit.
+ *
+ * Every byte of the image is hashed once (per chunk); source_sha256 is the
+ * SHA-256 of the list of chunk hashes (docs/formats.md), so it costs 32
+ * bytes of hashing per chunk instead of a second pass over the disk.
  *
  * Must never: publish a manifest whose packs are not all renamed into
  * packs/ and fsynced, or hold more than the ring's slots in memory. */
@@ -30,9 +36,8 @@
 #include "common/sha256.h"
 #include "common/util.h"
 
-enum { SLOT_FREE, SLOT_READ, SLOT_DONE };
+enum { SLOT_FREE, SLOT_DONE };
 #define WORK_BATCH 8 /* chunks a worker takes at once */
-#define READ_BATCH 8 /* chunks the reader reads per lock round trip */
 
 struct slot {
 	int state;
@@ -65,17 +70,21 @@ struct build {
 	uint64_t size, n_chunks;
 	uint32_t cs;
 
-	/* One lock, one condition per kind of waiter (reader: a slot freed;
-	 * workers: a slot read; writer: a slot done), each signalled only by
-	 * the stage that feeds it: a broadcast per chunk woke every thread
-	 * and cost more system time than the compression. */
+	/* One lock, one condition per kind of waiter (workers: their batch's
+	 * slots freed; writer: a slot done), each signalled only by the stage
+	 * that feeds it and once per batch, not per chunk: a broadcast per
+	 * chunk woke every thread and cost more system time than the
+	 * compression. */
 	pthread_mutex_t mu;
-	pthread_cond_t cv_free, cv_read, cv_done;
+	pthread_cond_t cv_free, cv_done;
 	struct slot *slots;
 	size_t n_slots;
-	uint64_t next_read, next_work;
+	uint64_t next_work; /* first chunk no worker has claimed */
+	uint64_t next_free; /* chunks before this one are written, slots free */
 	int read_err;
 	bool abort;
+	EVP_MD_CTX *source_md;                   /* over the chunk hashes, in disk order */
+	uint8_t zero_sha[32], zero_tail_sha[32]; /* a zero chunk; a short last one */
 	uint8_t source_sha[32];
 
 	struct bpack *packs;
@@ -225,7 +234,7 @@ static int index_image(struct img_repo *r, const char *name, const char *version
 	return e;
 }
 
-/* ---- reader and workers ---- */
+/* ---- workers ---- */
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -235,19 +244,20 @@ static bool all_zero(const uint8_t *p, size_t n)
 static void wake_all(struct build *b)
 {
 	pthread_cond_broadcast(&b->cv_free);
-	pthread_cond_broadcast(&b->cv_read);
 	pthread_cond_broadcast(&b->cv_done);
 }
 
-/* Reads chunk seq into slot s (a hole of a sparse file is not read) and
- * feeds the whole-image hash. */
-static int read_one(struct build *b, uint64_t seq, struct slot *s, EVP_MD_CTX *md,
-                    const uint8_t *zeros, uint64_t *next_data)
+/* Reads chunk seq into slot s; a hole of a sparse file is not read (it is
+ * a zero chunk). next_data is this worker's cache of the next data offset:
+ * its claims only move forward. */
+static int read_one(struct build *b, uint64_t seq, struct slot *s, uint64_t *next_data)
 {
 	uint64_t off = seq * b->cs;
 	uint32_t len = (uint32_t)RB_MIN((uint64_t)b->cs, b->size - off);
-	bool hole = false;
+	size_t got = 0;
 
+	s->len = len;
+	s->zero = false;
 	if (b->is_file && *next_data < off + len) {
 		off_t d = lseek(b->fd, (off_t)off, SEEK_DATA);
 		if (d < 0)
@@ -255,105 +265,61 @@ static int read_one(struct build *b, uint64_t seq, struct slot *s, EVP_MD_CTX *m
 		else
 			*next_data = (uint64_t)d;
 	}
-	if (b->is_file && *next_data >= off + len)
-		hole = true;
-	if (!hole) {
-		size_t got = 0;
-		while (got < len) {
-			ssize_t k = pread(b->fd, s->in + got, len - got, (off_t)(off + got));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				return k < 0 ? -errno : -EIO; /* EOF early: device shrank */
-			got += (size_t)k;
-		}
+	if (b->is_file && *next_data >= off + len) {
+		s->zero = true;
+		return 0;
 	}
-	EVP_DigestUpdate(md, hole ? zeros : s->in, len);
-	s->len = len;
-	s->zero = hole;
+	while (got < len) {
+		ssize_t k = pread(b->fd, s->in + got, len - got, (off_t)(off + got));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO; /* EOF early: device shrank */
+		got += (size_t)k;
+	}
 	return 0;
 }
 
-static void *reader_main(void *arg)
-{
-	struct build *b = arg;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t *zeros = calloc(1, b->cs);
-	uint64_t next_data = 0; /* no data before this offset (sparse files) */
-	uint64_t k;
-	int err = 0;
-
-	if (!md || !zeros || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-		err = -ENOMEM;
-	/* Batches of chunks per lock round trip. The writer frees slots in
-	 * order, so once the batch's last slot is free, all of them are. */
-	for (uint64_t seq = 0; seq < b->n_chunks && err == 0; seq += k) {
-		struct slot *last;
-
-		k = RB_MIN((uint64_t)READ_BATCH, b->n_chunks - seq);
-		last = &b->slots[(seq + k - 1) % b->n_slots];
-		pthread_mutex_lock(&b->mu);
-		while (last->state != SLOT_FREE && !b->abort)
-			pthread_cond_wait(&b->cv_free, &b->mu);
-		pthread_mutex_unlock(&b->mu);
-		if (b->abort)
-			break;
-		for (uint64_t i = 0; i < k; i++) {
-			err = read_one(b, seq + i, &b->slots[(seq + i) % b->n_slots], md, zeros,
-			               &next_data);
-			if (err < 0) {
-				k = i;
-				break;
-			}
-		}
-		pthread_mutex_lock(&b->mu);
-		for (uint64_t i = 0; i < k; i++)
-			b->slots[(seq + i) % b->n_slots].state = SLOT_READ;
-		b->next_read = seq + k;
-		pthread_cond_broadcast(&b->cv_read);
-		pthread_mutex_unlock(&b->mu);
-	}
-	if (err == 0 && md)
-		EVP_DigestFinal_ex(md, b->source_sha, NULL);
-	pthread_mutex_lock(&b->mu);
-	if (err < 0) {
-		b->read_err = err;
-		b->abort = true;
-	}
-	wake_all(b);
-	pthread_mutex_unlock(&b->mu);
-	EVP_MD_CTX_free(md);
-	free(zeros);
-	return NULL;
-}
-
+/* A worker claims the next WORK_BATCH chunks in disk order, waits until
+ * the writer has freed their ring slots' previous chunks, then reads,
+ * zero-checks, hashes and compresses them without the lock. No separate reader thread: on a
+ * two-core node one more thread handing buffers over cost more in wake-ups
+ * than the pread itself. */
 static void *worker_main(void *arg)
 {
 	struct build *b = arg;
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
 	size_t cap = ZSTD_compressBound(b->cs);
+	uint64_t next_data = 0;
 
 	for (;;) {
 		uint64_t seq, n;
-		bool failed = false;
+		int err = 0;
 
-		/* Take every chunk read so far, up to a few: one lock round
-		 * trip per batch instead of per chunk. */
 		pthread_mutex_lock(&b->mu);
-		while (!b->abort && b->next_work < b->n_chunks && b->next_work >= b->next_read)
-			pthread_cond_wait(&b->cv_read, &b->mu);
 		if (b->abort || b->next_work >= b->n_chunks) {
 			pthread_mutex_unlock(&b->mu);
 			break;
 		}
 		seq = b->next_work;
-		n = RB_MIN(b->next_read - seq, (uint64_t)WORK_BATCH);
+		n = RB_MIN(b->n_chunks - seq, (uint64_t)WORK_BATCH);
 		b->next_work += n;
+		/* The batch's slots last held chunks seq - n_slots ...: wait until
+		 * the writer is past them. ("Slot free" is not enough: a worker
+		 * claiming one ring-turn later could take a slot freed for this
+		 * batch before this worker woke up; that corrupted images.) */
+		while (b->next_free + b->n_slots < seq + n && !b->abort)
+			pthread_cond_wait(&b->cv_free, &b->mu);
 		pthread_mutex_unlock(&b->mu);
+		if (b->abort)
+			break;
 
-		for (uint64_t i = 0; i < n; i++) {
+		for (uint64_t i = 0; i < n && err == 0; i++) {
 			struct slot *s = &b->slots[(seq + i) % b->n_slots];
 
+			err = read_one(b, seq + i, s, &next_data);
+			if (err < 0)
+				break;
 			if (!s->zero)
 				s->zero = all_zero(s->in, s->len);
 			if (s->zero)
@@ -363,20 +329,22 @@ static void *worker_main(void *arg)
 			                                      b->o->level)
 			                  : 0;
 			if (!cctx || ZSTD_isError(s->out_len))
-				failed = true;
+				err = -ENOMEM;
 		}
 		pthread_mutex_lock(&b->mu);
-		if (failed) {
-			b->read_err = -ENOMEM;
+		if (err < 0) {
+			if (!b->read_err)
+				b->read_err = err;
 			b->abort = true;
-		}
-		for (uint64_t i = 0; i < n; i++)
-			b->slots[(seq + i) % b->n_slots].state = SLOT_DONE;
-		if (b->abort)
 			wake_all(b);
-		else
+		} else {
+			for (uint64_t i = 0; i < n; i++)
+				b->slots[(seq + i) % b->n_slots].state = SLOT_DONE;
 			pthread_cond_signal(&b->cv_done);
+		}
 		pthread_mutex_unlock(&b->mu);
+		if (err < 0)
+			break;
 	}
 	ZSTD_freeCCtx(cctx);
 	return NULL;
@@ -448,6 +416,11 @@ static int write_slot(struct build *b, uint64_t seq, struct slot *s)
 	int e;
 
 	b->st.chunks++;
+	EVP_DigestUpdate(b->source_md,
+	                 !s->zero          ? s->sha
+	                 : s->len == b->cs ? b->zero_sha
+	                                   : b->zero_tail_sha,
+	                 32);
 	if (s->zero) {
 		b->st.chunks_zero++;
 		return 0;
@@ -569,12 +542,11 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
               uint64_t size, bool is_file, struct img_build_stats *ret, char *err, size_t errlen)
 {
 	struct build b;
-	pthread_t reader, *workers = NULL;
+	pthread_t *workers = NULL;
 	unsigned nw = o->threads ? o->threads : (unsigned)RB_MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
 	size_t started = 0, cap;
 	struct img_manifest *m = NULL;
 	struct img_progress prog;
-	bool reader_started = false;
 	uint64_t t0 = rb_now_usec();
 	int e = 0;
 
@@ -605,10 +577,11 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 	}
 	pthread_mutex_init(&b.mu, NULL);
 	pthread_cond_init(&b.cv_free, NULL);
-	pthread_cond_init(&b.cv_read, NULL);
 	pthread_cond_init(&b.cv_done, NULL);
 	b.pack_md = EVP_MD_CTX_new();
-	if (!b.pack_md || (e = ht_grow(&b)) < 0) {
+	b.source_md = EVP_MD_CTX_new();
+	if (!b.pack_md || !b.source_md || EVP_DigestInit_ex(b.source_md, EVP_sha256(), NULL) != 1 ||
+	    (e = ht_grow(&b)) < 0) {
 		e = -ENOMEM;
 		goto out;
 	}
@@ -617,7 +590,7 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 		snprintf(err, errlen, "indexing the repository's chunks: %s", strerror(-e));
 		goto out;
 	}
-	b.n_slots = 4 * nw + 8;
+	b.n_slots = 2 * WORK_BATCH * (nw + 1);
 	b.slots = calloc(b.n_slots, sizeof(*b.slots));
 	workers = calloc(nw, sizeof(*workers));
 	if (!b.slots || !workers) {
@@ -633,11 +606,10 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 			goto out;
 		}
 	}
-	if (pthread_create(&reader, NULL, reader_main, &b) != 0) {
-		e = -EAGAIN;
-		goto out;
-	}
-	reader_started = true;
+	/* The hashes a zero chunk would have: full size and a short tail. */
+	memset(b.slots[0].in, 0, b.cs);
+	rb_sha256(b.slots[0].in, b.cs, b.zero_sha);
+	rb_sha256(b.slots[0].in, (size_t)(size - (b.n_chunks - 1) * b.cs), b.zero_tail_sha);
 	for (; started < nw; started++)
 		if (pthread_create(&workers[started], NULL, worker_main, &b) != 0)
 			break;
@@ -673,11 +645,13 @@ int img_build(struct img_repo *r, const struct rb_key *key, const struct img_bui
 		pthread_mutex_lock(&b.mu);
 		for (uint64_t i = 0; i < written; i++)
 			b.slots[(seq + i) % b.n_slots].state = SLOT_FREE;
+		b.next_free = seq + written;
 		if (e < 0) {
 			b.abort = true;
 			wake_all(&b);
 		} else {
-			pthread_cond_signal(&b.cv_free);
+			/* Workers wait on different slots of the ring: all of them. */
+			pthread_cond_broadcast(&b.cv_free);
 		}
 		pthread_mutex_unlock(&b.mu);
 		if (e < 0) {
@@ -696,8 +670,6 @@ out_join:
 	pthread_mutex_unlock(&b.mu);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
-	if (reader_started)
-		pthread_join(reader, NULL);
 	if (e == 0 && b.read_err < 0) {
 		e = b.read_err;
 		snprintf(err, errlen, "reading the image: %s", strerror(-e));
@@ -707,6 +679,8 @@ out_join:
 		if (e < 0)
 			snprintf(err, errlen, "publishing a pack: %s", strerror(-e));
 	}
+	if (e == 0 && EVP_DigestFinal_ex(b.source_md, b.source_sha, NULL) != 1)
+		e = -ENOMEM;
 	if (e == 0)
 		e = make_manifest(&b, &m, err, errlen);
 	if (e == 0)
@@ -732,10 +706,10 @@ out:
 	free(b.packs);
 	free(b.chunks);
 	EVP_MD_CTX_free(b.pack_md);
+	EVP_MD_CTX_free(b.source_md);
 	img_manifest_free(m);
 	pthread_mutex_destroy(&b.mu);
 	pthread_cond_destroy(&b.cv_free);
-	pthread_cond_destroy(&b.cv_read);
 	pthread_cond_destroy(&b.cv_done);
 	return e;
 }

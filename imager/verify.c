@@ -150,6 +150,29 @@ int img_verify_image(struct img_repo *r, const struct rb_key *const *pubs, size_
 		report(msg, arg);
 		return e;
 	}
+	{
+		/* The chunk list must add up to the source hash it was built with
+		 * (a capture's "this is that disk"); cheap: 32 bytes per piece. */
+		uint8_t sh[32];
+		char hex[65];
+		int he = img_manifest_source_hash(m, sh);
+
+		if (he == 0) {
+			rb_hex(sh, 32, hex);
+			if (strcmp(hex, m->source_sha256) != 0) {
+				snprintf(msg, sizeof(msg),
+				         "%s %s: the chunk list hashes to %s, not to "
+				         "source_sha256 %s",
+				         name, version, hex, m->source_sha256);
+				report(msg, arg);
+				s.failures++;
+			}
+		} else if (he != -E2BIG) {
+			e = he;
+			report("out of memory", arg);
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < m->n_packs; i++) {
 		char rel[96];
 		struct stat st;

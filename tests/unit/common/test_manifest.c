@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "common/manifest.h"
+#include "common/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -328,6 +329,35 @@ static void test_stored_bytes(void **state)
 	img_manifest_free(m);
 }
 
+/* source_sha256 from the chunk list equals the hash list of the raw disk
+ * computed here the long way: 3 full pieces of 4 KiB + a 512-byte tail,
+ * only piece 1 stored. */
+static void test_source_hash(void **state)
+{
+	struct img_manifest *m;
+	struct img_chunk c = { .offset = 4096, .length = 4096, .stored_len = 10 };
+	uint8_t disk[3 * 4096 + 512] = { 0 }, list[4 * 32], want[32], got[32];
+	uint32_t pi;
+
+	(void)state;
+	memset(disk + 4096, 'A', 4096);
+	for (size_t i = 0; i < 4; i++)
+		rb_sha256(disk + i * 4096, i < 3 ? 4096 : 512, list + i * 32);
+	rb_sha256(list, sizeof(list), want);
+	assert_int_equal(img_manifest_new(&m), 0);
+	m->disk_size = sizeof(disk);
+	m->chunk_size = 4096;
+	assert_int_equal(img_manifest_add_pack(m, H, 100, &pi), 0);
+	memcpy(c.sha256, list + 32, 32);
+	assert_int_equal(img_manifest_add_chunk(m, &c), 0);
+	assert_int_equal(img_manifest_source_hash(m, got), 0);
+	assert_memory_equal(got, want, 32);
+	/* A hostile size is refused, not hashed for hours. */
+	m->disk_size = 1ULL << 50;
+	assert_int_equal(img_manifest_source_hash(m, got), -E2BIG);
+	img_manifest_free(m);
+}
+
 static void test_serialize_refuses_invalid(void **state)
 {
 	struct img_manifest *m = sample(3);
@@ -379,6 +409,7 @@ int main(void)
 		cmocka_unit_test(test_size_cap),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_stored_bytes),
+		cmocka_unit_test(test_source_hash),
 		cmocka_unit_test(test_serialize_refuses_invalid),
 		cmocka_unit_test(test_names),
 	};
