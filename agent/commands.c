@@ -6,10 +6,20 @@
 /* entry prototypes (each helper adds its own under this line) */
 int agent_cmd_image(int argc, char **argv);
 int agent_inventory_main(int argc, char **argv);
+int agent_cmd_run(int argc, char **argv);
+int agent_cmd_wipe(int argc, char **argv);
+int agent_cmd_grow(int argc, char **argv);
+int agent_cmd_plain(int argc, char **argv);
 
 const struct agent_command agent_commands[] = {
 	/* entries (each helper adds its own under this line) */
 	{ "image", "write a signed image from the repository onto a disk", agent_cmd_image },
 	{ "inventory", "print this node's hardware inventory as JSON", agent_inventory_main },
+	{ "run", "get this node's plan from rackbootd and carry it out (the boot agent)",
+	  agent_cmd_run },
+	{ "wipe", "wipe a disk: partition metadata or every byte", agent_cmd_wipe },
+	{ "grow", "grow the last partition to the end of the disk", agent_cmd_grow },
+	{ "plain", "write a plain image or rootfs tarball of the signed catalogue onto a disk",
+	  agent_cmd_plain },
 	{ NULL, NULL, NULL },
 };

@@ -18,6 +18,11 @@ struct agent_image_opts {
 	bool reimage;  /* hash what is on the target and skip matching chunks */
 	bool progress; /* progress lines on stderr */
 	struct agent_fetch_opts fetch;
+	/* Called (if set) from the thread running agent_image_write(), every
+	 * few hundred ms and at the end, with the bytes verified so far out of
+	 * those to write. Must be quick: it runs in the fetch loop. */
+	void (*progress_cb)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
 };
 
 struct agent_image_stats {
@@ -30,8 +35,9 @@ struct agent_image_stats {
 };
 
 /* Writes the image. 0, or -errno with a one-line reason in err (naming the
- * chunk or URL). On failure after the target was opened, its first and last
- * MiB hold zeros: no valid partition table or boot sector. */
+ * chunk or URL). On failure after the target was opened, the first and last
+ * MiB of the image's disk (and of a larger device) hold zeros: no valid
+ * partition table or boot sector. */
 int agent_image_write(const struct agent_image_opts *o, struct agent_image_stats *ret_stats,
                       char *err, size_t errlen);
 

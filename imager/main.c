@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "extract.h"
+#include "initramfs.h"
 #include "pkg.h"
 #include "plain.h"
 #include "report.h"
@@ -52,6 +53,10 @@ static const char usage_text[] =
         "  register --repo R --key K --name N --version V FILE   plain .img/.img.zst/.tar.*\n"
         "  pkg build DIR --meta META.json --out FILE.tar.zst\n"
         "  pkg index --repo R --key K PKG...\n"
+        "  initramfs -o FILE --trust KEY.pub [--trust K2.pub] [--agent PATH] [--busybox PATH]\n"
+        "        [--kernel-dir ROOT] [--kernel-version V] [--modules [+]M1,M2 | --no-modules]\n"
+        "        [--firmware-dir DIR] [--file SRC:/DEST] [--compress gzip|zstd] [--level L]\n"
+        "                                   the boot initramfs of rackboot-agent\n"
         "Sizes take K/M/G suffixes. Exit codes: 0 ok, 1 failure, 2 usage.\n";
 
 static int usage(const char *msg)
@@ -609,6 +614,203 @@ out:
 	return rc;
 }
 
+static void initramfs_warn(const char *msg, void *arg)
+{
+	if (!*(bool *)arg)
+		fprintf(stderr, "rackboot-image initramfs: warning: %s\n", msg);
+}
+
+#define MAX_INITRAMFS_MODULES 256
+
+/* Splits a --modules list (a copy in buf) into names; a leading '+' adds
+ * them to the default set. Returns the count or -1. */
+static int split_modules(char *buf, const char **names)
+{
+	size_t n = 0;
+	char *p = buf;
+
+	if (*p == '+') {
+		for (size_t i = 0; img_initramfs_default_modules[i]; i++)
+			names[n++] = img_initramfs_default_modules[i];
+		p++;
+	}
+	while (*p) {
+		char *c = strchr(p, ',');
+		if (c)
+			*c = '\0';
+		if (*p) {
+			if (n == MAX_INITRAMFS_MODULES)
+				return -1;
+			names[n++] = p;
+		}
+		if (!c)
+			break;
+		p = c + 1;
+	}
+	return (int)n;
+}
+
+static int cmd_initramfs(int argc, char **argv)
+{
+	static const struct option lo[] = { { "out", required_argument, NULL, 'o' },
+		                            { "agent", required_argument, NULL, 'a' },
+		                            { "busybox", required_argument, NULL, 'b' },
+		                            { "kernel-dir", required_argument, NULL, 'K' },
+		                            { "kernel-version", required_argument, NULL, 'V' },
+		                            { "modules", required_argument, NULL, 'm' },
+		                            { "no-modules", no_argument, NULL, 'N' },
+		                            { "firmware-dir", required_argument, NULL, 'F' },
+		                            { "trust", required_argument, NULL, 't' },
+		                            { "file", required_argument, NULL, 'f' },
+		                            { "compress", required_argument, NULL, 'c' },
+		                            { "level", required_argument, NULL, 'l' },
+		                            { "quiet", no_argument, NULL, 'q' },
+		                            { "help", no_argument, NULL, 'h' },
+		                            { NULL, 0, NULL, 0 } };
+	const char *trust[IMG_INITRAMFS_MAX_KEYS], *files[IMG_INITRAMFS_MAX_FILES];
+	const char *modules[MAX_INITRAMFS_MODULES];
+	struct img_initramfs_opts o = { 0 };
+	struct img_initramfs_stats st;
+	char agent[4096], err[2048], *modlist = NULL;
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	bool quiet = false;
+	long long v;
+	int c, n, rc = 2;
+
+	o.trust = trust;
+	o.files = files;
+	o.warn = initramfs_warn;
+	o.warn_arg = &quiet;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:qh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			o.out = optarg;
+			break;
+		case 'a':
+			o.agent = optarg;
+			break;
+		case 'b':
+			o.busybox = optarg;
+			break;
+		case 'K':
+			o.kernel_dir = optarg;
+			break;
+		case 'V':
+			o.kernel_version = optarg;
+			break;
+		case 'm':
+			free(modlist);
+			modlist = strdup(optarg);
+			if (!modlist)
+				return fail("initramfs", "out of memory");
+			break;
+		case 'N':
+			o.no_modules = true;
+			break;
+		case 'F':
+			o.firmware_dir = optarg;
+			break;
+		case 't':
+			if (o.n_trust == IMG_INITRAMFS_MAX_KEYS) {
+				usage("at most 16 --trust keys");
+				goto out;
+			}
+			trust[o.n_trust++] = optarg;
+			break;
+		case 'f':
+			if (o.n_files == IMG_INITRAMFS_MAX_FILES) {
+				usage("at most 64 --file options");
+				goto out;
+			}
+			files[o.n_files++] = optarg;
+			break;
+		case 'c':
+			if (strcmp(optarg, "zstd") != 0 && strcmp(optarg, "gzip") != 0) {
+				usage("--compress: gzip or zstd");
+				goto out;
+			}
+			o.zstd = strcmp(optarg, "zstd") == 0;
+			break;
+		case 'l':
+			if (rb_strtonum(optarg, 1, 19, &v) < 0) {
+				usage("--level: 1..9 for gzip, 1..19 for zstd");
+				goto out;
+			}
+			o.level = (int)v;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		default:
+			usage(c == 'h' ? NULL : "initramfs -o FILE --trust KEY.pub [...]");
+			goto out;
+		}
+	}
+	if (optind != argc || !o.out) {
+		usage("initramfs -o FILE --trust KEY.pub [...] (no positional arguments)");
+		goto out;
+	}
+	if (!o.zstd && o.level > 9) {
+		usage("--level: 1..9 for gzip");
+		goto out;
+	}
+	if (o.no_modules && (modlist || o.kernel_dir || o.kernel_version || o.firmware_dir)) {
+		usage("--no-modules excludes --modules, --kernel-dir, --kernel-version and "
+		      "--firmware-dir");
+		goto out;
+	}
+	if (modlist) {
+		n = split_modules(modlist, modules);
+		if (n < 0) {
+			usage("--modules: at most 256 names");
+			goto out;
+		}
+		o.modules = modules;
+		o.n_modules = (size_t)n;
+		o.modules_explicit = true;
+	}
+	if (sde && rb_strtonum(sde, 0, 1LL << 33, &o.mtime) < 0) {
+		usage("SOURCE_DATE_EPOCH: seconds since 1970");
+		goto out;
+	}
+	rc = 1;
+	if (!o.agent) {
+		if (img_initramfs_default_agent(agent, sizeof(agent)) < 0) {
+			fail("initramfs",
+			     "no rackboot-agent next to rackboot-image: give --agent PATH");
+			goto out;
+		}
+		o.agent = agent;
+	}
+	if (img_initramfs_build(&o, &st, err, sizeof(err)) < 0) {
+		fail("initramfs", err);
+		goto out;
+	}
+	rc = 0;
+	if (quiet)
+		goto out;
+	printf("wrote %s: %zu entries, %zu files: rackboot-agent (%s), busybox, %zu shared "
+	       "libraries, %zu trusted key%s",
+	       o.out, st.entries, st.files, o.agent, st.libs, st.keys, st.keys == 1 ? "" : "s");
+	if (o.no_modules)
+		printf(", no kernel modules");
+	else
+		printf(", %zu kernel modules for %s (%zu built in)", st.modules, st.kernel_version,
+		       st.builtin);
+	if (o.firmware_dir)
+		printf(", %zu firmware files (%zu named by the modules not in %s)", st.firmware,
+		       st.firmware_missing, o.firmware_dir);
+	printf("; %.1f MiB of contents, %.1f MiB %s\n", (double)st.bytes_in / 1048576.0,
+	       (double)st.size / 1048576.0, o.zstd ? "zstd" : "gzip");
+	if (!o.no_modules)
+		printf("boot it with the kernel %s (its vmlinuz next to it in boot_root)\n",
+		       st.kernel_version);
+out:
+	free(modlist);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -631,6 +833,8 @@ int main(int argc, char **argv)
 		return cmd_verify(argc, argv);
 	if (strcmp(cmd, "pkg") == 0)
 		return cmd_pkg(argc, argv);
+	if (strcmp(cmd, "initramfs") == 0)
+		return cmd_initramfs(argc, argv);
 	if (strcmp(cmd, "ls") == 0 || strcmp(cmd, "diff") == 0 || strcmp(cmd, "rm") == 0 ||
 	    strcmp(cmd, "gc") == 0 || strcmp(cmd, "extract") == 0 || strcmp(cmd, "register") == 0)
 		return cmd_simple(argc, argv, cmd);

@@ -1,36 +1,252 @@
 /* JSON API handlers under /api/v1/:
- *   GET /api/v1/nodes          all nodes (registry_nodes_json)
- *   GET /api/v1/nodes/<mac>    one node with its last 50 events
- * HEAD is answered like GET (http.c drops the body). Other methods get 405,
- * a malformed MAC 400, an unknown node or path 404; every error is a JSON
- * object {"error": "...", "status": N} built with jansson.
+ *   GET  /api/v1/nodes                   all nodes (registry_nodes_json)
+ *   GET  /api/v1/nodes/<mac>             one node: its last 50 events, the
+ *                                        latest inventory, the live progress
+ *   GET  /api/v1/nodes/<mac>/plan        what the agent does on this boot
+ *   POST /api/v1/nodes/<mac>/inventory   the agent's inventory document
+ *   POST /api/v1/nodes/<mac>/status      the agent's state and progress
+ * HEAD is answered like GET (http.c drops the body). A method a path does
+ * not take is 405, a malformed MAC 400, an unknown node or path 404; every
+ * error is a JSON object {"error": "...", "status": N} built with jansson.
  *
- * Owns nothing between calls and never touches a socket: the reply goes
- * back to http.c. Never logs above debug level. */
+ * The three agent endpoints need "Authorization: Bearer <token>" with the
+ * token of the node's latest boot script (api_token_issue()); the registry
+ * holds only its SHA-256, compared in constant time. Bodies are parsed
+ * strictly (duplicate keys, wrong types, negative numbers, unknown states,
+ * over-long strings: 400); keys the server does not know are ignored so
+ * that a newer agent may add some.
+ *
+ * Progress reports that do not change the node's state stay in a bounded
+ * in-memory table (no disk write per second per node); a state change is a
+ * synchronous registry write with an "agent.<state>" event.
+ *
+ * Owns the progress table. Borrows the config, the registry and the
+ * repository directory fd. Never touches a socket: the reply goes back to
+ * http.c. Never logs above debug level. */
 #include "pxe/api.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "common/catalog.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/util.h"
+#include "pxe/config.h"
 #include "pxe/registry.h"
 
-#define API_PREFIX     "/api/"
-#define API_NODES      "/api/v1/nodes"
-#define API_MAX_EVENTS 50
+#define API_PREFIX      "/api/"
+#define API_NODES       "/api/v1/nodes"
+#define API_MAX_EVENTS  50
+#define API_STEP_MAX    256
+#define API_MESSAGE_MAX 1024
+#define API_AUTH_MAX    256
+
+struct progress {
+	uint8_t mac[6];
+	char state[16];
+	char step[API_STEP_MAX + 1];
+	char message[API_MESSAGE_MAX + 1];
+	uint64_t bytes_done, bytes_total, rate;
+	int64_t updated_ms;
+	struct progress *hnext;         /* bucket chain */
+	struct progress *older, *newer; /* recency list */
+};
+
+struct api {
+	const struct rb_config *cfg;
+	struct registry *reg;
+	int repo_fd;
+	pthread_mutex_t lock; /* the progress table */
+	struct progress **buckets;
+	size_t n_buckets; /* power of two */
+	struct progress *newest, *oldest;
+	size_t n, cap;
+};
+
+/* States an agent may report; "discovered" ends a discovery boot. */
+static const char *const agent_states[] = { "wiping", "imaging", "imaged", "failed", "discovered" };
+static const char *const provision_states[] = { "provisioning", "wiping", "imaging", "installing",
+	                                        "reimage" };
 
 bool api_path_matches(const char *path)
 {
 	return path && strncmp(path, API_PREFIX, strlen(API_PREFIX)) == 0;
 }
 
-static int reply_error(struct api_reply *ret, unsigned status, const char *msg)
+bool api_state_provisions(const char *state)
 {
-	json_t *doc = json_pack("{s:s, s:i}", "error", msg, "status", (json_int_t)status);
+	for (size_t i = 0; i < RB_ARRAY_SIZE(provision_states); i++)
+		if (strcmp(state, provision_states[i]) == 0)
+			return true;
+	return false;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int api_new(const struct rb_config *cfg, struct registry *reg, int repo_fd, size_t progress_cap,
+            struct api **ret)
+{
+	struct api *api = calloc(1, sizeof(*api));
+
+	if (!api)
+		return -ENOMEM;
+	api->cfg = cfg;
+	api->reg = reg;
+	api->repo_fd = repo_fd;
+	api->cap = RB_MAX(progress_cap, (size_t)1);
+	api->n_buckets = 16;
+	while (api->n_buckets < api->cap && api->n_buckets < (size_t)1 << 20)
+		api->n_buckets <<= 1;
+	api->buckets = calloc(api->n_buckets, sizeof(*api->buckets));
+	if (!api->buckets) {
+		free(api);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&api->lock, NULL);
+	*ret = api;
+	return 0;
+}
+
+void api_free(struct api *api)
+{
+	if (!api)
+		return;
+	for (struct progress *p = api->oldest, *next; p; p = next) {
+		next = p->newer;
+		free(p);
+	}
+	free(api->buckets);
+	pthread_mutex_destroy(&api->lock);
+	free(api);
+}
+
+/* ---- live progress table -------------------------------------------------- */
+
+static size_t mac_bucket(const struct api *api, const uint8_t mac[6])
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < 6; i++)
+		h = (h ^ mac[i]) * 0x100000001b3ull;
+	return (size_t)(h ^ (h >> 32)) & (api->n_buckets - 1);
+}
+
+static struct progress *progress_find(struct api *api, const uint8_t mac[6])
+{
+	for (struct progress *p = api->buckets[mac_bucket(api, mac)]; p; p = p->hnext)
+		if (memcmp(p->mac, mac, 6) == 0)
+			return p;
+	return NULL;
+}
+
+static void list_unlink(struct api *api, struct progress *p)
+{
+	if (p->older)
+		p->older->newer = p->newer;
+	else
+		api->oldest = p->newer;
+	if (p->newer)
+		p->newer->older = p->older;
+	else
+		api->newest = p->older;
+	p->older = p->newer = NULL;
+}
+
+static void list_push_newest(struct api *api, struct progress *p)
+{
+	p->older = api->newest;
+	p->newer = NULL;
+	if (api->newest)
+		api->newest->newer = p;
+	else
+		api->oldest = p;
+	api->newest = p;
+}
+
+static void evict_oldest(struct api *api)
+{
+	struct progress *victim = api->oldest, **pp;
+
+	if (!victim)
+		return;
+	for (pp = &api->buckets[mac_bucket(api, victim->mac)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == victim) {
+			*pp = victim->hnext;
+			break;
+		}
+	list_unlink(api, victim);
+	api->n--;
+	free(victim);
+}
+
+/* Stores rec (mac and fields) as the node's latest progress. */
+static int progress_put(struct api *api, const struct progress *rec)
+{
+	struct progress *p;
+	size_t b = mac_bucket(api, rec->mac);
+
+	pthread_mutex_lock(&api->lock);
+	p = progress_find(api, rec->mac);
+	if (p) {
+		struct progress *hnext = p->hnext;
+
+		list_unlink(api, p);
+		*p = *rec;
+		p->hnext = hnext;
+	} else {
+		if (api->n >= api->cap)
+			evict_oldest(api);
+		p = malloc(sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&api->lock);
+			return -ENOMEM;
+		}
+		*p = *rec;
+		p->hnext = api->buckets[b];
+		api->buckets[b] = p;
+		api->n++;
+	}
+	list_push_newest(api, p);
+	pthread_mutex_unlock(&api->lock);
+	return 0;
+}
+
+/* The node's progress as JSON, or JSON null; NULL only without memory. */
+static json_t *progress_json(struct api *api, const uint8_t mac[6])
+{
+	struct progress *p;
+	json_t *doc;
+
+	pthread_mutex_lock(&api->lock);
+	p = progress_find(api, mac);
+	if (!p)
+		doc = json_null();
+	else
+		doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:I}", "state", p->state, "step",
+		                p->step, "bytes_done", (json_int_t)p->bytes_done, "bytes_total",
+		                (json_int_t)p->bytes_total, "rate", (json_int_t)p->rate, "message",
+		                p->message, "updated_ms", (json_int_t)p->updated_ms);
+	pthread_mutex_unlock(&api->lock);
+	return doc;
+}
+
+/* ---- replies -------------------------------------------------------------- */
+
+static int reply_doc(struct api_reply *ret, unsigned status, json_t *doc)
+{
 	char *body;
 
 	if (!doc)
@@ -43,6 +259,25 @@ static int reply_error(struct api_reply *ret, unsigned status, const char *msg)
 	ret->body = body;
 	ret->len = strlen(body);
 	return 0;
+}
+
+static int reply_error(struct api_reply *ret, unsigned status, const char *msg)
+{
+	return reply_doc(ret, status,
+	                 json_pack("{s:s, s:i}", "error", msg, "status", (json_int_t)status));
+}
+
+static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return reply_error(ret, status, msg);
 }
 
 /* Takes ownership of body (a JSON document from the registry). */
@@ -63,10 +298,467 @@ static int reply_registry_error(struct api_reply *ret, int r)
 	return reply_error(ret, 500, "registry error");
 }
 
-static int handle_nodes(struct registry *reg, struct api_reply *ret)
+static int reply_method(struct api_reply *ret, const char *allow)
+{
+	ret->allow = allow;
+	return reply_error(ret, 405, "method not allowed");
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+static void token_hash(const char *token, size_t len, char ret_hex[RB_SHA256_HEX_LEN + 1])
+{
+	uint8_t h[RB_SHA256_LEN];
+
+	rb_sha256(token, len, h);
+	rb_hex(h, sizeof(h), ret_hex);
+}
+
+int api_token_issue(struct registry *reg, const uint8_t mac[6], char ret_token[API_TOKEN_LEN + 1])
+{
+	uint8_t raw[API_TOKEN_LEN / 2];
+	char token[API_TOKEN_LEN + 1], hex[RB_SHA256_HEX_LEN + 1];
+	size_t got = 0;
+	int r;
+
+	while (got < sizeof(raw)) {
+		ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		got += (size_t)n;
+	}
+	rb_hex(raw, sizeof(raw), token);
+	explicit_bzero(raw, sizeof(raw));
+	token_hash(token, API_TOKEN_LEN, hex);
+	r = registry_token_set(reg, mac, hex);
+	if (r < 0) {
+		explicit_bzero(token, sizeof(token));
+		return r;
+	}
+	memcpy(ret_token, token, sizeof(token));
+	explicit_bzero(token, sizeof(token));
+	return 0;
+}
+
+/* "Bearer <token>" matching the hash stored for the node's latest boot. */
+static bool token_ok(const struct registry_node *node, const char *auth)
+{
+	char hex[RB_SHA256_HEX_LEN + 1];
+	const char *t;
+	size_t len;
+
+	if (!auth || strlen(node->token_sha256) != RB_SHA256_HEX_LEN)
+		return false;
+	len = strnlen(auth, API_AUTH_MAX + 1);
+	if (len > API_AUTH_MAX || strncasecmp(auth, "Bearer ", 7) != 0)
+		return false;
+	t = auth + 7;
+	while (*t == ' ')
+		t++;
+	len = strlen(t);
+	while (len > 0 && t[len - 1] == ' ')
+		len--;
+	if (len == 0)
+		return false;
+	token_hash(t, len, hex);
+	return CRYPTO_memcmp(hex, node->token_sha256, RB_SHA256_HEX_LEN) == 0;
+}
+
+/* Looks the node up and checks its token: 0 with *ret_node, or a reply. */
+static int agent_node(struct api *api, const char *macstr, const struct api_request *rq,
+                      uint8_t mac[6], struct registry_node *ret_node, struct api_reply *ret,
+                      bool *replied)
+{
+	int r;
+
+	*replied = true;
+	if (rb_mac_parse(macstr, mac) < 0)
+		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
+	r = registry_node_get(api->reg, mac, ret_node);
+	if (r < 0) {
+		if (r != -ENOENT)
+			log_debug("api: registry_node_get: %s", strerror(-r));
+		return reply_registry_error(ret, r);
+	}
+	if (!token_ok(ret_node, rq->authorization))
+		return reply_error(ret, 403,
+		                   "missing or wrong boot token (send \"Authorization: Bearer "
+		                   "<rackboot.token>\" of the node's latest boot)");
+	*replied = false;
+	return 0;
+}
+
+/* ---- plan ----------------------------------------------------------------- */
+
+/* Reads and parses the repository's catalog.json. 0, or -errno with why. */
+static int load_catalog(struct api *api, struct img_catalog **ret, char *why, size_t whylen)
+{
+	char err[256];
+	struct stat st;
+	char *buf;
+	int fd, r;
+
+	if (api->repo_fd < 0)
+		return rb_errf(why, whylen, "no repository (http.repo_root cannot be opened)");
+	fd = rb_open_beneath(api->repo_fd, "catalog.json", O_RDONLY | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		rb_errf(why, whylen,
+		        "no catalogue: catalog.json in the repository: %s "
+		        "(publish an image with rackboot-image)",
+		        strerror(-fd));
+		return fd;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return rb_errf(why, whylen, "catalog.json in the repository is not a file");
+	}
+	if ((unsigned long long)st.st_size > IMG_CATALOG_MAX_SIZE) {
+		close(fd);
+		rb_errf(why, whylen, "catalog.json is %lld bytes, more than the %llu byte limit",
+		        (long long)st.st_size, (unsigned long long)IMG_CATALOG_MAX_SIZE);
+		return -EFBIG;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	r = st.st_size ? rb_pread_all(fd, buf, (size_t)st.st_size, 0) : 0;
+	close(fd);
+	if (r < 0) {
+		free(buf);
+		rb_errf(why, whylen, "cannot read catalog.json: %s", strerror(-r));
+		return r;
+	}
+	r = img_catalog_parse(buf, (size_t)st.st_size, ret, err, sizeof(err));
+	free(buf);
+	if (r < 0)
+		rb_errf(why, whylen, "catalog.json is not valid: %s", err);
+	return r;
+}
+
+static const char *plain_type(const char *kind)
+{
+	return strncmp(kind, "tar", 3) == 0 ? "rootfs" : "plain";
+}
+
+/* The catalogue entry for the profile: its version ("latest" resolved to
+ * the greatest by strverscmp; an image entry wins a tie with a plain one)
+ * and type. 0, or -ENOENT with why. */
+static int resolve_image(const struct img_catalog *cat, const struct rb_profile *p,
+                         char ret_version[65], const char **ret_type, char *why, size_t whylen)
+{
+	const struct img_cat_image *img = NULL;
+	const struct img_cat_plain *pl = NULL;
+	const char *best = NULL;
+
+	if (strcmp(p->version, "latest") == 0) {
+		for (size_t i = 0; i < cat->n_images; i++)
+			if (!strcmp(cat->images[i].name, p->image) &&
+			    (!best || strverscmp(cat->images[i].version, best) > 0)) {
+				img = &cat->images[i];
+				best = img->version;
+			}
+		for (size_t i = 0; i < cat->n_plain; i++)
+			if (!strcmp(cat->plain[i].name, p->image) &&
+			    (!best || strverscmp(cat->plain[i].version, best) > 0)) {
+				pl = &cat->plain[i];
+				img = NULL;
+				best = pl->version;
+			}
+		if (!best) {
+			rb_errf(why, whylen, "no image \"%s\" in the repository catalogue",
+			        p->image);
+			return -ENOENT;
+		}
+	} else {
+		img = img_catalog_find_image(cat, p->image, p->version);
+		if (!img)
+			pl = img_catalog_find_plain(cat, p->image, p->version);
+		if (!img && !pl) {
+			rb_errf(why, whylen,
+			        "no version \"%s\" of image \"%s\" in the repository "
+			        "catalogue",
+			        p->version, p->image);
+			return -ENOENT;
+		}
+	}
+	if (img) {
+		snprintf(ret_version, 65, "%s", img->version);
+		*ret_type = "rackboot";
+	} else {
+		snprintf(ret_version, 65, "%s", pl->version);
+		*ret_type = plain_type(pl->kind);
+	}
+	return 0;
+}
+
+static int plan_provision(struct api *api, const struct api_request *rq,
+                          const struct registry_node *node, const char *macstr,
+                          struct api_reply *ret)
+{
+	const struct rb_config *cfg = api->cfg;
+	const char *pname = *node->profile ? node->profile : cfg->default_profile;
+	const struct rb_profile *p = rb_config_profile(cfg, pname);
+	struct img_catalog *cat = NULL;
+	char why[400], version[65], repo[1100];
+	const char *type = NULL;
+	int r;
+
+	if (!pname || !*pname)
+		return reply_error(ret, 409,
+		                   "node has no profile: none is set in the registry and "
+		                   "rackbootd.conf has no default_profile");
+	if (!p)
+		return reply_errorf(ret, 409,
+		                    "node has no profile: profile \"%s\" is not defined in "
+		                    "rackbootd.conf",
+		                    pname);
+	r = load_catalog(api, &cat, why, sizeof(why));
+	if (r == -ENOMEM)
+		return r;
+	if (r == 0)
+		r = resolve_image(cat, p, version, &type, why, sizeof(why));
+	img_catalog_free(cat);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return reply_errorf(ret, 409, "profile \"%s\": %s", p->name, why);
+	if (*cfg->repo_url)
+		snprintf(repo, sizeof(repo), "%s", cfg->repo_url);
+	else
+		snprintf(repo, sizeof(repo), "%s/repo", rq->base ? rq->base : "");
+	return reply_doc(
+	        ret, 200,
+	        json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, s:s}",
+	                  "mac", macstr, "mode", "provision", "state", node->state, "action",
+	                  "image", "profile", p->name, "image", "repo", repo, "name", p->image,
+	                  "version", version, "type", type, "disk", p->disk, "wipe",
+	                  rb_wipe_name(p->wipe), "grow_last_partition", (int)p->grow_last_partition,
+	                  "after", rb_after_name(p->after)));
+}
+
+static int handle_plan(struct api *api, const struct api_request *rq, const char *macstr,
+                       struct api_reply *ret)
+{
+	struct registry_node node;
+	uint8_t mac[6];
+	char m[18];
+	bool replied;
+	int r;
+
+	r = agent_node(api, macstr, rq, mac, &node, ret, &replied);
+	if (replied)
+		return r;
+	rb_mac_format(mac, m);
+	if (api_state_provisions(node.state))
+		return plan_provision(api, rq, &node, m, ret);
+	/* Everything else only reports what the node has and powers it off:
+	 * a discovery boot never writes a disk. */
+	return reply_doc(ret, 200,
+	                 json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s}", "mac", m,
+	                           "mode", "discovery", "state", node.state, "action", "inventory",
+	                           "profile", node.profile, "disk", "", "wipe", "none",
+	                           "grow_last_partition", 0, "after", "poweroff"));
+}
+
+/* ---- agent reports -------------------------------------------------------- */
+
+/* Loads a request body that must be one JSON object. */
+static int load_body(const struct api_request *rq, json_t **ret, struct api_reply *rep,
+                     bool *replied)
+{
+	json_error_t jerr;
+	json_t *doc;
+
+	*replied = true;
+	if (!rq->body || rq->body_len == 0)
+		return reply_error(rep, 400, "a JSON object body is required");
+	if (rq->body_len > API_BODY_MAX)
+		return reply_error(rep, 413, "body larger than 1 MiB");
+	doc = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc)
+		return reply_errorf(rep, 400, "body is not JSON: %s at line %d column %d",
+		                    jerr.text, jerr.line, jerr.column);
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		return reply_error(rep, 400, "body must be a JSON object");
+	}
+	*replied = false;
+	*ret = doc;
+	return 0;
+}
+
+static int handle_inventory(struct api *api, const struct api_request *rq, const char *macstr,
+                            struct api_reply *ret)
+{
+	struct registry_node node;
+	json_t *doc = NULL;
+	char *text;
+	uint8_t mac[6];
+	bool replied;
+	int r;
+
+	r = agent_node(api, macstr, rq, mac, &node, ret, &replied);
+	if (replied)
+		return r;
+	r = load_body(rq, &doc, ret, &replied);
+	if (replied)
+		return r;
+	text = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (!text)
+		return -ENOMEM;
+	r = registry_inventory_set(api->reg, mac, text, strlen(text));
+	free(text);
+	if (r == 0 && strcmp(node.state, "new") == 0) {
+		r = registry_node_transition(api->reg, mac, "discovered", "agent.discovered",
+		                             "inventory received");
+		if (r == 0)
+			snprintf(node.state, sizeof(node.state), "discovered");
+	}
+	if (r < 0) {
+		log_debug("api: inventory: %s", strerror(-r));
+		return reply_registry_error(ret, r);
+	}
+	return reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", node.state));
+}
+
+/* Optional string member of at most max bytes: 0 (copied, "" if absent or
+ * null) or a 400 reply. */
+static int get_string(json_t *doc, const char *key, char *dst, size_t max, struct api_reply *ret,
+                      bool *bad)
+{
+	json_t *v = json_object_get(doc, key);
+
+	*dst = '\0';
+	if (!v || json_is_null(v))
+		return 0;
+	*bad = true;
+	if (!json_is_string(v))
+		return reply_errorf(ret, 400, "\"%s\" must be a string", key);
+	if (json_string_length(v) > max)
+		return reply_errorf(ret, 400, "\"%s\" is longer than %zu bytes", key, max);
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return reply_errorf(ret, 400, "\"%s\" must not contain NUL", key);
+	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+	*bad = false;
+	return 0;
+}
+
+/* Optional non-negative integer member: 0 (0 if absent or null) or a 400. */
+static int get_count(json_t *doc, const char *key, uint64_t *dst, struct api_reply *ret, bool *bad)
+{
+	json_t *v = json_object_get(doc, key);
+
+	*dst = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		*bad = true;
+		return reply_errorf(ret, 400, "\"%s\" must be a non-negative integer", key);
+	}
+	*dst = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* Fills rec from a status body, or answers 400 (*bad). */
+static int parse_status(json_t *doc, struct progress *rec, struct api_reply *ret, bool *bad)
+{
+	json_t *st = json_object_get(doc, "state");
+	const char *s;
+	bool known = false;
+	int r;
+
+	*bad = true;
+	if (!json_is_string(st))
+		return reply_error(ret, 400,
+		                   "\"state\" is required: one of wiping, imaging, imaged, failed, "
+		                   "discovered");
+	s = json_string_value(st);
+	for (size_t i = 0; i < RB_ARRAY_SIZE(agent_states); i++)
+		known = known || strcmp(s, agent_states[i]) == 0;
+	if (!known || strlen(s) != json_string_length(st))
+		return reply_error(ret, 400,
+		                   "\"state\" must be one of wiping, imaging, imaged, failed, "
+		                   "discovered");
+	snprintf(rec->state, sizeof(rec->state), "%s", s);
+	*bad = false;
+	r = get_string(doc, "step", rec->step, API_STEP_MAX, ret, bad);
+	if (!*bad)
+		r = get_string(doc, "message", rec->message, API_MESSAGE_MAX, ret, bad);
+	if (!*bad)
+		r = get_count(doc, "bytes_done", &rec->bytes_done, ret, bad);
+	if (!*bad)
+		r = get_count(doc, "bytes_total", &rec->bytes_total, ret, bad);
+	if (!*bad)
+		r = get_count(doc, "rate", &rec->rate, ret, bad);
+	if (*bad)
+		return r;
+	if (!strcmp(rec->state, "failed") && !*rec->message) {
+		*bad = true;
+		return reply_error(ret, 400, "state \"failed\" needs a \"message\" saying why");
+	}
+	return 0;
+}
+
+static int handle_status(struct api *api, const struct api_request *rq, const char *macstr,
+                         struct api_reply *ret)
+{
+	struct registry_node node;
+	struct progress *rec;
+	json_t *doc = NULL;
+	char event[24];
+	uint8_t mac[6];
+	bool replied, bad = false;
+	int r;
+
+	r = agent_node(api, macstr, rq, mac, &node, ret, &replied);
+	if (replied)
+		return r;
+	r = load_body(rq, &doc, ret, &replied);
+	if (replied)
+		return r;
+	/* Large (the strings): on the heap, not on a worker thread's stack. */
+	rec = calloc(1, sizeof(*rec));
+	if (!rec) {
+		json_decref(doc);
+		return -ENOMEM;
+	}
+	r = parse_status(doc, rec, ret, &bad);
+	json_decref(doc);
+	if (bad)
+		goto out;
+	memcpy(rec->mac, mac, 6);
+	rec->updated_ms = (int64_t)(rb_wall_usec() / 1000);
+	r = progress_put(api, rec);
+	if (r < 0)
+		goto out;
+	if (strcmp(rec->state, node.state) != 0) {
+		snprintf(event, sizeof(event), "agent.%s", rec->state);
+		r = registry_node_transition(api->reg, mac, rec->state, event,
+		                             *rec->message ? rec->message : rec->step);
+		if (r < 0) {
+			log_debug("api: status: %s", strerror(-r));
+			r = reply_registry_error(ret, r);
+			goto out;
+		}
+	}
+	r = reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", rec->state));
+out:
+	free(rec);
+	return r;
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+static int handle_nodes(struct api *api, struct api_reply *ret)
 {
 	char *body = NULL;
-	int r = registry_nodes_json(reg, &body);
+	int r = registry_nodes_json(api->reg, &body);
 
 	if (r < 0) {
 		log_debug("api: registry_nodes_json: %s", strerror(-r));
@@ -75,40 +767,70 @@ static int handle_nodes(struct registry *reg, struct api_reply *ret)
 	return reply_ok(ret, body);
 }
 
-static int handle_node(struct registry *reg, const char *macstr, struct api_reply *ret)
+static int handle_node(struct api *api, const char *macstr, struct api_reply *ret)
 {
+	json_t *doc = NULL, *prog;
 	uint8_t mac[6];
-	char *body = NULL;
 	int r;
 
 	if (rb_mac_parse(macstr, mac) < 0)
 		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
-	r = registry_node_json(reg, mac, API_MAX_EVENTS, &body);
+	r = registry_node_doc(api->reg, mac, API_MAX_EVENTS, &doc);
 	if (r < 0) {
 		if (r != -ENOENT)
-			log_debug("api: registry_node_json: %s", strerror(-r));
+			log_debug("api: registry_node_doc: %s", strerror(-r));
 		return reply_registry_error(ret, r);
 	}
-	return reply_ok(ret, body);
+	prog = progress_json(api, mac);
+	if (!prog || json_object_set_new(doc, "progress", prog) < 0) {
+		json_decref(doc);
+		return -ENOMEM;
+	}
+	return reply_doc(ret, 200, doc);
 }
 
-int api_handle(struct registry *reg, const char *method, const char *path, struct api_reply *ret)
+/* ---- routing -------------------------------------------------------------- */
+
+int api_handle(struct api *api, const struct api_request *rq, struct api_reply *ret)
 {
-	bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	bool read_only = strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0;
+	bool post = strcmp(rq->method, "POST") == 0;
 	size_t n = strlen(API_NODES);
-	const char *rest;
+	const char *path = rq->path, *rest, *slash;
+	char macstr[24];
 
 	memset(ret, 0, sizeof(*ret));
 	if (strncmp(path, API_NODES, n) != 0 || (path[n] != '\0' && path[n] != '/'))
 		return reply_error(ret, 404, "no such API endpoint");
 	rest = path[n] == '/' ? path + n + 1 : "";
-	/* Only reads exist so far; the path is matched first so that an unknown
-	 * endpoint is 404 whatever the method. */
-	if (*rest && strchr(rest, '/'))
-		return reply_error(ret, 404, "no such API endpoint");
-	if (!read_only)
-		return reply_error(ret, 405, "method not allowed");
-	if (!*rest)
-		return handle_nodes(reg, ret);
-	return handle_node(reg, rest, ret);
+	/* The path is matched first so that an unknown endpoint is 404
+	 * whatever the method. */
+	slash = strchr(rest, '/');
+	if (!slash) {
+		if (!read_only)
+			return reply_method(ret, "GET, HEAD");
+		if (!*rest)
+			return handle_nodes(api, ret);
+		return handle_node(api, rest, ret);
+	}
+	if ((size_t)(slash - rest) >= sizeof(macstr))
+		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
+	memcpy(macstr, rest, (size_t)(slash - rest));
+	macstr[slash - rest] = '\0';
+	if (strcmp(slash, "/plan") == 0) {
+		if (!read_only)
+			return reply_method(ret, "GET, HEAD");
+		return handle_plan(api, rq, macstr, ret);
+	}
+	if (strcmp(slash, "/inventory") == 0) {
+		if (!post)
+			return reply_method(ret, "POST");
+		return handle_inventory(api, rq, macstr, ret);
+	}
+	if (strcmp(slash, "/status") == 0) {
+		if (!post)
+			return reply_method(ret, "POST");
+		return handle_status(api, rq, macstr, ret);
+	}
+	return reply_error(ret, 404, "no such API endpoint");
 }

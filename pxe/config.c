@@ -4,6 +4,7 @@
  * file, the line and the expected form; a config with any error is freed
  * whole and never applied. Must never touch sockets or the registry. */
 #include "pxe/config.h"
+#include "common/manifest.h"
 #include "common/util.h"
 #include "pxe/ipxe_script.h"
 
@@ -15,7 +16,19 @@
 #include <string.h>
 #include <syslog.h>
 
-enum kind { K_IPV4, K_IPV4_OR_EMPTY, K_PORT, K_PORT_OR_ZERO, K_RANGE, K_ENUM, K_PATH, K_NAME };
+enum kind {
+	K_IPV4,
+	K_IPV4_OR_EMPTY,
+	K_PORT,
+	K_PORT_OR_ZERO,
+	K_RANGE,
+	K_ENUM,
+	K_PATH,
+	K_NAME,
+	K_IMG_NAME,          /* img_name_is_valid(); "" too when min is 0 */
+	K_DEV_PATH_OR_EMPTY, /* "" or an absolute path under /dev/ */
+	K_URL_OR_EMPTY,      /* "" or http(s)://... */
+};
 
 struct rule {
 	const char *section; /* libconfuse section name, "root" for top level */
@@ -27,6 +40,9 @@ struct rule {
 
 static const char *const dhcp_modes[] = { "proxy", "full", "off", NULL };
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
+/* Same order as enum rb_wipe and enum rb_after. */
+static const char *const wipe_modes[] = { "none", "metadata", "full", NULL };
+static const char *const after_actions[] = { "reboot", "poweroff", "none", NULL };
 
 static const struct rule rules[] = {
 	{ "root", "server_address", K_IPV4_OR_EMPTY, 0, 0, NULL },
@@ -34,6 +50,7 @@ static const struct rule rules[] = {
 	{ "root", "state_dir", K_PATH, 0, 0, NULL },
 	{ "root", "interface", K_NAME, 0, 15, NULL },
 	{ "root", "user", K_NAME, 0, 32, NULL },
+	{ "root", "default_profile", K_IMG_NAME, 0, 0, NULL },
 	{ "dhcp", "mode", K_ENUM, 0, 0, dhcp_modes },
 	{ "dhcp", "port", K_PORT, 0, 0, NULL },
 	{ "dhcp", "proxy_port", K_PORT_OR_ZERO, 0, 0, NULL },
@@ -58,7 +75,13 @@ static const struct rule rules[] = {
 	{ "http", "repo_root", K_PATH, 0, 0, NULL },
 	{ "http", "threads", K_RANGE, 1, 256, NULL },
 	{ "http", "max_conns", K_RANGE, 1, 100000, NULL },
+	{ "http", "repo_url", K_URL_OR_EMPTY, 0, 0, NULL },
 	{ "registry", "path", K_NAME, 0, 4095, NULL },
+	{ "profile", "image", K_IMG_NAME, 1, 0, NULL },
+	{ "profile", "version", K_IMG_NAME, 1, 0, NULL },
+	{ "profile", "wipe", K_ENUM, 0, 0, wipe_modes },
+	{ "profile", "after", K_ENUM, 0, 0, after_actions },
+	{ "profile", "disk", K_DEV_PATH_OR_EMPTY, 0, 0, NULL },
 };
 
 static FILE *err_out;
@@ -90,6 +113,40 @@ static bool name_ok(const char *s, long max)
 		return false;
 	for (; *s; s++)
 		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '"' || *s == '/')
+			return false;
+	return true;
+}
+
+/* A disk the agent is told to write: "/dev/" and a clean path below it in
+ * characters that name devices (/dev/disk/by-id/... names included). */
+static bool dev_path_ok(const char *s)
+{
+	if (strncmp(s, "/dev/", 5) != 0 || strlen(s) >= sizeof(((struct rb_profile *)0)->disk) ||
+	    !rb_path_is_safe(s + 5))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr("/._+:@-", *s)))
+			return false;
+	return true;
+}
+
+/* A URL handed to agents in JSON: http(s), printable, no spaces or quotes. */
+static bool url_ok(const char *s)
+{
+	const char *host;
+
+	if (!strncmp(s, "http://", 7))
+		host = s + 7;
+	else if (!strncmp(s, "https://", 8))
+		host = s + 8;
+	else
+		return false;
+	if (!*host || *host == '/' || strlen(s) > 1000)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '"' ||
+		    *s == '\\')
 			return false;
 	return true;
 }
@@ -165,6 +222,44 @@ static int check_value(cfg_t *cfg, const struct rule *r, cfg_opt_t *opt, unsigne
 			          "%s = \"%s\": expected a name of at most %ld characters "
 			          "without spaces, quotes or slashes",
 			          name, s, r->max);
+			return -1;
+		}
+		return 0;
+	}
+	case K_IMG_NAME: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (r->min == 0 && s && !*s)
+			return 0;
+		if (!img_name_is_valid(s)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected a name of 1 to 64 letters, digits and "
+			          "._+- not starting with '.'",
+			          name, s ? s : "");
+			return -1;
+		}
+		return 0;
+	}
+	case K_DEV_PATH_OR_EMPTY: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && *s && !dev_path_ok(s)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected \"\" (the agent picks) or a device path "
+			          "under /dev/ like \"/dev/nvme0n1\"",
+			          name, s);
+			return -1;
+		}
+		return 0;
+	}
+	case K_URL_OR_EMPTY: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && *s && !url_ok(s)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected \"\" or a URL like "
+			          "\"http://10.77.0.1:8080/repo\" (no spaces or quotes)",
+			          name, s);
 			return -1;
 		}
 		return 0;
@@ -257,6 +352,27 @@ static int validate_host(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int validate_profile(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+
+	if (!img_name_is_valid(cfg_title(sec))) {
+		cfg_error(cfg,
+		          "profile \"%s\": expected a name of 1 to 64 letters, digits and ._+- "
+		          "not starting with '.'",
+		          cfg_title(sec));
+		return -1;
+	}
+	if (!cfg_size(sec, "image")) {
+		cfg_error(cfg,
+		          "profile \"%s\": image is missing (the name in the repository "
+		          "catalogue, e.g. image = \"debian12\")",
+		          cfg_title(sec));
+		return -1;
+	}
+	return 0;
+}
+
 /* Default paths: one tree an operator can find everything in. */
 #define DEF_STATE "/var/lib/rackboot"
 #define DEF_ROOT  "/srv/rackboot"
@@ -309,6 +425,7 @@ static cfg_opt_t http_opts[] = {
 	CFG_STR("boot_root", DEF_ROOT "/boot", CFGF_NONE),
 	CFG_STR("repo_root", DEF_ROOT "/repo", CFGF_NONE),
 	CFG_STR("templates_dir", "", CFGF_NONE),
+	CFG_STR("repo_url", "", CFGF_NONE),
 	CFG_INT("threads", 4, CFGF_NONE),
 	CFG_INT("max_conns", 1000, CFGF_NONE),
 	CFG_END(),
@@ -326,18 +443,30 @@ static cfg_opt_t discovery_opts[] = {
 	CFG_END(),
 };
 
+static cfg_opt_t profile_opts[] = {
+	CFG_STR("image", NULL, CFGF_NODEFAULT),
+	CFG_STR("version", "latest", CFGF_NONE),
+	CFG_STR("wipe", "metadata", CFGF_NONE),
+	CFG_BOOL("grow_last_partition", cfg_false, CFGF_NONE),
+	CFG_STR("after", "reboot", CFGF_NONE),
+	CFG_STR("disk", "", CFGF_NONE),
+	CFG_END(),
+};
+
 static cfg_opt_t root_opts[] = {
 	CFG_STR("user", "nobody", CFGF_NONE),
 	CFG_STR("state_dir", DEF_STATE, CFGF_NONE),
 	CFG_STR("interface", "", CFGF_NONE),
 	CFG_STR("server_address", "", CFGF_NONE),
 	CFG_STR("log_level", "info", CFGF_NONE),
+	CFG_STR("default_profile", "", CFGF_NONE),
 	CFG_SEC("dhcp", dhcp_opts, CFGF_NONE),
 	CFG_SEC("boot", boot_opts, CFGF_NONE),
 	CFG_SEC("tftp", tftp_opts, CFGF_NONE),
 	CFG_SEC("http", http_opts, CFGF_NONE),
 	CFG_SEC("registry", registry_opts, CFGF_NONE),
 	CFG_SEC("discovery", discovery_opts, CFGF_NONE),
+	CFG_SEC("profile", profile_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
 };
 
@@ -357,6 +486,7 @@ static void install_validators(cfg_t *cfg)
 		cfg_set_validate_func(cfg, key, validate_opt);
 	}
 	cfg_set_validate_func(cfg, "dhcp|host", validate_host);
+	cfg_set_validate_func(cfg, "profile", validate_profile);
 }
 
 void rb_config_free(struct rb_config *c)
@@ -378,6 +508,8 @@ void rb_config_free(struct rb_config *c)
 		          &c->http_boot_root,
 		          &c->repo_root,
 		          &c->templates_dir,
+		          &c->repo_url,
+		          &c->default_profile,
 		          &c->db_path,
 		          &c->discovery_kernel,
 		          &c->discovery_initrd,
@@ -386,6 +518,7 @@ void rb_config_free(struct rb_config *c)
 	for (size_t i = 0; i < RB_ARRAY_SIZE(strs); i++)
 		free(*strs[i]);
 	free(c->hosts);
+	free(c->profiles);
 	free(c);
 }
 
@@ -429,6 +562,48 @@ static int level_of(const char *s)
 	if (!strcmp(s, "debug"))
 		return LOG_DEBUG;
 	return LOG_INFO;
+}
+
+static int choice_index(const char *const *choices, const char *s)
+{
+	for (int i = 0; choices[i]; i++)
+		if (!strcmp(choices[i], s))
+			return i;
+	return 0; /* validated during parsing */
+}
+
+const char *rb_wipe_name(enum rb_wipe w)
+{
+	return (size_t)w < RB_ARRAY_SIZE(wipe_modes) - 1 ? wipe_modes[w] : "none";
+}
+
+const char *rb_after_name(enum rb_after a)
+{
+	return (size_t)a < RB_ARRAY_SIZE(after_actions) - 1 ? after_actions[a] : "none";
+}
+
+static int extract_profiles(cfg_t *cfg, struct rb_config *c)
+{
+	c->n_profiles = cfg_size(cfg, "profile");
+	if (!c->n_profiles)
+		return 0;
+	c->profiles = calloc(c->n_profiles, sizeof(*c->profiles));
+	if (!c->profiles)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_profiles; i++) {
+		cfg_t *s = cfg_getnsec(cfg, "profile", (unsigned)i);
+		struct rb_profile *p = &c->profiles[i];
+
+		/* Lengths were checked by the validators. */
+		snprintf(p->name, sizeof(p->name), "%s", cfg_title(s));
+		snprintf(p->image, sizeof(p->image), "%s", cfg_getstr(s, "image"));
+		snprintf(p->version, sizeof(p->version), "%s", cfg_getstr(s, "version"));
+		p->wipe = (enum rb_wipe)choice_index(wipe_modes, cfg_getstr(s, "wipe"));
+		p->after = (enum rb_after)choice_index(after_actions, cfg_getstr(s, "after"));
+		p->grow_last_partition = cfg_getbool(s, "grow_last_partition");
+		snprintf(p->disk, sizeof(p->disk), "%s", cfg_getstr(s, "disk"));
+	}
+	return 0;
 }
 
 static const char *level_name(int l)
@@ -503,6 +678,14 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 	r |= dup_str(&c->http_boot_root, cfg_getstr(ht, "boot_root"));
 	r |= dup_str(&c->repo_root, cfg_getstr(ht, "repo_root"));
 	r |= dup_str(&c->templates_dir, cfg_getstr(ht, "templates_dir"));
+	r |= dup_str(&c->repo_url, cfg_getstr(ht, "repo_url"));
+	/* One spelling: agents append "/images/..." to it. */
+	if (c->repo_url) {
+		size_t n = strlen(c->repo_url);
+
+		while (n > 0 && c->repo_url[n - 1] == '/')
+			c->repo_url[--n] = '\0';
+	}
 	c->http_threads = (unsigned)cfg_getint(ht, "threads");
 	c->http_max_conns = (unsigned)cfg_getint(ht, "max_conns");
 
@@ -510,7 +693,10 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 	r |= dup_str(&c->discovery_kernel, cfg_getstr(di, "kernel"));
 	r |= dup_str(&c->discovery_initrd, cfg_getstr(di, "initrd"));
 	r |= dup_str(&c->discovery_cmdline, cfg_getstr(di, "cmdline"));
-	return r ? -ENOMEM : 0;
+	r |= dup_str(&c->default_profile, cfg_getstr(cfg, "default_profile"));
+	if (r)
+		return -ENOMEM;
+	return extract_profiles(cfg, c);
 }
 
 static int apply_overrides(struct rb_config *c, const struct rb_config_overrides *o)
@@ -614,6 +800,13 @@ static int check_whole(const struct rb_config *c, const char *where)
 			        where, ipxe_vals[i][0], ipxe_vals[i][1]);
 			return -EINVAL;
 		}
+	if (*c->default_profile && !rb_config_profile(c, c->default_profile)) {
+		fprintf(err_out,
+		        "%s: default_profile \"%s\": no such profile (define profile \"%s\" "
+		        "{ image = ... } or set default_profile = \"\")\n",
+		        where, c->default_profile, c->default_profile);
+		return -EINVAL;
+	}
 	if (c->tftp_enable && c->dhcp_port == c->tftp_port) {
 		fprintf(err_out, "%s: dhcp port and tftp port are both %u\n", where, c->dhcp_port);
 		return -EINVAL;
@@ -701,6 +894,7 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 	        c->interface);
 	fprintf(o, "server_address = \"%s\"\nlog_level = \"%s\"\n", ip_str(c->server_addr, b),
 	        level_name(c->log_level));
+	fprintf(o, "default_profile = \"%s\"\n", c->default_profile);
 	fprintf(o, "dhcp {\n\tmode = \"%s\"\n\tport = %u\n\tproxy_port = %u\n", modes[c->dhcp_mode],
 	        c->dhcp_port, c->proxy_port);
 	fprintf(o, "\tpool_start = \"%s\"\n", ip_str(c->pool_start, b));
@@ -727,11 +921,32 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 	        c->tftp_max_transfers);
 	fprintf(o, "http {\n\tport = %u\n\tboot_root = \"%s\"\n\trepo_root = \"%s\"\n",
 	        c->http_port, c->http_boot_root, c->repo_root);
-	fprintf(o, "\ttemplates_dir = \"%s\"\n\tthreads = %u\n\tmax_conns = %u\n}\n",
-	        c->templates_dir, c->http_threads, c->http_max_conns);
+	fprintf(o, "\ttemplates_dir = \"%s\"\n\trepo_url = \"%s\"\n", c->templates_dir,
+	        c->repo_url);
+	fprintf(o, "\tthreads = %u\n\tmax_conns = %u\n}\n", c->http_threads, c->http_max_conns);
 	fprintf(o, "registry {\n\tpath = \"%s\"\n}\n", c->db_path);
 	fprintf(o, "discovery {\n\tkernel = \"%s\"\n\tinitrd = \"%s\"\n\tcmdline = \"%s\"\n}\n",
 	        c->discovery_kernel, c->discovery_initrd, c->discovery_cmdline);
+	for (size_t i = 0; i < c->n_profiles; i++) {
+		const struct rb_profile *p = &c->profiles[i];
+
+		fprintf(o, "profile \"%s\" {\n\timage = \"%s\"\n\tversion = \"%s\"\n", p->name,
+		        p->image, p->version);
+		fprintf(o, "\twipe = \"%s\"\n\tgrow_last_partition = %s\n", rb_wipe_name(p->wipe),
+		        p->grow_last_partition ? "true" : "false");
+		fprintf(o, "\tafter = \"%s\"\n\tdisk = \"%s\"\n}\n", rb_after_name(p->after),
+		        p->disk);
+	}
+}
+
+const struct rb_profile *rb_config_profile(const struct rb_config *c, const char *name)
+{
+	if (!name || !*name)
+		return NULL;
+	for (size_t i = 0; i < c->n_profiles; i++)
+		if (!strcmp(c->profiles[i].name, name))
+			return &c->profiles[i];
+	return NULL;
 }
 
 const char *rb_config_boot_file(const struct rb_config *c, uint16_t arch, bool *ret_http)

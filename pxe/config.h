@@ -21,6 +21,29 @@ struct rb_dhcp_host {
 	char hostname[64];
 };
 
+enum rb_wipe {
+	RB_WIPE_NONE,
+	RB_WIPE_METADATA, /* partition tables, superblocks, signatures */
+	RB_WIPE_FULL,     /* every byte (discard or zeroes) */
+};
+
+enum rb_after {
+	RB_AFTER_REBOOT,
+	RB_AFTER_POWEROFF,
+	RB_AFTER_NONE,
+};
+
+/* What a provisioning node gets: one `profile "NAME" { ... }` section. */
+struct rb_profile {
+	char name[65];    /* img_name_is_valid() */
+	char image[65];   /* name in the repository catalogue */
+	char version[65]; /* exact version or "latest" */
+	enum rb_wipe wipe;
+	bool grow_last_partition;
+	enum rb_after after;
+	char disk[128]; /* "" = the agent picks; else an absolute path under /dev/ */
+};
+
 struct rb_config {
 	char *path; /* file it was loaded from, NULL for embedded defaults */
 
@@ -67,6 +90,7 @@ struct rb_config {
 	char *http_boot_root; /* served at /boot/ */
 	char *repo_root;      /* served at /repo/ */
 	char *templates_dir;  /* "" = the templates built into the binary */
+	char *repo_url;       /* repository URL given to agents; "" = <base>/repo */
 	unsigned http_threads;
 	unsigned http_max_conns;
 
@@ -77,6 +101,11 @@ struct rb_config {
 	char *discovery_kernel;
 	char *discovery_initrd;
 	char *discovery_cmdline;
+
+	/* Provisioning profiles, and the one for nodes the registry names none */
+	struct rb_profile *profiles;
+	size_t n_profiles;
+	char *default_profile; /* "" = none */
 };
 
 /* Overrides from the command line, applied after the file. NULL = unset. */
@@ -99,5 +128,9 @@ int rb_config_load(const char *path, const struct rb_config_overrides *ovr, FILE
 void rb_config_free(struct rb_config *cfg);
 /* Writes the effective config in the config file syntax. */
 void rb_config_print(const struct rb_config *cfg, FILE *out);
+/* The profile called name, NULL if none is (or name is NULL or ""). */
+const struct rb_profile *rb_config_profile(const struct rb_config *cfg, const char *name);
+const char *rb_wipe_name(enum rb_wipe w);
+const char *rb_after_name(enum rb_after a);
 /* Boot file for an option 93 architecture, NULL if none is configured. */
 const char *rb_config_boot_file(const struct rb_config *cfg, uint16_t arch, bool *ret_http);

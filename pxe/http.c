@@ -1,7 +1,9 @@
 /* rackbootd's HTTP server, on libmicrohttpd (MHD) with an internal epoll
  * thread pool.
  *
- * Routes (GET and HEAD only; anything else is 405, a request body 413):
+ * Routes (GET and HEAD only, except POST to the API; anything else is 405; a
+ * request body is 413 except on an API POST, where up to API_BODY_MAX bytes
+ * are collected and passed to api.c, more is 413):
  *   /boot/<mac>.ipxe  the node's iPXE script, rendered from a template chosen
  *                     by its registry state. <mac> is aa:bb:cc:dd:ee:ff, with
  *                     ':' or '-', any case. A name of exactly that shape
@@ -11,6 +13,11 @@
  *   /boot/<path>      static files below cfg->http_boot_root
  *   /repo/<path>      static files below cfg->repo_root
  *   /api/...          the JSON API (api.c); errors there are JSON
+ *
+ * Each discovery or provision script carries a fresh boot token
+ * (rackboot.token= on the kernel line) whose hash api_token_issue() writes
+ * to the registry before the script goes out; the agent authenticates to
+ * the API with it. A HEAD of a script issues none (no side effects).
  *
  * Static files are opened only with rb_open_beneath() on directory fds
  * opened at start-up (before privileges are dropped), so neither "..",
@@ -27,10 +34,12 @@
  * with several ranges, or one we cannot parse, is ignored and the whole file
  * is sent with 200, which RFC 9110 allows (a server MAY ignore Range).
  *
- * Owns: the MHD daemon, the root directory fds, the counters. Reads the
- * registry (never writes it directly; script fetches are registry_note()d).
+ * Owns: the MHD daemon, the root directory fds, the counters, the API
+ * (api.c). Reads the registry; writes it only through api.c (a boot
+ * token per script, the agent's reports) and registry_note().
  * Never follows a path by string concatenation, never logs a request above
- * debug level (the access log), never blocks a worker on the registry writer. */
+ * debug level (the access log), never blocks a worker on the registry
+ * writer's queue except for an agent's state change (api.c). */
 #include "pxe/http.h"
 
 #include <arpa/inet.h>
@@ -68,6 +77,7 @@ struct http_server {
 	const struct rb_config *cfg;
 	struct registry *reg;
 	struct MHD_Daemon *mhd;
+	struct api *api;
 	int boot_fd, repo_fd, tmpl_fd; /* tmpl_fd -1: embedded templates */
 	atomic_uint_fast64_t requests, errors, bytes_sent;
 };
@@ -80,8 +90,12 @@ struct http_req {
 	bool seen;    /* the handler was called once already */
 	bool queued;  /* a response was queued */
 	bool head;
-	bool script; /* a per-node iPXE script, noted on its own */
+	bool script;  /* a per-node iPXE script, noted on its own */
+	bool upload;  /* an API POST whose body is collected */
+	bool too_big; /* ... and it passed API_BODY_MAX: the rest is dropped */
 	unsigned status;
+	char *req_body; /* collected API request body, at most API_BODY_MAX */
+	size_t req_len, req_cap;
 	uint64_t body_len; /* bytes the response body carries */
 	char method[12];
 	char uri[HTTP_LOG_URI_MAX]; /* escaped, for the access log */
@@ -100,6 +114,8 @@ static const char *status_text(unsigned status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
 	case 413:
 		return "Payload Too Large";
 	case 416:
@@ -444,16 +460,15 @@ static bool looks_like_script(const char *rel)
 
 /* Template for a node state. Unknown states and "failed" boot discovery:
  * it never writes a disk, and the agent can report. The provisioning
- * sub-states (wiping, imaging, installing) keep booting the agent. */
+ * sub-states (wiping, imaging, installing) keep booting the agent (the
+ * same list gives the plan its mode, api_state_provisions()); "imaged"
+ * (the agent wrote the disk) boots it like "ready". */
 static const char *template_for_state(const char *state)
 {
-	static const char *provision[] = { "provisioning", "wiping", "imaging", "installing",
-		                           "reimage" };
-	static const char *local[] = { "ready", "localboot", "updating" };
+	static const char *local[] = { "ready", "imaged", "localboot", "updating" };
 
-	for (size_t i = 0; i < RB_ARRAY_SIZE(provision); i++)
-		if (strcmp(state, provision[i]) == 0)
-			return "provision.ipxe";
+	if (api_state_provisions(state))
+		return "provision.ipxe";
 	for (size_t i = 0; i < RB_ARRAY_SIZE(local); i++)
 		if (strcmp(state, local[i]) == 0)
 			return "localboot.ipxe";
@@ -521,16 +536,35 @@ static const char *basename_of(const char *path)
 	return s ? s + 1 : path;
 }
 
+/* "http://host:port" nodes reach us at: the configured address, else what
+ * the client asked for (a validated Host header), else the socket's own
+ * address. server gets the bare IPv4 address. */
+static void base_url(struct http_server *srv, struct MHD_Connection *con, char *base, size_t n,
+                     char server[static INET_ADDRSTRLEN])
+{
+	const struct rb_config *cfg = srv->cfg;
+	struct in_addr addr = cfg->server_addr;
+	const char *host;
+
+	if (addr.s_addr == 0 && local_addr(con, &addr) < 0)
+		addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_ntop(AF_INET, &addr, server, INET_ADDRSTRLEN);
+	host = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	if (cfg->server_addr.s_addr == 0 && host && host_header_ok(host))
+		snprintf(base, n, "http://%s", host);
+	else
+		snprintf(base, n, "http://%s:%u", server, cfg->http_port);
+}
+
 static enum MHD_Result serve_script(struct MHD_Connection *con, struct http_req *rq,
                                     const char *url, const char *rel)
 {
 	struct http_server *srv = rq->srv;
 	const struct rb_config *cfg = srv->cfg;
 	char macstr[18], stem[18], peer[INET6_ADDRSTRLEN], server[INET_ADDRSTRLEN], base[300];
-	char err[200], esc[400], *tbuf = NULL, *out = NULL;
+	char err[200], esc[400], *tbuf = NULL, *out = NULL, token[API_TOKEN_LEN + 1] = "";
 	struct registry_node node;
-	struct in_addr addr = cfg->server_addr;
-	const char *name, *tdata = NULL, *host;
+	const char *name, *tdata = NULL;
 	size_t tlen = 0, olen = 0;
 	uint8_t mac[6];
 	int r;
@@ -551,16 +585,7 @@ static enum MHD_Result serve_script(struct MHD_Connection *con, struct http_req 
 	}
 	name = template_for_state(node.state);
 
-	/* The address nodes reach us at: configured, else what the client
-	 * asked for (a validated Host header), else the socket's own address. */
-	if (addr.s_addr == 0 && local_addr(con, &addr) < 0)
-		addr.s_addr = htonl(INADDR_LOOPBACK);
-	inet_ntop(AF_INET, &addr, server, sizeof(server));
-	host = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-	if (cfg->server_addr.s_addr == 0 && host && host_header_ok(host))
-		snprintf(base, sizeof(base), "http://%s", host);
-	else
-		snprintf(base, sizeof(base), "http://%s:%u", server, cfg->http_port);
+	base_url(srv, con, base, sizeof(base), server);
 
 	r = load_template(srv, name, &tdata, &tlen, &tbuf);
 	if (r < 0) {
@@ -579,11 +604,27 @@ static enum MHD_Result serve_script(struct MHD_Connection *con, struct http_req 
 			{ "hostname", node.hostname },
 			{ "profile", node.profile },
 			{ "state", node.state },
+			{ "token", token },
 		};
+
+		/* A script that boots the agent carries a fresh token; it is
+		 * stored before the script leaves, so the agent can use it at
+		 * once. HEAD shows the shape only (the same length). */
+		if (strcmp(name, "localboot.ipxe") != 0) {
+			if (rq->head) {
+				memset(token, '0', API_TOKEN_LEN);
+			} else if ((r = api_token_issue(srv->reg, mac, token)) < 0) {
+				free(tbuf);
+				log_warn("http: cannot store the boot token of %s: %s", macstr,
+				         strerror(-r));
+				return send_error(con, rq, url, 503, "cannot store the boot token");
+			}
+		}
 
 		r = ipxe_render(tdata, tlen, vars, RB_ARRAY_SIZE(vars), IPXE_SCRIPT_MAX, &out,
 		                &olen, err, sizeof(err));
 	}
+	explicit_bzero(token, sizeof(token));
 	free(tbuf);
 	if (r < 0) {
 		log_warn("http: cannot render %s for %s: %s", name, macstr,
@@ -609,14 +650,25 @@ static enum MHD_Result serve_script(struct MHD_Connection *con, struct http_req 
 static enum MHD_Result serve_api(struct MHD_Connection *con, struct http_req *rq, const char *url,
                                  const char *method)
 {
+	char base[300], server[INET_ADDRSTRLEN];
+	struct api_request req = {
+		.method = method,
+		.path = url,
+		.body = rq->req_body,
+		.body_len = rq->req_len,
+		.authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+		                                             MHD_HTTP_HEADER_AUTHORIZATION),
+		.base = base,
+	};
 	struct api_reply rep;
 	struct MHD_Response *resp;
 
-	if (api_handle(rq->srv->reg, method, url, &rep) < 0)
+	base_url(rq->srv, con, base, sizeof(base), server);
+	if (api_handle(rq->srv->api, &req, &rep) < 0)
 		return MHD_NO;
 	resp = buffer_response(rep.body, rep.len, true, "application/json");
-	if (resp && rep.status == 405)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (resp && rep.status == 405 && rep.allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep.allow);
 	if (resp)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	return queue(con, rq, rep.status, resp, rep.len);
@@ -632,6 +684,52 @@ static bool has_body(struct MHD_Connection *con)
 	                                             MHD_HTTP_HEADER_TRANSFER_ENCODING);
 
 	return te || (cl && strcmp(cl, "0") != 0);
+}
+
+/* Starts collecting an API POST body: 413 at once when Content-Length
+ * announces more than API_BODY_MAX. */
+static enum MHD_Result upload_start(struct MHD_Connection *con, struct http_req *rq,
+                                    const char *url)
+{
+	const char *cl =
+	        MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	long long n = 0;
+
+	if (cl && rb_strtonum(cl, 0, API_BODY_MAX, &n) < 0)
+		return send_error(con, rq, url, 413, "request body larger than 1 MiB");
+	rq->upload = true;
+	return MHD_YES;
+}
+
+/* Appends a piece of an API POST body. Past API_BODY_MAX the rest is
+ * dropped and the last call answers 413: MHD cannot queue a response while
+ * a body is arriving (only before it, or once it is complete). */
+static enum MHD_Result upload_append(struct http_req *rq, const char *data, size_t *size)
+{
+	size_t n = *size;
+
+	*size = 0;
+	if (rq->too_big || n > API_BODY_MAX - rq->req_len) {
+		rq->too_big = true;
+		free(rq->req_body);
+		rq->req_body = NULL;
+		rq->req_len = rq->req_cap = 0;
+		return MHD_YES;
+	}
+	if (rq->req_len + n > rq->req_cap) {
+		size_t cap = RB_MAX(rq->req_cap * 2, (size_t)4096);
+		char *b;
+
+		cap = RB_MIN(RB_MAX(cap, rq->req_len + n), (size_t)API_BODY_MAX);
+		b = realloc(rq->req_body, cap);
+		if (!b)
+			return MHD_NO;
+		rq->req_body = b;
+		rq->req_cap = cap;
+	}
+	memcpy(rq->req_body + rq->req_len, data, n);
+	rq->req_len += n;
+	return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
@@ -651,11 +749,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 	/* MHD first calls with only the headers parsed. Answering then makes
 	 * it close the connection (it cannot know the body is done), so
 	 * requests without a body are answered on the second call, which keeps
-	 * the connection alive; a request with a body is refused at once. */
+	 * the connection alive; an API POST collects its body over the next
+	 * calls and is answered on the last one (no data left); any other
+	 * request with a body is refused at once. */
 	if (!rq->seen) {
 		rq->seen = true;
 		if (!has_body(con))
 			return MHD_YES;
+		if (!rq->bad_uri && api_path_matches(url) &&
+		    strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+			return upload_start(con, rq, url);
+	}
+	if (*upload_data_size) {
+		if (rq->upload)
+			return upload_append(rq, upload_data, upload_data_size);
+		*upload_data_size = 0; /* cannot happen: refused on the first call */
+		return MHD_NO;
 	}
 	snprintf(rq->method, sizeof(rq->method), "%s", method);
 	rq->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
@@ -663,6 +772,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 
 	if (rq->bad_uri)
 		return send_error(con, rq, url, 400, "bad URI");
+	if (rq->too_big)
+		return send_error(con, rq, url, 413, "request body larger than 1 MiB");
 	if (api_path_matches(url)) {
 		if (read_only && has_body(con))
 			return send_error(con, rq, url, 413, "request bodies are not accepted");
@@ -738,6 +849,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		atomic_fetch_add_explicit(&srv->bytes_sent, rq->body_len, memory_order_relaxed);
 	note_boot_file(srv, con, rq, toe);
+	free(rq->req_body);
 	if (rb_log_level() >= LOG_DEBUG) {
 		char peer[INET6_ADDRSTRLEN];
 
@@ -810,6 +922,9 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 		log_error("http: templates_dir %s: %s", cfg->templates_dir, strerror(-r));
 		goto err_free;
 	}
+	r = api_new(cfg, reg, srv->repo_fd, API_PROGRESS_MAX, &srv->api);
+	if (r < 0)
+		goto err_free;
 
 	errno = 0;
 	/* The logger goes first so that MHD's own option parsing uses it. */
@@ -841,6 +956,7 @@ void http_server_free(struct http_server *srv)
 		return;
 	if (srv->mhd)
 		MHD_stop_daemon(srv->mhd);
+	api_free(srv->api);
 	if (srv->boot_fd >= 0)
 		close(srv->boot_fd);
 	if (srv->repo_fd >= 0)

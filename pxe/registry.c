@@ -1,8 +1,13 @@
 /* Node registry on SQLite. Owns two connections (one for the writer thread,
- * one for reads under a mutex), the in-memory note queue and the writer
- * thread. The hot paths (DHCP, TFTP, HTTP) only ever take the queue mutex
- * for a memcpy; the disk is touched by the writer, in batched transactions.
- * Must never block a caller of registry_note() on I/O. */
+ * one for reads and the few synchronous writes under a mutex), the
+ * in-memory note queue and the writer thread. The hot paths (DHCP, TFTP,
+ * HTTP) only ever take the queue mutex for a memcpy; the disk is touched by
+ * the writer, in batched transactions. The synchronous writes (boot token,
+ * inventory, agent state changes) are the ones a reply depends on.
+ * Must never block a caller of registry_note() on I/O.
+ *
+ * Schema changes are additive and applied at open (migrate()), so a
+ * registry.db of an older rackbootd keeps its nodes and events. */
 #include "pxe/registry.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -62,11 +67,20 @@ static const char schema[] =
         "  mac TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
         "  arch TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',"
         "  state TEXT NOT NULL DEFAULT 'new', profile TEXT NOT NULL DEFAULT '',"
-        "  hostname TEXT NOT NULL DEFAULT '');"
+        "  hostname TEXT NOT NULL DEFAULT '', token_sha256 TEXT NOT NULL DEFAULT '');"
         "CREATE TABLE IF NOT EXISTS events ("
         "  id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
         "  event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');"
-        "CREATE INDEX IF NOT EXISTS events_mac ON events(mac, id);";
+        "CREATE INDEX IF NOT EXISTS events_mac ON events(mac, id);"
+        "CREATE TABLE IF NOT EXISTS inventory ("
+        "  mac TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, doc TEXT NOT NULL);";
+
+/* Columns added after the first release: (name, definition), the same as
+ * in the CREATE TABLE above. A database of an older release lacks them:
+ * migrate() adds each one PRAGMA table_info does not list. */
+static const char *const added_node_columns[][2] = {
+	{ "token_sha256", "TEXT NOT NULL DEFAULT ''" },
+};
 
 static int64_t now_ms(void)
 {
@@ -87,6 +101,54 @@ static int open_db(const char *path, sqlite3 **ret)
 	sqlite3_busy_timeout(db, 5000);
 	*ret = db;
 	return 0;
+}
+
+static int has_column(sqlite3 *db, const char *table, const char *col, bool *ret)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[64];
+	int s;
+
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	*ret = false;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *name = sqlite3_column_text(st, 1);
+
+		if (name && !strcmp((const char *)name, col))
+			*ret = true;
+	}
+	sqlite3_finalize(st);
+	return s == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* In one IMMEDIATE transaction, so that two servers opening one old
+ * database at once do not both add a column. */
+static int migrate(sqlite3 *db, const char *path)
+{
+	char sql[160];
+	bool has;
+
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	for (size_t i = 0; i < RB_ARRAY_SIZE(added_node_columns); i++) {
+		if (has_column(db, "nodes", added_node_columns[i][0], &has) < 0)
+			goto fail;
+		if (has)
+			continue;
+		snprintf(sql, sizeof(sql), "ALTER TABLE nodes ADD COLUMN %s %s",
+		         added_node_columns[i][0], added_node_columns[i][1]);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+		log_info("registry %s: added column nodes.%s", path, added_node_columns[i][0]);
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+fail:
+	log_error("registry %s: cannot update the schema: %s", path, sqlite3_errmsg(db));
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -EIO;
 }
 
 static void write_batch(struct registry *reg, struct note *batch, size_t n)
@@ -199,6 +261,9 @@ int registry_open(const char *path, struct registry **ret)
 		r = -EIO;
 		goto err;
 	}
+	r = migrate(reg->wdb, path);
+	if (r < 0)
+		goto err;
 	r = open_db(path, &reg->rdb);
 	if (r < 0)
 		goto err;
@@ -330,7 +395,7 @@ static void col_copy(char *dst, size_t n, sqlite3_stmt *st, int col)
 int registry_node_get(struct registry *reg, const uint8_t mac[6], struct registry_node *ret)
 {
 	static const char sql[] =
-	        "SELECT state, profile, arch, hostname, ip, first_seen, last_seen "
+	        "SELECT state, profile, arch, hostname, ip, first_seen, last_seen, token_sha256 "
 	        "FROM nodes WHERE mac = ?1";
 	struct registry_node node = { 0 };
 	sqlite3_stmt *st = NULL;
@@ -357,6 +422,7 @@ int registry_node_get(struct registry *reg, const uint8_t mac[6], struct registr
 	col_copy(node.ip, sizeof(node.ip), st, 4);
 	node.first_seen = sqlite3_column_int64(st, 5);
 	node.last_seen = sqlite3_column_int64(st, 6);
+	col_copy(node.token_sha256, sizeof(node.token_sha256), st, 7);
 	*ret = node;
 	r = 0;
 out:
@@ -396,6 +462,119 @@ out:
 		log_debug("registry: set %s: %s", m, sqlite3_errmsg(reg->rdb));
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+int registry_token_set(struct registry *reg, const uint8_t mac[6], const char *sha256_hex)
+{
+	static const char sql[] = "INSERT INTO nodes(mac, first_seen, last_seen, token_sha256) "
+	                          "VALUES(?1, ?2, ?2, ?3) "
+	                          "ON CONFLICT(mac) DO UPDATE SET token_sha256 = ?3";
+	sqlite3_stmt *st = NULL;
+	char m[18];
+	int r = -EIO;
+
+	rb_mac_format(mac, m);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_ms() / 1000);
+	sqlite3_bind_text(st, 3, sha256_hex, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		r = 0;
+out:
+	if (r < 0)
+		log_debug("registry: token %s: %s", m, sqlite3_errmsg(reg->rdb));
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+/* Runs one statement with texts bound as ?1..?n and num as ?n+1: 0, -ENOENT
+ * when it changed no row, -EIO. Caller holds rlock. */
+static int exec_bound(sqlite3 *db, const char *sql, const char *const *texts, size_t n_texts,
+                      int64_t num)
+{
+	sqlite3_stmt *st = NULL;
+	int r = -EIO;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	for (size_t i = 0; i < n_texts; i++)
+		sqlite3_bind_text(st, (int)i + 1, texts[i], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, (int)n_texts + 1, num);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		r = sqlite3_changes(db) > 0 ? 0 : -ENOENT;
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* UPDATE of the node row, then an event, atomically. */
+static int sync_change(struct registry *reg, const uint8_t mac[6], const char *update_sql,
+                       const char *value, const char *event, const char *detail)
+{
+	static const char ev_sql[] =
+	        "INSERT INTO events(mac, event, detail, ts_ms) VALUES(?1, ?2, ?3, ?4)";
+	char m[18], ev[24], det[512];
+	int64_t ts = now_ms();
+	int r;
+
+	rb_mac_format(mac, m);
+	copy_field(ev, sizeof(ev), event);
+	copy_field(det, sizeof(det), detail);
+	/* After everything noted before it, like registry_node_set(). */
+	registry_flush(reg);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_exec(reg->rdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		r = -EIO;
+		goto out;
+	}
+	{
+		const char *up[] = { m, value };
+		const char *evt[] = { m, ev, det };
+
+		r = exec_bound(reg->rdb, update_sql, up, 2, ts);
+		if (r == 0)
+			r = exec_bound(reg->rdb, ev_sql, evt, 3, ts);
+	}
+	if (r == 0 && sqlite3_exec(reg->rdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		r = -EIO;
+	if (r < 0)
+		sqlite3_exec(reg->rdb, "ROLLBACK", NULL, NULL, NULL);
+out:
+	if (r == -EIO)
+		log_debug("registry: %s %s: %s", event, m, sqlite3_errmsg(reg->rdb));
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+int registry_node_transition(struct registry *reg, const uint8_t mac[6], const char *state,
+                             const char *event, const char *detail)
+{
+	return sync_change(reg, mac,
+	                   "UPDATE nodes SET state = ?2, last_seen = ?3 / 1000 WHERE mac = ?1",
+	                   state, event, detail ? detail : "");
+}
+
+int registry_inventory_set(struct registry *reg, const uint8_t mac[6], const char *doc, size_t len)
+{
+	char detail[48];
+	char *copy;
+	int r;
+
+	/* The node must exist; the inventory row is then replaced. Done as an
+	 * UPDATE of the node (last_seen) plus the upsert, in one transaction. */
+	copy = strndup(doc, len);
+	if (!copy)
+		return -ENOMEM;
+	snprintf(detail, sizeof(detail), "%zu bytes", len);
+	r = sync_change(reg, mac,
+	                "INSERT INTO inventory(mac, doc, ts_ms) "
+	                "SELECT mac, ?2, ?3 FROM nodes WHERE mac = ?1 "
+	                "ON CONFLICT(mac) DO UPDATE SET doc = ?2, ts_ms = ?3",
+	                copy, "agent.inventory", detail);
+	free(copy);
 	return r;
 }
 
@@ -461,8 +640,9 @@ out:
 	return dump(doc, ret);
 }
 
-int registry_node_json(struct registry *reg, const uint8_t mac[6], size_t max_events, char **ret)
+int registry_node_doc(struct registry *reg, const uint8_t mac[6], size_t max_events, json_t **ret)
 {
+	static const char isql[] = "SELECT doc FROM inventory WHERE mac = ?1";
 	static const char nsql[] = "SELECT " NODE_COLS " FROM nodes WHERE mac = ?1";
 	static const char esql[] = "SELECT ts_ms, event, detail FROM "
 	                           "(SELECT id, ts_ms, event, detail FROM events WHERE mac = ?1 "
@@ -504,6 +684,25 @@ int registry_node_json(struct registry *reg, const uint8_t mac[6], size_t max_ev
 		goto out;
 	json_object_set_new(node, "events", evs);
 	evs = NULL;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(reg->rdb, isql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		/* Stored by registry_inventory_set() from a checked document; a
+		 * row that no longer parses shows as null. */
+		const void *d = sqlite3_column_blob(st, 0);
+		int n = sqlite3_column_bytes(st, 0);
+		json_t *inv = d ? json_loadb(d, (size_t)n, 0, NULL) : NULL;
+
+		json_object_set_new(node, "inventory", inv ? inv : json_null());
+	} else if (s == SQLITE_DONE) {
+		json_object_set_new(node, "inventory", json_null());
+	} else {
+		goto out;
+	}
 	r = 0;
 out:
 	sqlite3_finalize(st);
@@ -513,5 +712,16 @@ out:
 		json_decref(node);
 		return r;
 	}
-	return dump(node, ret);
+	*ret = node;
+	return 0;
+}
+
+int registry_node_json(struct registry *reg, const uint8_t mac[6], size_t max_events, char **ret)
+{
+	json_t *doc = NULL;
+	int r = registry_node_doc(reg, mac, max_events, &doc);
+
+	if (r < 0)
+		return r;
+	return dump(doc, ret);
 }

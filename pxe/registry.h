@@ -1,5 +1,6 @@
 /* Node registry (SQLite): nodes by MAC with first/last seen, architecture,
- * profile, state, and an event log of every boot step.
+ * profile, state, the hash of the node's current boot token, its latest
+ * inventory, and an event log of every boot step.
  * Writers on the hot path (DHCP, TFTP, HTTP) call registry_note(), which only
  * queues in memory; a writer thread batches the queue into transactions, so
  * no packet waits for the disk. Reads (API, iPXE script choice) use their own
@@ -19,7 +20,10 @@ struct registry_node {
 	char ip[16];
 	int64_t first_seen; /* unix seconds */
 	int64_t last_seen;
+	char token_sha256[65]; /* hex SHA-256 of the current boot token, "" = none */
 };
+
+struct json_t;
 
 int registry_open(const char *path, struct registry **ret);
 /* Writes what is queued, stops the writer and closes. NULL is a no-op. */
@@ -38,8 +42,22 @@ void registry_flush(struct registry *reg);
 int registry_node_get(struct registry *reg, const uint8_t mac[6], struct registry_node *ret);
 int registry_node_set(struct registry *reg, const uint8_t mac[6], const char *state,
                       const char *profile);
-/* JSON documents for the API; caller frees *ret. */
+/* Replaces the node's boot token hash (64 lowercase hex), creating the node
+ * if it is new. Synchronous: the hash is on disk when this returns 0. */
+int registry_token_set(struct registry *reg, const uint8_t mac[6], const char *sha256_hex);
+/* Replaces the node's stored inventory with doc (len bytes of JSON, the
+ * caller validated it) and notes an "agent.inventory" event. Synchronous.
+ * -ENOENT for an unknown node. */
+int registry_inventory_set(struct registry *reg, const uint8_t mac[6], const char *doc, size_t len);
+/* Sets the node's state and writes the event (detail may be NULL) in one
+ * transaction, after everything queued before it. -ENOENT if unknown. */
+int registry_node_transition(struct registry *reg, const uint8_t mac[6], const char *state,
+                             const char *event, const char *detail);
+/* JSON documents for the API; caller frees *ret (json_decref for the doc).
+ * The single-node document carries "events" and "inventory" (null if none). */
 int registry_nodes_json(struct registry *reg, char **ret);
 int registry_node_json(struct registry *reg, const uint8_t mac[6], size_t max_events, char **ret);
+int registry_node_doc(struct registry *reg, const uint8_t mac[6], size_t max_events,
+                      struct json_t **ret);
 /* Number of notes dropped because the queue was full. */
 uint64_t registry_dropped(struct registry *reg);

@@ -91,8 +91,12 @@ e2e_qemu() {
 		;;
 	*) echo "unknown firmware $fw" >&2; return 1 ;;
 	esac
+	# E2E_REBOOT=1: a reboot restarts the node (the agent reboots into the
+	# local-boot script); otherwise a reboot ends QEMU.
+	noreboot=-no-reboot
+	[ "${E2E_REBOOT:-0}" = 1 ] && noreboot=""
 	# shellcheck disable=SC2086
-	ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 512 -display none -no-reboot \
+	ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 512 -display none $noreboot \
 		-serial "file:$log" -monitor none -boot n $fwargs \
 		-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
 		-device "virtio-net-pci,netdev=n0,mac=$mac$rom" "$@" >"$log.qemu" 2>&1 &

@@ -1,5 +1,6 @@
 /* Config loading and validation: defaults, every kind of bad value names
- * the file and line, overrides, boot-file mapping by architecture. */
+ * the file and line, overrides, boot-file mapping by architecture,
+ * provisioning profiles. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,6 +57,10 @@ static void test_defaults(void **state)
 	assert_int_equal(c->http_port, 8080);
 	assert_string_equal(c->boot_bios, "undionly.kpxe");
 	assert_string_equal(c->tftp_root, "/srv/rackboot/tftp");
+	assert_string_equal(c->default_profile, "");
+	assert_string_equal(c->repo_url, "");
+	assert_int_equal(c->n_profiles, 0);
+	assert_null(rb_config_profile(c, ""));
 	assert_null(c->path);
 	rb_config_free(c);
 }
@@ -82,6 +87,49 @@ static void test_full_file(void **state)
 	assert_string_equal(c->hosts[0].hostname, "node01");
 	assert_int_equal(c->tftp_max_window, 32);
 	assert_non_null(c->path);
+	rb_config_free(c);
+}
+
+static void test_profiles(void **state)
+{
+	const struct rb_profile *p;
+	struct rb_config *c = NULL;
+	char err[512];
+
+	assert_int_equal(load("default_profile = \"debian12\"\n"
+	                      "http { repo_url = \"http://10.77.0.1:8080/repo//\" }\n"
+	                      "profile \"debian12\" {\n image = \"debian12\"\n}\n"
+	                      "profile \"gpu-a100_2\" {\n image = \"ubuntu+cuda\"\n"
+	                      " version = \"24.04-3\"\n wipe = \"full\"\n"
+	                      " grow_last_partition = true\n after = \"poweroff\"\n"
+	                      " disk = \"/dev/disk/by-id/nvme-SAMSUNG_MZ1L2_S665:1\"\n}\n",
+	                      &c, err, sizeof(err)),
+	                 0);
+	assert_string_equal(c->default_profile, "debian12");
+	/* Trailing slashes go: agents append "/images/...". */
+	assert_string_equal(c->repo_url, "http://10.77.0.1:8080/repo");
+	assert_int_equal(c->n_profiles, 2);
+	p = rb_config_profile(c, "debian12");
+	assert_non_null(p);
+	/* The defaults of a profile. */
+	assert_string_equal(p->image, "debian12");
+	assert_string_equal(p->version, "latest");
+	assert_int_equal(p->wipe, RB_WIPE_METADATA);
+	assert_false(p->grow_last_partition);
+	assert_int_equal(p->after, RB_AFTER_REBOOT);
+	assert_string_equal(p->disk, "");
+	p = rb_config_profile(c, "gpu-a100_2");
+	assert_non_null(p);
+	assert_string_equal(p->image, "ubuntu+cuda");
+	assert_string_equal(p->version, "24.04-3");
+	assert_int_equal(p->wipe, RB_WIPE_FULL);
+	assert_true(p->grow_last_partition);
+	assert_int_equal(p->after, RB_AFTER_POWEROFF);
+	assert_string_equal(p->disk, "/dev/disk/by-id/nvme-SAMSUNG_MZ1L2_S665:1");
+	assert_string_equal(rb_wipe_name(p->wipe), "full");
+	assert_string_equal(rb_after_name(p->after), "poweroff");
+	assert_null(rb_config_profile(c, "gpu"));
+	assert_null(rb_config_profile(c, NULL));
 	rb_config_free(c);
 }
 
@@ -115,6 +163,30 @@ static const struct bad bad_vectors[] = {
 	{ "discovery { kernel = \"vmlinuz || shell\" }\n", "discovery kernel" },
 	{ "dhcp { mode = \"proxy\"\n", ":1: section opened here is never closed" },
 	{ "dhcp { mode = \"proxy\" }\n}\n", ":2: unexpected closing brace" },
+	{ "\nprofile \"a b\" { image = \"x\" }\n", ":2: profile \"a b\": expected a name" },
+	{ "profile \"..\" { image = \"x\" }\n", "profile \"..\": expected a name" },
+	{ "profile \"p\" {\n version = \"1\"\n}\n", "profile \"p\": image is missing" },
+	{ "profile \"p\" {\n image = \"../etc\"\n}\n", ":2: image = \"../etc\": expected a name" },
+	{ "profile \"p\" {\n image = \"x\"\n version = \"\"\n}\n",
+	  ":3: version = \"\": expected a name" },
+	{ "profile \"p\" {\n image = \"x\"\n wipe = \"zero\"\n}\n",
+	  ":3: wipe = \"zero\": expected \"none\" or \"metadata\" or \"full\"" },
+	{ "profile \"p\" {\n image = \"x\"\n after = \"halt\"\n}\n",
+	  ":3: after = \"halt\": expected \"reboot\" or \"poweroff\" or \"none\"" },
+	{ "profile \"p\" {\n image = \"x\"\n disk = \"sda\"\n}\n",
+	  ":3: disk = \"sda\": expected \"\" (the agent picks) or a device path under /dev/" },
+	{ "profile \"p\" { image = \"x\" disk = \"/dev/../etc/shadow\" }\n",
+	  "disk = \"/dev/../etc/shadow\": expected" },
+	{ "profile \"p\" { image = \"x\" disk = \"/dev/sda; reboot\" }\n", "disk = " },
+	{ "profile \"p\" { image = \"x\" grow_last_partition = \"maybe\" }\n", ":1:" },
+	{ "profile \"p\" { image = \"x\" }\nprofile \"p\" { image = \"y\" }\n",
+	  "duplicate title 'p'" },
+	{ "default_profile = \"gpu\"\n", "default_profile \"gpu\": no such profile" },
+	{ "default_profile = \"a/b\"\n", ":1: default_profile = \"a/b\": expected a name" },
+	{ "http {\n repo_url = \"ftp://mirror/repo\"\n}\n",
+	  ":2: repo_url = \"ftp://mirror/repo\"" },
+	{ "http { repo_url = \"http://a b/repo\" }\n", "repo_url = \"http://a b/repo\"" },
+	{ "http { repo_url = \"http://\" }\n", "repo_url = \"http://\": expected" },
 };
 
 static void test_bad_values(void **state)
@@ -199,7 +271,11 @@ static void test_print_roundtrip(void **state)
 
 	assert_int_equal(
 	        load("dhcp { mode = \"full\" pool_start = \"10.1.0.10\" pool_end = "
-	             "\"10.1.0.20\" host \"52:54:00:00:00:01\" { address = \"10.1.0.5\" } }\n",
+	             "\"10.1.0.20\" host \"52:54:00:00:00:01\" { address = \"10.1.0.5\" } }\n"
+	             "default_profile = \"b\"\nhttp { repo_url = \"https://cdn.example/r\" }\n"
+	             "profile \"a\" { image = \"x\" }\n"
+	             "profile \"b\" { image = \"y\" version = \"2\" wipe = \"none\" "
+	             "grow_last_partition = true after = \"none\" disk = \"/dev/vdb\" }\n",
 	             &c, err, sizeof(err)),
 	        0);
 	f = open_memstream(&buf, &len);
@@ -210,6 +286,13 @@ static void test_print_roundtrip(void **state)
 	assert_int_equal(c2->dhcp_mode, RB_DHCP_FULL);
 	assert_int_equal(c2->n_hosts, 1);
 	assert_int_equal(c2->pool_end.s_addr, c->pool_end.s_addr);
+	assert_string_equal(c2->default_profile, "b");
+	assert_string_equal(c2->repo_url, "https://cdn.example/r");
+	assert_int_equal(c2->n_profiles, 2);
+	for (size_t i = 0; i < 2; i++)
+		assert_memory_equal(&c2->profiles[i], &c->profiles[i], sizeof(c->profiles[i]));
+	assert_int_equal(c2->profiles[1].after, RB_AFTER_NONE);
+	assert_true(c2->profiles[1].grow_last_partition);
 	free(buf);
 	rb_config_free(c);
 	rb_config_free(c2);
@@ -221,7 +304,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),        cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_bad_values),      cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_overrides),       cmocka_unit_test(test_boot_file_by_arch),
-		cmocka_unit_test(test_print_roundtrip),
+		cmocka_unit_test(test_print_roundtrip), cmocka_unit_test(test_profiles),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

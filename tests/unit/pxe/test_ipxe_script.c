@@ -216,6 +216,7 @@ static const struct ipxe_var standard_vars[] = {
 	{ "hostname", "node-01" },
 	{ "profile", "gpu-a100" },
 	{ "state", "provisioning" },
+	{ "token", "00112233445566778899aabbccddeeff" },
 };
 
 static void test_embedded_templates(void **state)
@@ -244,11 +245,14 @@ static void test_embedded_templates(void **state)
 		if (i < 2) {
 			/* Boots the agent with the UEFI initrd name and the server
 			 * URL, and never loops forever: it ends in reboot. */
-			assert_non_null(strstr(out, "kernel http://10.77.0.1:8080/boot/vmlinuz "
-			                            "initrd=initrd.img console=tty0 "
-			                            "console=ttyS0,115200 "
-			                            "rackboot.server=http://10.77.0.1:8080 "
-			                            "rackboot.mac=52:54:00:12:34:56"));
+			assert_non_null(strstr(out,
+			                       "kernel http://10.77.0.1:8080/boot/vmlinuz "
+			                       "initrd=initrd.img console=tty0 "
+			                       "console=ttyS0,115200 "
+			                       "rackboot.server=http://10.77.0.1:8080 "
+			                       "rackboot.mac=52:54:00:12:34:56 "
+			                       "rackboot.token=00112233445566778899aabbccddeeff "
+			                       "rackboot.mode="));
 			assert_non_null(
 			        strstr(out, "initrd http://10.77.0.1:8080/boot/agent/initrd.img"));
 			assert_non_null(strstr(out, "\nreboot\n"));

@@ -1,6 +1,8 @@
 /* Registry: notes from the hot path land in the database after a flush,
  * nodes keep first_seen and update last_seen/arch/ip, reads return JSON
- * with the events, unknown nodes are -ENOENT, hostile strings are cleaned. */
+ * with the events, unknown nodes are -ENOENT, hostile strings are cleaned.
+ * Boot tokens, inventories and agent state changes are synchronous writes;
+ * a registry.db of the previous schema is migrated and keeps its data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +161,141 @@ static void test_coalesce_repeats(void **state)
 	registry_free(reg);
 }
 
+static const char tok_a[] = "aa2f1c0b8e3d4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c";
+static const char tok_b[] = "bb2f1c0b8e3d4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c";
+
+/* Reads one node document (with inventory) and the name of its last event. */
+static json_t *node_doc(struct registry *reg, const uint8_t *mac, const char **ret_last_event)
+{
+	json_t *doc = NULL, *evs;
+
+	assert_int_equal(registry_node_doc(reg, mac, 100, &doc), 0);
+	evs = json_object_get(doc, "events");
+	*ret_last_event = json_string_value(
+	        json_object_get(json_array_get(evs, json_array_size(evs) - 1), "event"));
+	return doc;
+}
+
+static void test_token_inventory_transition(void **state)
+{
+	struct registry *reg = NULL;
+	struct registry_node n;
+	const char *last;
+	json_t *doc;
+
+	assert_int_equal(registry_open(path, &reg), 0);
+	/* A token for an unknown node creates it, as a script fetch does. */
+	assert_int_equal(registry_token_set(reg, mac1, tok_a), 0);
+	assert_int_equal(registry_node_get(reg, mac1, &n), 0);
+	assert_string_equal(n.token_sha256, tok_a);
+	assert_string_equal(n.state, "new");
+	/* A new boot replaces it; the token never shows in the JSON. */
+	assert_int_equal(registry_token_set(reg, mac1, tok_b), 0);
+	assert_int_equal(registry_node_get(reg, mac1, &n), 0);
+	assert_string_equal(n.token_sha256, tok_b);
+	doc = node_doc(reg, mac1, &last);
+	assert_null(json_object_get(doc, "token_sha256"));
+	assert_true(json_is_null(json_object_get(doc, "inventory")));
+	json_decref(doc);
+
+	/* Inventory: only for a known node; replaced, with an event. */
+	assert_int_equal(registry_inventory_set(reg, mac2, "{}", 2), -ENOENT);
+	assert_int_equal(registry_inventory_set(reg, mac1, "{\"cpus\":2}", 10), 0);
+	assert_int_equal(registry_inventory_set(reg, mac1, "{\"cpus\":4}", 10), 0);
+	doc = node_doc(reg, mac1, &last);
+	assert_int_equal(
+	        json_integer_value(json_object_get(json_object_get(doc, "inventory"), "cpus")), 4);
+	assert_string_equal(last, "agent.inventory");
+	json_decref(doc);
+
+	/* A state change with its event, after the notes queued before it. */
+	registry_note(reg, mac1, NULL, NULL, "http.script", "provision.ipxe");
+	assert_int_equal(
+	        registry_node_transition(reg, mac1, "failed", "agent.failed", "disk\nvanished"), 0);
+	assert_int_equal(registry_node_get(reg, mac1, &n), 0);
+	assert_string_equal(n.state, "failed");
+	assert_string_equal(n.token_sha256, tok_b); /* untouched */
+	doc = node_doc(reg, mac1, &last);
+	assert_string_equal(last, "agent.failed");
+	{
+		json_t *evs = json_object_get(doc, "events");
+		json_t *e = json_array_get(evs, json_array_size(evs) - 1);
+
+		assert_string_equal(json_string_value(json_object_get(e, "detail")),
+		                    "disk?vanished");
+		e = json_array_get(evs, json_array_size(evs) - 2);
+		assert_string_equal(json_string_value(json_object_get(e, "event")), "http.script");
+	}
+	json_decref(doc);
+	assert_int_equal(registry_node_transition(reg, mac2, "imaged", "agent.imaged", NULL),
+	                 -ENOENT);
+	assert_int_equal(registry_node_get(reg, mac2, &n), -ENOENT);
+	registry_free(reg);
+
+	/* All of it persisted. */
+	assert_int_equal(registry_open(path, &reg), 0);
+	assert_int_equal(registry_node_get(reg, mac1, &n), 0);
+	assert_string_equal(n.token_sha256, tok_b);
+	doc = node_doc(reg, mac1, &last);
+	assert_non_null(json_object_get(json_object_get(doc, "inventory"), "cpus"));
+	json_decref(doc);
+	registry_free(reg);
+}
+
+/* The schema of the previous release, with data in it, as an upgraded
+ * server finds it. */
+static void test_migrates_old_schema(void **state)
+{
+	static const char old_schema[] =
+	        "PRAGMA journal_mode=WAL;"
+	        "CREATE TABLE nodes ("
+	        "  mac TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+	        "  arch TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',"
+	        "  state TEXT NOT NULL DEFAULT 'new', profile TEXT NOT NULL DEFAULT '',"
+	        "  hostname TEXT NOT NULL DEFAULT '');"
+	        "CREATE TABLE events ("
+	        "  id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
+	        "  event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');"
+	        "CREATE INDEX events_mac ON events(mac, id);"
+	        "INSERT INTO nodes(mac, first_seen, last_seen, arch, state, profile) VALUES"
+	        "  ('52:54:00:12:34:56', 100, 200, 'bios', 'provisioning', 'gpu');"
+	        "INSERT INTO events(mac, ts_ms, event, detail) VALUES"
+	        "  ('52:54:00:12:34:56', 200000, 'dhcp.offer', 'undionly.kpxe');";
+	struct registry *reg = NULL;
+	struct registry_node n;
+	sqlite3 *db = NULL;
+	const char *last;
+	json_t *doc;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, old_schema, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	for (int round = 0; round < 2; round++) { /* the second open finds it migrated */
+		assert_int_equal(registry_open(path, &reg), 0);
+		assert_int_equal(registry_node_get(reg, mac1, &n), 0);
+		assert_string_equal(n.state, "provisioning");
+		assert_string_equal(n.profile, "gpu");
+		assert_string_equal(n.arch, "bios");
+		assert_int_equal(n.first_seen, 100);
+		if (round == 0) {
+			assert_string_equal(n.token_sha256, "");
+			assert_int_equal(registry_token_set(reg, mac1, tok_a), 0);
+			assert_int_equal(registry_inventory_set(reg, mac1, "[1]", 3), 0);
+		} else {
+			assert_string_equal(n.token_sha256, tok_a);
+		}
+		doc = node_doc(reg, mac1, &last);
+		assert_string_equal(
+		        json_string_value(json_object_get(
+		                json_array_get(json_object_get(doc, "events"), 0), "event")),
+		        "dhcp.offer");
+		assert_true(json_is_array(json_object_get(doc, "inventory")));
+		json_decref(doc);
+		registry_free(reg);
+	}
+}
+
 static void test_open_fails_cleanly(void **state)
 {
 	struct registry *reg = (void *)0x1;
@@ -173,6 +311,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_notes_and_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_notes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coalesce_repeats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_inventory_transition, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrates_old_schema, setup, teardown),
 		cmocka_unit_test(test_open_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

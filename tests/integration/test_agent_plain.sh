@@ -1,0 +1,427 @@
+#!/bin/bash
+# rackboot-agent plain against the real rackbootd on 127.0.0.1: plain
+# images registered with rackboot-image register (a GPT disk as raw,
+# raw.gz, raw.xz, raw.zst) are written to files and compared byte for
+# byte; raw.zst onto a loop device that held other data; a transfer cut in
+# the middle resumes with Range (and, from a front that ignores Range,
+# with the whole file again); a flipped byte in the stored .zst (in the
+# middle and at the end) ends in exit 1 naming the sha256 mismatch, with
+# no MBR or GPT on the target; a catalogue edited after signing, a wrong
+# key and a rackboot image asked for as plain are refused before the
+# target is touched. Rootfs: a .tar.zst onto a loop device gives a GPT
+# with an ESP (vfat) and an ext4 root holding the files with their modes,
+# owners, symlinks and hard links; hostile tarballs ("../", an absolute
+# path, a file through a symlink) and a damaged one fail with nothing
+# written outside and no partition table left. Rootfs parts skip without
+# loop devices (the rest still runs).
+set -u
+
+RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+AGENT=$RB_BUILD/agent/rackboot-agent
+IMG=$RB_BUILD/imager/rackboot-image
+SRV=$RB_BUILD/pxe/rackbootd
+for b in "$AGENT" "$IMG" "$SRV"; do
+	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
+done
+for t in sfdisk mkfs.vfat mkfs.ext4 python3 cmp curl gzip xz zstd sha256sum; do
+	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
+done
+
+T=$(mktemp -d /tmp/rbt-agentplain.XXXXXX)
+PID=
+PYPID=
+LOOPS=
+cleanup() {
+	mountpoint -q "$T/mnt" 2>/dev/null && umount "$T/mnt"
+	for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
+	if [ -n "$PID" ]; then
+		kill "$PID" 2>/dev/null
+		wait "$PID" 2>/dev/null
+	fi
+	[ -n "$PYPID" ] && kill "$PYPID" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+FAILS=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+R=$T/repo
+mkdir -p "$R" "$T/boot" "$T/state" "$T/mnt" "$T/outside"
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+URL=http://127.0.0.1:$PORT/repo
+cat >"$T/rackbootd.conf" <<EOF2
+user = ""
+state_dir = "$T/state"
+server_address = "127.0.0.1"
+dhcp { mode = "off" }
+tftp { enable = false }
+http {
+	port = $PORT
+	boot_root = "$T/boot"
+	repo_root = "$R"
+	threads = 4
+}
+EOF2
+"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do
+	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
+	kill -0 "$PID" 2>/dev/null || { echo "FAIL: rackbootd died"; cat "$T/rackbootd.log"; exit 1; }
+	sleep 0.1
+done
+
+# no_table FILE: true if FILE holds no MBR signature and no GPT header at
+# its start, and no backup GPT header in its last sector
+no_table() {
+	python3 - "$1" <<'EOF2'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.lseek(fd, 0, os.SEEK_END)
+head = os.pread(fd, 1024, 0)
+tail = os.pread(fd, 512, size - 512) if size >= 512 else b""
+bad = head[510:512] == b"\x55\xaa" or head[512:520] == b"EFI PART" or tail[:8] == b"EFI PART"
+sys.exit(1 if bad else 0)
+EOF2
+}
+flip() { # flip FILE OFFSET
+	python3 -c 'import sys
+f = open(sys.argv[1], "r+b"); f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2]))
+f.write(bytes([b[0] ^ 0x55])); f.close()' "$1" "$2"
+}
+plain() { "$AGENT" plain --repo "$URL" --pub "$T/site.pub" -q "$@"; }
+register() { "$IMG" register --repo "$R" --key "$T/site.key" "$@" >/dev/null; }
+
+"$IMG" keygen "$T/site" >/dev/null && "$IMG" keygen "$T/other" >/dev/null ||
+	{ echo "FAIL: keygen"; exit 1; }
+
+# ---- the disk: a 256 MiB GPT disk (ESP + ext4), with random data in it ----
+. "$(cd "$(dirname "$0")" && pwd)/disk.sh"
+mkdir -p "$T/root/etc" "$T/root/var/lib"
+echo "rackboot plain test" >"$T/root/etc/hostname"
+head -c $((3 * 1024 * 1024)) /dev/urandom >"$T/root/var/lib/blob.bin"
+gpt_disk "$T/disk.img" "$T/root" "$T" || { echo "FAIL: could not make the test disk"; exit 1; }
+DISK=$T/disk.img
+DSIZE=$(stat -c %s "$DISK")
+mkdir -p "$T/src"
+cp --sparse=always "$DISK" "$T/src/disk.img"
+gzip -1 -c "$DISK" >"$T/src/disk.img.gz"
+xz -0 -T2 -c "$DISK" >"$T/src/disk.img.xz"
+zstd -q -c "$DISK" >"$T/src/disk.img.zst"
+n=0
+for k in img img.gz img.xz img.zst; do
+	n=$((n + 1))
+	register --name disk --version $n "$T/src/disk.$k" || bad "register disk.$k"
+done
+
+# ---- each kind onto a file ----
+# maxrss FILE CMD...: runs CMD, writes its peak RSS (KiB) into FILE
+maxrss() {
+	python3 -c 'import resource, subprocess, sys
+r = subprocess.call(sys.argv[2:])
+open(sys.argv[1], "w").write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(r)' "$@"
+}
+# the bound is the design's (< 64 MiB); a sanitizer build adds its own
+RSS_MAX=$((64 * 1024))
+grep -q __asan_init "$AGENT" && RSS_MAX=$((160 * 1024))
+n=0
+for k in raw raw.gz raw.xz raw.zst; do
+	n=$((n + 1))
+	if maxrss "$T/rss$n" "$AGENT" plain --repo "$URL" --pub "$T/site.pub" -q --name disk \
+		--version $n --target "$T/out$n.img" >"$T/s$n" 2>"$T/e$n" &&
+		cmp -s "$DISK" "$T/out$n.img"; then
+		ok "$k: byte-identical, peak RSS $(cat "$T/rss$n") KiB: $(cat "$T/s$n")"
+	else
+		bad "$k: $(cat "$T/s$n" "$T/e$n")"
+	fi
+	# a 256 MiB image through a bounded pipeline: far below the image size
+	[ "$(cat "$T/rss$n" 2>/dev/null || echo 999999)" -lt $RSS_MAX ] ||
+		bad "$k: peak RSS $(cat "$T/rss$n") KiB, over $RSS_MAX KiB"
+done
+used=$(du -k "$T/out4.img" | cut -f1)
+src_used=$(du -k "$DISK" | cut -f1)
+[ "$used" -le $((src_used + 1024)) ] && [ "$used" -lt $((DSIZE / 1024 / 2)) ] &&
+	ok "zero blocks left as holes: $used KiB used for $((DSIZE / 1024)) KiB" ||
+	bad "target not sparse: $used KiB used (source $src_used KiB)"
+grep -q "GET /repo/plain/disk.img.zst" "$T/rackbootd.log" &&
+	ok "rackbootd served the .zst" || bad "no GET of the .zst in rackbootd's log"
+
+# ---- a rackboot image name, an unknown name, a wrong key ----
+plain --name nosuch --version 1 --target "$T/nx.img" >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "no plain image nosuch 1" "$T/e" && [ ! -e "$T/nx.img" ] &&
+	ok "unknown entry: exit 1, nothing created: $(cat "$T/e")" ||
+	bad "unknown entry: exit $rc: $(cat "$T/e")"
+"$IMG" build --repo "$R" --key "$T/site.key" --name chunked --version 1 "$DISK" >/dev/null ||
+	bad "imager build"
+plain --name chunked --version 1 --target "$T/nx.img" >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "rackboot-agent image" "$T/e" && [ ! -e "$T/nx.img" ] &&
+	ok "a rackboot image asked as plain: refused: $(cat "$T/e")" ||
+	bad "rackboot image as plain: exit $rc: $(cat "$T/e")"
+cp "$DISK" "$T/keep.img"
+"$AGENT" plain --repo "$URL" --pub "$T/other.pub" -q --name disk --version 4 \
+	--target "$T/keep.img" >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "signature does not verify" "$T/e" && cmp -s "$DISK" "$T/keep.img" &&
+	ok "wrong key: exit 1, target untouched" || bad "wrong key: exit $rc: $(cat "$T/e")"
+
+# ---- catalogue edited after signing: refused before any write ----
+cp "$R/catalog.json" "$T/catalog.good"
+python3 - "$R/catalog.json" <<'EOF2'
+import sys
+p = sys.argv[1]; s = open(p).read()
+# one byte more: any change at all must break the signature
+s = s.replace('"generated":', '"generated": ', 1)
+open(p, "w").write(s)
+EOF2
+before=$(sha256sum "$T/keep.img" | cut -d' ' -f1)
+plain --name disk --version 4 --target "$T/keep.img" >/dev/null 2>"$T/e"
+rc=$?
+plain --name disk --version 4 --target "$T/new.img" >/dev/null 2>>"$T/e"
+rc2=$?
+[ $rc -eq 1 ] && [ $rc2 -eq 1 ] && grep -q "catalog.json.sig: signature does not verify" "$T/e" &&
+	[ "$(sha256sum "$T/keep.img" | cut -d' ' -f1)" = "$before" ] && [ ! -e "$T/new.img" ] &&
+	ok "tampered catalogue: refused, target unchanged, nothing created: $(head -1 "$T/e")" ||
+	bad "tampered catalogue: exit $rc/$rc2: $(cat "$T/e")"
+cp "$T/catalog.good" "$R/catalog.json"
+
+# ---- a damaged .zst in the repository ----
+ZST=$R/plain/disk.img.zst
+ZSIZE=$(stat -c %s "$ZST")
+for where in middle end; do
+	off=$((ZSIZE / 2))
+	[ $where = end ] && off=$((ZSIZE - 2))
+	flip "$ZST" $off
+	cp "$DISK" "$T/bad.img" # it held a valid disk: that table must go too
+	plain --name disk --version 4 --target "$T/bad.img" >/dev/null 2>"$T/e"
+	rc=$?
+	[ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && no_table "$T/bad.img" &&
+		ok "flipped .zst byte ($where): exit 1, no MBR/GPT left: $(cat "$T/e")" ||
+		bad "flipped .zst byte ($where): exit $rc: $(cat "$T/e")"
+	flip "$ZST" $off
+done
+
+# a damaged uncompressed image: no decoder notices, only the hash (at the
+# very end, after the last MiB was decoded: it must not be on the target)
+RAWF=$R/plain/disk.img
+flip "$RAWF" $((DSIZE - 700))
+cp "$DISK" "$T/bad.img"
+plain --name disk --version 1 --target "$T/bad.img" >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && ! grep -q "stopped first" "$T/e" &&
+	no_table "$T/bad.img" && ok "flipped raw byte near the end: exit 1, no MBR/GPT left" ||
+	bad "flipped raw byte: exit $rc: $(cat "$T/e")"
+flip "$RAWF" $((DSIZE - 700))
+
+# ---- a transfer cut in the middle resumes ----
+FPORT=$(free_port)
+cat >"$T/front.py" <<'EOF2'
+# A front for rackbootd: the first GET of a /plain/ file is cut after half
+# its body; with --no-range, Range headers are not passed on (the server
+# then answers 200 with the whole file). Logs each request's Range.
+import http.client, http.server, sys
+port, up, norange = int(sys.argv[1]), int(sys.argv[2]), len(sys.argv) > 3
+cut = {"done": False}
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, fmt, *a):
+        pass
+    def do_GET(self):
+        rng = self.headers.get("Range")
+        sys.stderr.write("GET %s range=%s\n" % (self.path, rng)); sys.stderr.flush()
+        c = http.client.HTTPConnection("127.0.0.1", up, timeout=30)
+        c.request("GET", self.path, headers={"Range": rng} if rng and not norange else {})
+        r = c.getresponse(); body = r.read()
+        self.send_response(r.status)
+        for k in ("Content-Range", "Content-Type"):
+            if r.getheader(k):
+                self.send_header(k, r.getheader(k))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if "/plain/" in self.path and not cut["done"]:
+            cut["done"] = True
+            self.wfile.write(body[: len(body) // 2]); self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+EOF2
+for mode in range no-range; do
+	extra=
+	[ $mode = no-range ] && extra=--no-range
+	python3 "$T/front.py" "$FPORT" "$PORT" $extra 2>"$T/front.log" &
+	PYPID=$!
+	for _ in $(seq 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$FPORT/repo/catalog.json" && break
+		sleep 0.1
+	done
+	"$AGENT" plain --repo "http://127.0.0.1:$FPORT/repo" --pub "$T/site.pub" -q --name disk \
+		--version 4 --target "$T/cut.img" >"$T/s" 2>"$T/e"
+	rc=$?
+	if [ $mode = range ]; then
+		grep -q "plain/disk.img.zst range=bytes=[1-9][0-9]*-" "$T/front.log"
+	else
+		[ "$(grep -c "plain/disk.img.zst" "$T/front.log")" -eq 2 ]
+	fi
+	resumed=$?
+	[ $rc -eq 0 ] && [ $resumed -eq 0 ] && cmp -s "$DISK" "$T/cut.img" &&
+		ok "cut transfer, $mode: resumed, byte-identical: $(grep plain/ "$T/front.log" | tr '\n' ' ')" ||
+		bad "cut transfer, $mode: exit $rc: $(cat "$T/e" "$T/front.log")"
+	kill "$PYPID" 2>/dev/null
+	wait "$PYPID" 2>/dev/null
+	PYPID=
+done
+
+# ---- block devices: loop devices (root only) ----
+if [ "$(id -u)" -ne 0 ] || ! command -v losetup >/dev/null || ! losetup -f >/dev/null 2>&1; then
+	echo "SKIP: loop device parts (not root or no losetup)"
+	echo "$FAILS failure(s)"
+	[ "$FAILS" -eq 0 ] && exit 77 || exit 1
+fi
+newloop() { # newloop FILE SIZE_MIB: sets LOOP (not in a subshell: LOOPS must grow)
+	truncate -s "${2}M" "$1"
+	LOOP=$(losetup --find --show --partscan "$1") || { LOOP=; return 1; }
+	LOOPS="$LOOPS $LOOP"
+}
+
+# raw.zst onto a loop device full of old data: every byte must match
+truncate -s 300M "$T/blk.img"
+python3 - "$T/blk.img" <<'EOF2'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    for off in range(0, 300 << 20, 7 << 20):  # old data every 7 MiB
+        f.seek(off); f.write(b"OLD TENANT DATA " * 4096)
+EOF2
+newloop "$T/blk.img" 300 || bad "losetup"
+L=$LOOP
+if [ -n "$L" ]; then
+	plain --name disk --version 4 --target "$L" >"$T/s" 2>"$T/e"
+	rc=$?
+	[ $rc -eq 0 ] && cmp -s -n "$DSIZE" "$DISK" "$L" &&
+		ok "raw.zst onto $L (old data beneath): identical: $(cat "$T/s")" ||
+		bad "raw.zst onto $L: exit $rc: $(cat "$T/e")"
+	flip "$ZST" $((ZSIZE - 2))
+	plain --name disk --version 4 --target "$L" >/dev/null 2>"$T/e"
+	rc=$?
+	[ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && no_table "$L" &&
+		ok "damaged .zst onto $L: exit 1, no MBR/GPT at either end" ||
+		bad "damaged .zst onto $L: exit $rc: $(cat "$T/e")"
+	flip "$ZST" $((ZSIZE - 2))
+fi
+
+# ---- rootfs tarballs ----
+RF=$T/rootfs
+mkdir -p "$RF/etc" "$RF/usr/bin" "$RF/var/secret" "$RF/boot/efi"
+echo "rootfs-node" >"$RF/etc/hostname"
+printf '#!/bin/sh\necho hi\n' >"$RF/usr/bin/hi"
+chmod 4755 "$RF/usr/bin/hi"
+echo secret >"$RF/var/secret/key"
+chmod 0600 "$RF/var/secret/key"
+chmod 0750 "$RF/var/secret"
+chown 1234:2345 "$RF/var/secret/key"
+ln -s usr/bin "$RF/bin"
+ln "$RF/etc/hostname" "$RF/etc/hostname.hard"
+head -c 2000000 /dev/urandom >"$RF/usr/bin/blob"
+tar -C "$RF" --numeric-owner -cf - . | zstd -q -o "$T/src/root.tar.zst"
+register --name rootfs --version 1 "$T/src/root.tar.zst" || bad "register root.tar.zst"
+
+# hostile tarballs
+HPID=$(python3 - "$T/src" "$T/outside" <<'EOF2'
+import io, os, sys, tarfile
+src, outside = sys.argv[1], sys.argv[2]
+def add(t, name, data=b"x\n", **kw):
+    i = tarfile.TarInfo(name); i.size = len(data); i.mode = 0o644
+    for k, v in kw.items(): setattr(i, k, v)
+    t.addfile(i, io.BytesIO(data) if i.type == tarfile.REGTYPE else None)
+def mk(fname, entries):
+    with tarfile.open(os.path.join(src, fname), "w", format=tarfile.PAX_FORMAT) as t:
+        add(t, "etc/ok", b"fine\n")
+        for e in entries: add(t, *e[:2], **(e[2] if len(e) > 2 else {}))
+pid = str(os.getpid())
+mk("dotdot.tar", [("../../../../../../../../../tmp/rbt-escape-" + pid, b"pwned\n")])
+mk("abs.tar", [("/tmp/rbt-abs-" + pid, b"pwned\n")])
+mk("symlink.tar", [("evil", b"", {"type": tarfile.SYMTYPE, "linkname": outside, "size": 0}),
+                   ("evil/pwned", b"pwned\n")])
+print(pid)
+EOF2
+)
+for h in dotdot abs symlink; do
+	zstd -q "$T/src/$h.tar" -o "$T/src/$h.tar.zst" && register --name $h --version 1 "$T/src/$h.tar.zst" ||
+		bad "register $h"
+done
+# the same tarball with a byte flipped at the end, after registration
+cp "$T/src/root.tar.zst" "$T/src/broken.tar.zst"
+register --name broken --version 1 "$T/src/broken.tar.zst" || bad "register broken"
+BS=$(stat -c %s "$R/plain/broken.tar.zst")
+flip "$R/plain/broken.tar.zst" $((BS - 2))
+
+newloop "$T/rootfs.img" 600 || bad "losetup"
+L2=$LOOP
+if [ -n "$L2" ]; then
+	plain --name rootfs --version 1 --target "$L2" >"$T/s" 2>"$T/e"
+	rc=$?
+	[ $rc -eq 0 ] && ok "rootfs onto $L2: $(cat "$T/s")" || bad "rootfs: exit $rc: $(cat "$T/e")"
+	layout=$(sfdisk -d "$L2" 2>/dev/null)
+	echo "$layout" | grep -q 'label: gpt' &&
+		echo "$layout" | grep -q 'start=        2048, size=      524288, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B.*name="esp"' &&
+		echo "$layout" | grep -q 'start=      526336,.*type=0FC63DAF-8483-4772-8E79-3D69D8477DE4.*name="root"' &&
+		ok "GPT: ESP 256 MiB at 1 MiB, root after it" || bad "layout: $layout"
+	partx -u "$L2" 2>/dev/null || partx -a "$L2" 2>/dev/null
+	P1=${L2}p1
+	P2=${L2}p2
+	[ "$(blkid -o value -s TYPE "$P1" 2>/dev/null)" = vfat ] && ok "ESP is vfat" ||
+		bad "ESP type: $(blkid "$P1" 2>&1)"
+	if mount -o ro "$P2" "$T/mnt" 2>"$T/e"; then
+		M=$T/mnt
+		[ "$(cat "$M/etc/hostname")" = rootfs-node ] && cmp -s "$RF/usr/bin/blob" "$M/usr/bin/blob" &&
+			ok "root: files and contents" || bad "root: contents differ"
+		[ "$(stat -c %a "$M/usr/bin/hi")" = 4755 ] && [ "$(stat -c %a "$M/var/secret")" = 750 ] &&
+			[ "$(stat -c %a "$M/var/secret/key")" = 600 ] &&
+			[ "$(stat -c %u:%g "$M/var/secret/key")" = 1234:2345 ] &&
+			ok "root: modes (setuid, 0750, 0600) and numeric owner kept" ||
+			bad "root: modes/owner: $(stat -c '%n %a %u:%g' "$M/usr/bin/hi" "$M/var/secret" "$M/var/secret/key")"
+		[ "$(readlink "$M/bin")" = usr/bin ] &&
+			[ "$(stat -c %i "$M/etc/hostname")" = "$(stat -c %i "$M/etc/hostname.hard")" ] &&
+			ok "root: symlink and hard link" || bad "root: symlink/hard link"
+		[ "$(blkid -o value -s TYPE "$P2")" = ext4 ] && ok "root is ext4" || bad "root type"
+		umount "$T/mnt"
+	else
+		bad "mount $P2: $(cat "$T/e")"
+	fi
+
+	# a missing tool is found before the disk is touched: its table stays
+	before=$(sha256sum <"$L2")
+	PATH=/nonexistent "$AGENT" plain --repo "$URL" --pub "$T/site.pub" -q --name rootfs \
+		--version 1 --target "$L2" >/dev/null 2>"$T/e"
+	rc=$?
+	[ $rc -eq 1 ] && grep -q "sfdisk not found in PATH" "$T/e" && [ "$(sha256sum <"$L2")" = "$before" ] &&
+		ok "no sfdisk in PATH: refused, disk unchanged" || bad "no sfdisk: exit $rc: $(cat "$T/e")"
+
+	for h in dotdot abs symlink broken; do
+		plain --name $h --version 1 --target "$L2" >/dev/null 2>"$T/e"
+		rc=$?
+		escaped=$(ls "/tmp/rbt-escape-$HPID" "/tmp/rbt-abs-$HPID" "$T/outside/pwned" 2>/dev/null)
+		want="refused"
+		[ $h = broken ] && want="sha256 mismatch"
+		[ $rc -eq 1 ] && grep -q "$want" "$T/e" && [ -z "$escaped" ] && no_table "$L2" &&
+			! grep -q rackboot-rootfs /proc/mounts &&
+			ok "$h tarball: exit 1, nothing outside, no table, no mount left: $(cat "$T/e")" ||
+			bad "$h tarball: exit $rc, escaped: $escaped: $(cat "$T/e")"
+	done
+	rm -f "/tmp/rbt-escape-$HPID" "/tmp/rbt-abs-$HPID"
+fi
+truncate -s 1G "$T/file.img"
+plain --name rootfs --version 1 --target "$T/file.img" >/dev/null 2>"$T/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "needs a block device" "$T/e" && [ "$(du -k "$T/file.img" | cut -f1)" -eq 0 ] &&
+	ok "rootfs onto a plain file: refused: $(cat "$T/e")" || bad "rootfs on file: exit $rc: $(cat "$T/e")"
+
+echo "$FAILS failure(s)"
+[ "$FAILS" -eq 0 ]
