@@ -283,8 +283,10 @@ static int start(struct agent_fetcher *f, struct agent_xfer *x)
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
 	curl_easy_setopt(e, CURLOPT_RANGE, range);
 	/* Ranges are megabytes: a larger receive buffer than curl's 16 KiB
-	 * means a sixteenth of the recv/poll calls and write callbacks. */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RANGE_BUFFER);
+	 * means a sixteenth of the recv/poll calls and write callbacks. Not
+	 * with a rate limit: libcurl 7.88 then stops throttling at all. */
+	if (!f->opts.max_recv_speed)
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RANGE_BUFFER);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, xfer_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);

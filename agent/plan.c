@@ -142,15 +142,22 @@ static int cmdline_word(const char *key, size_t klen, const char *val, struct ag
                         unsigned *seen, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "server", "mac", "token", "mode" };
+	/* The initramfs /init's own settings (templates/initramfs/init): known,
+	 * not the agent's business, so skipped rather than refused. */
+	static const char *const init_keys[] = { "debug", "shell_timeout" };
 	size_t k;
 
+	for (k = 0; k < RB_ARRAY_SIZE(init_keys); k++)
+		if (strlen(init_keys[k]) == klen && !memcmp(init_keys[k], key, klen))
+			return 0;
 	for (k = 0; k < RB_ARRAY_SIZE(keys); k++)
 		if (strlen(keys[k]) == klen && !memcmp(keys[k], key, klen))
 			break;
 	if (k == RB_ARRAY_SIZE(keys))
 		return rb_errf(err, errlen,
 		               "kernel command line: unknown parameter rackboot.%.*s (known: "
-		               "rackboot.server, .mac, .token, .mode)",
+		               "rackboot.server, .mac, .token, .mode; /init's .debug, "
+		               ".shell_timeout)",
 		               (int)RB_MIN(klen, 32), key);
 	if (*seen & (1u << k))
 		return rb_errf(err, errlen, "kernel command line: rackboot.%s given twice",

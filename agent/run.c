@@ -241,6 +241,7 @@ struct run {
 	char target[PATH_MAX];
 	char reason[REASON_MAX];
 	char summary[REASON_MAX];
+	struct agent_progress written; /* the image's final progress, for "imaged" */
 };
 
 static int fail(struct run *r, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -540,6 +541,7 @@ static int do_image(struct run *r, char *report, size_t replen)
 	last = agent_reporter_stop(&rp);
 	if (e < 0)
 		return fail(r, e, "image %s %s: %s", p->image.name, p->image.version, err);
+	r->written = last;
 	/* The last word on progress: everything, whatever the timer caught. */
 	if (agent_post_status(&r->api, "imaging", step, NULL, &last, 0, err, sizeof(err)) < 0)
 		log_debug("final progress report lost: %s", err);
@@ -601,6 +603,7 @@ static int do_plain(struct run *r, struct agent_plain_opts *po, char *report, si
 	last = agent_reporter_stop(&rp);
 	if (e < 0)
 		return fail(r, e, "image %s %s: %s", po->name, po->version, err);
+	r->written = last;
 	if (agent_post_status(&r->api, "imaging", step, NULL, &last, 0, err, sizeof(err)) < 0)
 		log_debug("final progress report lost: %s", err);
 	rb_errf(report, replen,
@@ -640,7 +643,7 @@ static int do_provision(struct run *r)
 	if (r->plan.grow_last_partition) {
 		char rep[256];
 
-		if ((e = status(r, "imaging", "grow the last partition", NULL, NULL)) < 0)
+		if ((e = status(r, "imaging", "grow the last partition", NULL, &r->written)) < 0)
 			return e;
 		e = agent_grow_last_partition(r->target, rep, sizeof(rep), err, sizeof(err));
 		if (e < 0)
@@ -649,7 +652,9 @@ static int do_provision(struct run *r)
 		log_info("%s", rep);
 	}
 	snprintf(r->summary, sizeof(r->summary), "%s; %s%s", irep, wrep, growrep);
-	return status(r, "imaged", "done", r->summary, NULL);
+	/* With the image's byte counts: each report replaces the server's
+	 * progress record, and "imaged" should still show what was written. */
+	return status(r, "imaged", "done", r->summary, &r->written);
 }
 
 static int do_after(struct run *r)

@@ -1,8 +1,9 @@
 /* The boot initramfs of rackboot-agent (rackboot-image initramfs): a newc
  * cpio, gzip or zstd compressed, holding the agent and the shared
  * libraries it needs, busybox, kernel modules for network and disks, the
- * trusted public keys and an /init that brings the node onto the network
- * and runs `rackboot-agent run`. See docs/initramfs.md. */
+ * trusted public keys, the tools the agent runs for rootfs tarballs
+ * (sfdisk, mkfs.*) with their libraries, and an /init that brings the node
+ * onto the network and runs `rackboot-agent run`. See docs/initramfs.md. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #define IMG_INITRAMFS_MAX_KEYS  16
 #define IMG_INITRAMFS_MAX_FILES 64
+#define IMG_INITRAMFS_MAX_TOOLS 64
 
 /* The modules a netbooting server needs: virtio, SATA/NVMe/SAS disks and
  * the common server NICs. NULL-terminated. */
@@ -29,6 +31,12 @@ struct img_initramfs_opts {
 	size_t n_trust;
 	const char *const *files; /* extra "SRC:/DEST" */
 	size_t n_files;
+	/* Programs with their libraries (--tool): a path, or a name looked for
+	 * in /sbin, /usr/sbin, /usr/bin; missing or not ELF is an error. They
+	 * replace a default tool of the same name. */
+	const char *const *tools;
+	size_t n_tools;
+	bool no_tools; /* leave out the default tools (what rootfs tarballs run) */
 	bool zstd;       /* else gzip */
 	int level;       /* 0: 9 for gzip, 19 for zstd */
 	long long mtime; /* of every entry (SOURCE_DATE_EPOCH; 0 by default) */
@@ -39,6 +47,8 @@ struct img_initramfs_opts {
 
 struct img_initramfs_stats {
 	size_t entries, files, libs, modules, builtin, firmware, firmware_missing, keys;
+	size_t tools;         /* programs added by --tool and the default set */
+	char tool_names[512]; /* their names, ", " between them ("" for none) */
 	uint64_t bytes_in; /* file contents before compression */
 	uint64_t size;     /* of the output file */
 	char kernel_version[128];

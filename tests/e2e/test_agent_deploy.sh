@@ -136,7 +136,7 @@ if ! e2e_wait_for "$work/serial1.log" "RACKBOOT-LOCALDISK-MARKER" 900 "$qpid"; t
 	exit 1
 fi
 t_deploy=$(($(date +%s) - start))
-kill "$qpid"
+kill "$qpid" 2>/dev/null || true
 wait "$qpid" 2>/dev/null || true
 grep -qa "rackboot-agent" "$work/serial1.log" ||
 	{ echo "FAIL: no agent output on the console"; show_logs "$work/serial1.log"; exit 1; }
@@ -145,7 +145,7 @@ cmp "$src" "$disk" || { echo "FAIL: the node's disk differs from the source imag
 echo "ok: the node's disk is byte-identical to tenant-a version 1"
 state=$(node_field 'n["state"]')
 [ "$state" = imaged ] || { echo "FAIL: node state $state, want imaged"; show_logs /dev/null; exit 1; }
-events=$(node_field '" ".join(e["event"] for e in reversed(n["events"]) if e["event"].startswith("agent."))')
+events=$(node_field '" ".join(e["event"] for e in n["events"] if e["event"].startswith("agent."))')
 for e in agent.inventory agent.wiping agent.imaging agent.imaged; do
 	case " $events " in
 	*" $e "*) ;;
@@ -188,7 +188,7 @@ if ! wait_state failed 900 "$qpid"; then
 	exit 1
 fi
 t_bad=$(($(date +%s) - start))
-kill "$qpid"
+kill "$qpid" 2>/dev/null || true
 wait "$qpid" 2>/dev/null || true
 why=$(node_field '[e["detail"] for e in n["events"] if e["event"] == "agent.failed"][0]')
 case $why in

@@ -59,6 +59,12 @@ static void test_cmdline_good(void **state)
 	                 0);
 	assert_string_equal(c.mac, MAC);
 
+	/* /init's own settings anywhere on the line are skipped */
+	assert_int_equal(parse_cl("rackboot.shell_timeout=0 " BASE " rackboot.debug=1", &c, err,
+	                          sizeof(err)),
+	                 0);
+	assert_string_equal(c.mac, MAC);
+
 	/* nothing at all: parses, the check names what is missing */
 	assert_int_equal(parse_cl("console=ttyS0", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.server[0], '\0');
