@@ -20,8 +20,12 @@
 #  4. peak memory (/usr/bin/time -v "Maximum resident set size") of the
 #     agent in cases 1 and 3. Goal: < 64 MiB.
 # Each timed run writes a fresh file on the same file system (/var/tmp),
-# after a `sync`; each is run twice and the best is kept.
+# after a `sync`; each is run ROUNDS times (default 2), interleaved, and the
+# best is kept; the peak RSS is the largest of the runs. The load average is
+# printed before and after: on a shared machine, compare runs taken at a
+# similar load.
 #   bench/agent-deploy.sh [DATA_MIB]     (default 2048; 512 for a fast check)
+#   ROUNDS=5 bench/agent-deploy.sh       (more rounds where the machine is noisy)
 set -u
 
 RB_BUILD=${RB_BUILD:-$(dirname "$0")/../build}
@@ -29,6 +33,7 @@ AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
 MIB=${1:-2048}
+ROUNDS=${ROUNDS:-2}
 SPARSE_MIB=500
 DEBS="openssl libssl3 libcurl4 curl systemd"
 for b in "$AGENT" "$IMG" "$SRV"; do
@@ -53,7 +58,10 @@ now() { date +%s.%N; }
 field() { # field NAME FILE: a key=value from the agent's summary line
 	tr ' ' '\n' <"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'
 }
-maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
+maxrss() { # maxrss FILE...: the largest "Maximum resident set size" (KiB)
+	awk -F': ' '/Maximum resident set size/ { if ($2 > m) m = $2 } END { print m + 0 }' "$@"
+}
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- data ----
 R=$T/repo
@@ -138,9 +146,9 @@ anchor_run() { # anchor_run FSYNC(0/1): prints the seconds
 }
 min() { echo "$@" | tr ' ' '\n' | sort -g | head -1; }
 
-# ---- 1. full deploy, twice each, interleaved ----
+# ---- 1. full deploy, ROUNDS times each, interleaved ----
 A=() B=() C=()
-for i in 1 2; do
+for i in $(seq "$ROUNDS"); do
 	rm -f "$T/full.img"
 	A+=("$(agent_run full$i --name fs --version 1 --target "$T/full.img")")
 	cmp -s "$T/v1.img" "$T/full.img" || { echo "full deploy differs from the image"; exit 1; }
@@ -152,14 +160,14 @@ rm -f "$T/anchor.img"
 TA=$(min "${A[@]}")
 TB=$(min "${B[@]}")
 TC=$(min "${C[@]}")
-FULLF=$(field fetched_bytes "$T/full2.out")
-FULLW=$(field chunks_written "$T/full2.out")
+FULLF=$(field fetched_bytes "$T/full1.out")
+FULLW=$(field chunks_written "$T/full1.out")
 CS=65536
 awk -v s="$SIZE" -v zs="$ZS" -v st="$STORED" -v a="$TA" -v b="$TB" -v c="$TC" \
-	-v f="$FULLF" -v req="$(field requests "$T/full2.out")" -v rss="$(maxrss "$T/full2.time")" \
+	-v f="$FULLF" -v req="$(field requests "$T/full1.out")" -v rss="$(maxrss "$T"/full*.time)" \
 	-v as="${A[*]}" -v bs="${B[*]}" -v cs="${C[*]}" 'BEGIN {
 	printf "image %.0f MiB (ext4 of /usr files), %d CPUs; zstd -3 file %.1f MiB, packs (all images) %.1f MiB\n", s / 1048576, '"$(nproc)"', zs / 1048576, st / 1048576
-	printf "full deploy, best of 2 (runs: agent %s | anchor %s | anchor+fsync %s)\n", as, bs, cs
+	printf "full deploy, best of '"$ROUNDS"' (runs: agent %s | anchor %s | anchor+fsync %s)\n", as, bs, cs
 	printf "  rackboot-agent image             : %6.2f s  %7.1f MB/s of disk  fetched %.1f MiB in %d requests\n", a, s / a / 1e6, f / 1048576, req
 	printf "  curl | zstd -d | dd bs=4M         : %6.2f s  %7.1f MB/s\n", b, s / b / 1e6
 	printf "  curl | zstd -d | dd conv=fsync    : %6.2f s  %7.1f MB/s\n", c, s / c / 1e6
@@ -169,8 +177,8 @@ awk -v s="$SIZE" -v zs="$ZS" -v st="$STORED" -v a="$TA" -v b="$TB" -v c="$TC" \
 
 # ---- 2. reimage v1 -> v2 ----
 if [ "$V2" != none ]; then
-	R1=() R2=()
-	for i in 1 2; do
+	R1=()
+	for i in $(seq "$ROUNDS"); do
 		cp --sparse=always "$T/v1.img" "$T/re.img"
 		cat "$T/re.img" >/dev/null
 		R1+=("$(agent_run re$i --name fs --version 2 --target "$T/re.img" --reimage)")
@@ -178,12 +186,13 @@ if [ "$V2" != none ]; then
 	done
 	rm -f "$T/re.img"
 	TR=$(min "${R1[@]}")
-	awk -v a="$TA" -v r="$TR" -v f="$FULLF" -v rf="$(field fetched_bytes "$T/re2.out")" \
-		-v req="$(field requests "$T/re2.out")" -v keep="$(field skipped_present "$T/re2.out")" \
-		-v w="$(field chunks_written "$T/re2.out")" -v debs="$V2" -v rs="${R1[*]}" 'BEGIN {
-	printf "reimage v1 -> v2 (in place:%s), best of 2 (runs: %s)\n", debs, rs
+	awk -v a="$TA" -v r="$TR" -v f="$FULLF" -v rf="$(field fetched_bytes "$T/re1.out")" \
+		-v req="$(field requests "$T/re1.out")" -v keep="$(field skipped_present "$T/re1.out")" \
+		-v w="$(field chunks_written "$T/re1.out")" -v debs="$V2" -v rs="${R1[*]}" \
+		-v rss="$(maxrss "$T"/re*.time)" 'BEGIN {
+	printf "reimage v1 -> v2 (in place:%s), best of '"$ROUNDS"' (runs: %s)\n", debs, rs
 	printf "  %6.2f s, fetched %.1f MiB in %d requests = %.2f%% of the full deploy (goal <= 15%%)\n", r, rf / 1048576, req, 100 * rf / f
-	printf "  %d chunks kept, %d written; %.1fx faster than the full deploy (goal >= 5x)\n", keep, w, a / r
+	printf "  %d chunks kept, %d written; %.1fx faster than the full deploy (goal >= 5x); peak RSS %.1f MiB\n", keep, w, a / r, rss / 1024
 }'
 else
 	echo "reimage: SKIPPED (needs root, a loop mount and $DEBS in /var/cache/apt/archives)"
@@ -191,16 +200,17 @@ fi
 
 # ---- 3. mostly empty ----
 S=()
-for i in 1 2; do
+for i in $(seq "$ROUNDS"); do
 	rm -f "$T/sp.img"
 	S+=("$(agent_run sp$i --name sparse --version 1 --target "$T/sp.img")")
 done
 cmp -s "$T/sparse.img" "$T/sp.img" || { echo "sparse deploy differs"; exit 1; }
 TS=$(min "${S[@]}")
-awk -v a="$TA" -v s="$TS" -v fw="$FULLW" -v sw="$(field chunks_written "$T/sp2.out")" -v cs=$CS \
-	-v rss="$(maxrss "$T/sp2.time")" -v used="$(du -k "$T/sp.img" | cut -f1)" -v ss="${S[*]}" 'BEGIN {
+awk -v a="$TA" -v s="$TS" -v fw="$FULLW" -v sw="$(field chunks_written "$T/sp1.out")" -v cs=$CS \
+	-v rss="$(maxrss "$T"/sp*.time)" -v used="$(du -k "$T/sp.img" | cut -f1)" -v ss="${S[*]}" 'BEGIN {
 	fg = fw * cs / 1073741824; sg = sw * cs / 1073741824
-	printf "sparse 8 GiB disk, %d MiB of data, best of 2 (runs: %s)\n", '"$SPARSE_MIB"', ss
+	printf "sparse 8 GiB disk, %d MiB of data, best of '"$ROUNDS"' (runs: %s)\n", '"$SPARSE_MIB"', ss
 	printf "  %6.2f s for %.2f GiB written (%.0f MiB on disk): %.2f s/GiB; full deploy %.2f s/GiB (ratio %.2f)\n", s, sg, used / 1024, s / sg, a / fg, (s / sg) / (a / fg)
 	printf "  agent peak RSS: %.1f MiB (goal < 64)\n", rss / 1024
 }'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -8,7 +8,9 @@
  * and each soname is looked for in the RUNPATH/RPATH directories, then in
  * the standard directories of the interpreter's multiarch triplet, never
  * through /etc/ld.so.cache (the initramfs has none). Kernel modules and
- * their dependencies come from imager/kmod.c.
+ * their dependencies come from imager/kmod.c. Tools (--tool and the default
+ * set: the programs agent/rootfs.c runs) go through the same resolver, so a
+ * library the agent and a tool both need is in the image once.
  *
  * Reproducible: entries are sorted, owned by root, with one fixed mtime,
  * inode numbers by position and no gzip timestamp, so the same inputs give
@@ -50,6 +52,7 @@ extern const struct rb_embedded_file img_initramfs_files[];
 #define TRUSTED_DIR   "etc/rackboot/trusted"
 #define FIRMWARE_DIR  "lib/firmware"
 #define COPY_BUF_SIZE (256u << 10)
+#define MKE2FS_CONF   "/etc/mke2fs.conf"
 
 const char *const img_initramfs_default_modules[] = {
 	/* packet sockets for udhcpc (built in on most kernels) */
@@ -62,6 +65,23 @@ const char *const img_initramfs_default_modules[] = {
 	"e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "ice", "mlx5_core", "bnxt_en", "tg3",
 	"r8169", NULL
 };
+
+/* What agent/rootfs.c runs through PATH (posix_spawnp), and the Debian
+ * package that has each. /init's PATH is /usr/sbin:/usr/bin:/sbin:/bin
+ * and `busybox --install -s` never replaces a file that exists, so a tool
+ * in /usr/sbin wins over a busybox applet of the same name. */
+static const struct {
+	const char *name, *package;
+} default_tools[] = {
+	{ "sfdisk", "fdisk" },
+	{ "mkfs.vfat", "dosfstools" },
+	{ "mkfs.ext4", "e2fsprogs" },
+	{ "mkfs.xfs", "xfsprogs" },
+};
+
+/* Where a tool given by name, or a default one, is looked for. */
+static const char *const tool_dirs[] = { "/sbin", "/usr/sbin", "/usr/bin" };
+#define TOOL_DIRS_TEXT "/sbin, /usr/sbin, /usr/bin"
 
 enum entry_kind { ENT_DIR, ENT_FILE, ENT_NODE };
 
@@ -360,6 +380,8 @@ static int load_object(struct resolver *r, const char *host, struct object **ret
 	if (r->n_objs == MAX_OBJECTS)
 		return rb_errf(err, errlen, "more than %d shared objects: stopping", MAX_OBJECTS);
 	e = read_file(host, MAX_ELF_SIZE, &buf, &len);
+	if (e == -EINVAL)
+		return rb_errf(err, errlen, "not a regular file");
 	if (e < 0)
 		return e;
 	o = &r->objs[r->n_objs];
@@ -507,19 +529,19 @@ static int resolve_one(struct resolver *r, const struct object *o, const char *s
 }
 
 /* Adds a program at apath and everything it needs. what names it in
- * errors ("--agent", "--busybox"). */
+ * errors ("--agent", "--busybox"), hint says what to give instead of a
+ * file that is not a usable ELF program. */
 static int add_program(struct resolver *r, const char *host, const char *apath, const char *what,
-                       bool allow_dynamic, char *err, size_t errlen)
+                       const char *hint, bool allow_dynamic, char *err, size_t errlen)
 {
-	char emsg[512];
+	char emsg[512] = "";
 	struct object *prog;
 	size_t first = r->n_objs;
 	int e;
 
 	e = load_object(r, host, &prog, emsg, sizeof(emsg));
 	if (e == -EINVAL)
-		return rb_errf(err, errlen, "%s %s: %s (give the %s binary)", what, host, emsg,
-		               strcmp(what, "--agent") == 0 ? "rackboot-agent" : "busybox");
+		return rb_errf(err, errlen, "%s %s: %s (%s)", what, host, emsg, hint);
 	if (e < 0)
 		return rb_errf(err, errlen, "%s %s: %s", what, host, strerror(-e));
 	e = fs_file(r->fs, apath, host, 0755, err, errlen);
@@ -568,6 +590,137 @@ static int add_program(struct resolver *r, const char *host, const char *apath, 
 		}
 	}
 	r->main = NULL;
+	return 0;
+}
+
+/* ---- tools ------------------------------------------------------------ */
+
+static void warnf(const struct img_initramfs_opts *o, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void warnf(const struct img_initramfs_opts *o, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!o->warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o->warn(msg, o->warn_arg);
+}
+
+/* The first of tool_dirs with an executable regular file called name. */
+static int find_tool(const char *name, char *out, size_t outlen)
+{
+	for (size_t i = 0; i < RB_ARRAY_SIZE(tool_dirs); i++) {
+		struct stat st;
+
+		if (snprintf(out, outlen, "%s/%s", tool_dirs[i], name) >= (int)outlen)
+			return -ENAMETOOLONG;
+		if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* /sbin/x, /usr/sbin/x, /usr/local/sbin/x -> usr/sbin/x; anything else
+ * -> usr/bin/x. The name is the one given, not the symlink's target:
+ * mkfs.ext4 -> mke2fs must stay mkfs.ext4 (mke2fs reads its argv[0]). */
+static void tool_apath(const char *host, const char *name, char *out, size_t outlen)
+{
+	const char *slash = strrchr(host, '/');
+	bool sbin = slash && slash - host >= 4 && memcmp(slash - 4, "sbin", 4) == 0 &&
+	            (slash - host == 4 || slash[-5] == '/');
+
+	snprintf(out, outlen, "usr/%s/%s", sbin ? "sbin" : "bin", name);
+}
+
+static int add_tool(struct resolver *r, const char *host, const char *name, const char *what,
+                    struct img_initramfs_stats *st, bool *want_mke2fs_conf, char *err,
+                    size_t errlen)
+{
+	char apath[PATH_MAX];
+	size_t n = strlen(st->tool_names);
+	int e;
+
+	tool_apath(host, name, apath, sizeof(apath));
+	e = add_program(r, host, apath, what,
+	                "a tool must be an ELF program: its libraries are read from its headers",
+	                true, err, errlen);
+	if (e < 0)
+		return e;
+	st->tools++;
+	snprintf(st->tool_names + n, sizeof(st->tool_names) - n, "%s%s", n ? ", " : "", name);
+	if (strcmp(name, "mke2fs") == 0 || strncmp(name, "mkfs.ext", 8) == 0)
+		*want_mke2fs_conf = true;
+	return 0;
+}
+
+/* --tool first (a path, or a name from tool_dirs), then the default set
+ * less the names --tool gave. */
+static int add_tools(struct resolver *r, const struct img_initramfs_opts *o,
+                     struct img_initramfs_stats *st, bool *want_mke2fs_conf, char *err,
+                     size_t errlen)
+{
+	char host[PATH_MAX];
+	int e;
+
+	if (o->n_tools > IMG_INITRAMFS_MAX_TOOLS)
+		return rb_errf(err, errlen, "at most %d --tool options", IMG_INITRAMFS_MAX_TOOLS);
+	for (size_t i = 0; i < o->n_tools; i++) {
+		const char *spec = o->tools[i], *name = strrchr(spec, '/');
+
+		name = name ? name + 1 : spec;
+		if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			return rb_errf(err, errlen, "--tool %s: expected a program's path or name",
+			               spec);
+		for (size_t j = 0; j < i; j++) {
+			const char *other = strrchr(o->tools[j], '/');
+			if (strcmp(other ? other + 1 : o->tools[j], name) == 0)
+				return rb_errf(err, errlen,
+				               "--tool %s and --tool %s: two tools called %s",
+				               o->tools[j], spec, name);
+		}
+		if (name != spec) {
+			snprintf(host, sizeof(host), "%s", spec);
+		} else if (find_tool(name, host, sizeof(host)) < 0) {
+			return rb_errf(err, errlen,
+			               "--tool %s: not found in " TOOL_DIRS_TEXT
+			               " (give its path, or install the package that has it)",
+			               spec);
+		}
+		e = add_tool(r, host, name, "--tool", st, want_mke2fs_conf, err, errlen);
+		if (e < 0)
+			return e;
+	}
+	for (size_t i = 0; i < RB_ARRAY_SIZE(default_tools) && !o->no_tools; i++) {
+		const char *name = default_tools[i].name;
+		bool given = false;
+
+		for (size_t j = 0; j < o->n_tools && !given; j++) {
+			const char *other = strrchr(o->tools[j], '/');
+			given = strcmp(other ? other + 1 : o->tools[j], name) == 0;
+		}
+		if (given)
+			continue;
+		if (find_tool(name, host, sizeof(host)) < 0) {
+			warnf(o,
+			      "%s not found in " TOOL_DIRS_TEXT
+			      ": left out (rootfs tarballs that need it fail on the node; install "
+			      "the Debian package %s)",
+			      name, default_tools[i].package);
+			continue;
+		}
+		e = add_tool(r, host, name, "tool", st, want_mke2fs_conf, err, errlen);
+		if (e < 0) {
+			size_t n = err && errlen ? strnlen(err, errlen) : 0;
+			if (n && n < errlen - 1)
+				snprintf(err + n, errlen - n,
+				         " (or leave the default tools out: --no-tools)");
+			return e;
+		}
+	}
 	return 0;
 }
 
@@ -629,21 +782,6 @@ static int add_extra_files(struct fs *fs, const struct img_initramfs_opts *o, ch
 			return e;
 	}
 	return 0;
-}
-
-static void warnf(const struct img_initramfs_opts *o, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-static void warnf(const struct img_initramfs_opts *o, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (!o->warn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	o->warn(msg, o->warn_arg);
 }
 
 /* Firmware the modules name, where the firmware directory has it (the
@@ -963,6 +1101,7 @@ int img_initramfs_build(const struct img_initramfs_opts *o, struct img_initramfs
 	struct img_initramfs_stats st = { 0 };
 	struct resolver *r = calloc(1, sizeof(*r));
 	struct fs fs = { 0 };
+	bool want_mke2fs_conf = false;
 	int e;
 
 	if (err && errlen)
@@ -979,11 +1118,15 @@ int img_initramfs_build(const struct img_initramfs_opts *o, struct img_initramfs
 	if (e < 0)
 		goto out;
 	st.keys = o->n_trust;
-	e = add_program(r, o->agent, AGENT_PATH, "--agent", true, err, errlen);
+	e = add_program(r, o->agent, AGENT_PATH, "--agent", "give the rackboot-agent binary", true,
+	                err, errlen);
 	if (e < 0)
 		goto out;
 	e = add_program(r, o->busybox ? o->busybox : "/bin/busybox", BUSYBOX_PATH, "--busybox",
-	                true, err, errlen);
+	                "give the busybox binary", true, err, errlen);
+	if (e < 0)
+		goto out;
+	e = add_tools(r, o, &st, &want_mke2fs_conf, err, errlen);
 	if (e < 0)
 		goto out;
 	st.libs = r->libs;
@@ -997,6 +1140,15 @@ int img_initramfs_build(const struct img_initramfs_opts *o, struct img_initramfs
 	e = add_extra_files(&fs, o, err, errlen);
 	if (e < 0)
 		goto out;
+	/* After --file, which may give its own. mke2fs has built-in defaults
+	 * when the file is absent; the host's keeps its behaviour identical. */
+	if (want_mke2fs_conf && !fs_find(&fs, MKE2FS_CONF + 1)) {
+		struct stat sb;
+		if (stat(MKE2FS_CONF, &sb) == 0 && S_ISREG(sb.st_mode))
+			e = fs_file(&fs, MKE2FS_CONF + 1, MKE2FS_CONF, 0644, err, errlen);
+		if (e < 0)
+			goto out;
+	}
 	e = fs_parents(&fs);
 	if (e < 0)
 		goto out;

@@ -36,7 +36,7 @@ struct img_initramfs_opts {
 	 * replace a default tool of the same name. */
 	const char *const *tools;
 	size_t n_tools;
-	bool no_tools; /* leave out the default tools (what rootfs tarballs run) */
+	bool no_tools;   /* leave out the default tools (what rootfs tarballs run) */
 	bool zstd;       /* else gzip */
 	int level;       /* 0: 9 for gzip, 19 for zstd */
 	long long mtime; /* of every entry (SOURCE_DATE_EPOCH; 0 by default) */
@@ -49,8 +49,8 @@ struct img_initramfs_stats {
 	size_t entries, files, libs, modules, builtin, firmware, firmware_missing, keys;
 	size_t tools;         /* programs added by --tool and the default set */
 	char tool_names[512]; /* their names, ", " between them ("" for none) */
-	uint64_t bytes_in; /* file contents before compression */
-	uint64_t size;     /* of the output file */
+	uint64_t bytes_in;    /* file contents before compression */
+	uint64_t size;        /* of the output file */
 	char kernel_version[128];
 };
 

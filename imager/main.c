@@ -55,7 +55,8 @@ static const char usage_text[] =
         "  pkg index --repo R --key K PKG...\n"
         "  initramfs -o FILE --trust KEY.pub [--trust K2.pub] [--agent PATH] [--busybox PATH]\n"
         "        [--kernel-dir ROOT] [--kernel-version V] [--modules [+]M1,M2 | --no-modules]\n"
-        "        [--firmware-dir DIR] [--file SRC:/DEST] [--compress gzip|zstd] [--level L]\n"
+        "        [--firmware-dir DIR] [--file SRC:/DEST] [--tool PATH | --no-tools]\n"
+        "        [--compress gzip|zstd] [--level L]\n"
         "                                   the boot initramfs of rackboot-agent\n"
         "Sizes take K/M/G suffixes. Exit codes: 0 ok, 1 failure, 2 usage.\n";
 
@@ -662,12 +663,15 @@ static int cmd_initramfs(int argc, char **argv)
 		                            { "firmware-dir", required_argument, NULL, 'F' },
 		                            { "trust", required_argument, NULL, 't' },
 		                            { "file", required_argument, NULL, 'f' },
+		                            { "tool", required_argument, NULL, 'T' },
+		                            { "no-tools", no_argument, NULL, 'n' },
 		                            { "compress", required_argument, NULL, 'c' },
 		                            { "level", required_argument, NULL, 'l' },
 		                            { "quiet", no_argument, NULL, 'q' },
 		                            { "help", no_argument, NULL, 'h' },
 		                            { NULL, 0, NULL, 0 } };
 	const char *trust[IMG_INITRAMFS_MAX_KEYS], *files[IMG_INITRAMFS_MAX_FILES];
+	const char *tools[IMG_INITRAMFS_MAX_TOOLS];
 	const char *modules[MAX_INITRAMFS_MODULES];
 	struct img_initramfs_opts o = { 0 };
 	struct img_initramfs_stats st;
@@ -679,6 +683,7 @@ static int cmd_initramfs(int argc, char **argv)
 
 	o.trust = trust;
 	o.files = files;
+	o.tools = tools;
 	o.warn = initramfs_warn;
 	o.warn_arg = &quiet;
 	optind = 1;
@@ -724,6 +729,16 @@ static int cmd_initramfs(int argc, char **argv)
 				goto out;
 			}
 			files[o.n_files++] = optarg;
+			break;
+		case 'T':
+			if (o.n_tools == IMG_INITRAMFS_MAX_TOOLS) {
+				usage("at most 64 --tool options");
+				goto out;
+			}
+			tools[o.n_tools++] = optarg;
+			break;
+		case 'n':
+			o.no_tools = true;
 			break;
 		case 'c':
 			if (strcmp(optarg, "zstd") != 0 && strcmp(optarg, "gzip") != 0) {
@@ -793,6 +808,10 @@ static int cmd_initramfs(int argc, char **argv)
 	printf("wrote %s: %zu entries, %zu files: rackboot-agent (%s), busybox, %zu shared "
 	       "libraries, %zu trusted key%s",
 	       o.out, st.entries, st.files, o.agent, st.libs, st.keys, st.keys == 1 ? "" : "s");
+	if (st.tools)
+		printf(", %zu tool%s (%s)", st.tools, st.tools == 1 ? "" : "s", st.tool_names);
+	else
+		printf(", no tools (rootfs tarballs cannot be installed from it)");
 	if (o.no_modules)
 		printf(", no kernel modules");
 	else

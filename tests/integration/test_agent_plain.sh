@@ -396,6 +396,25 @@ if [ -n "$L2" ]; then
 		bad "mount $P2: $(cat "$T/e")"
 	fi
 
+	# the same tarball with an xfs root (xfsprogs, in scripts/install-deps)
+	if command -v mkfs.xfs >/dev/null; then
+		plain --name rootfs --version 1 --fstype xfs --target "$L2" >"$T/s" 2>"$T/e"
+		rc=$?
+		partx -u "$L2" 2>/dev/null || partx -a "$L2" 2>/dev/null
+		if [ $rc -eq 0 ] && [ "$(blkid -o value -s TYPE "$P2")" = xfs ] &&
+			mount -o ro "$P2" "$T/mnt" 2>"$T/e"; then
+			[ "$(cat "$T/mnt/etc/hostname")" = rootfs-node ] &&
+				cmp -s "$RF/usr/bin/blob" "$T/mnt/usr/bin/blob" &&
+				ok "rootfs with --fstype xfs: xfs root with the files" ||
+				bad "xfs root: contents differ"
+			umount "$T/mnt"
+		else
+			bad "rootfs --fstype xfs: exit $rc: $(cat "$T/e") type $(blkid -o value -s TYPE "$P2")"
+		fi
+	else
+		echo "skip: mkfs.xfs not installed (xfsprogs): --fstype xfs not tested"
+	fi
+
 	# a missing tool is found before the disk is touched: its table stays
 	before=$(sha256sum <"$L2")
 	PATH=/nonexistent "$AGENT" plain --repo "$URL" --pub "$T/site.pub" -q --name rootfs \

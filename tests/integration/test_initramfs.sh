@@ -1,12 +1,17 @@
 #!/bin/bash
 # rackboot-image initramfs, checked with tools no one here wrote: cpio
 # lists and extracts the archive, ldd (the dynamic loader itself) is the
-# oracle for the agent's libraries, modinfo (kmod) for module
-# dependencies, depmod writes the modules.dep of a second kernel tree whose
-# modules are xz/zstd/gzip compressed. Then: two builds are byte-identical;
-# bad inputs (missing or bad key, an agent that is not ELF, a module asked
-# for that the kernel lacks, a library no directory has) fail naming what
-# is wrong and leave no output; and a QEMU (TCG) boot of the Debian kernel
+# oracle for the libraries of the agent and of the rootfs tools (sfdisk,
+# mkfs.vfat, mkfs.ext4), modinfo (kmod) for module dependencies, depmod
+# writes the modules.dep of a second kernel tree whose modules are
+# xz/zstd/gzip compressed. The archive is unpacked and, as root, chrooted
+# into: after /init's `busybox --install -s`, with /init's PATH, the tools
+# are the real ones and make a GPT, FAT32 and ext4 on a plain file that the
+# host's sfdisk, fsck.vfat and e2fsck accept. Then: two builds are
+# byte-identical; bad inputs (missing or bad key, an agent or a --tool that
+# is not ELF or missing, a module asked for that the kernel lacks, a library
+# no directory has) fail naming what is wrong and leave no output; and a
+# QEMU (TCG) boot of the Debian kernel
 # with the image reaches `rackboot-agent run`, shows the failure banner when
 # the server cannot be reached, and reboots by itself (QEMU -no-reboot exits).
 # The QEMU guest uses user-mode networking with restrict=on: DHCP from
@@ -51,7 +56,7 @@ has() { grep -qxF "$2" "$1"; }
 A=$T/a.gz
 if "$BIN" initramfs -o "$A" --agent "$AGENT" --trust "$T/k1.pub" --trust "$T/k2.pub" \
 	--kernel-dir "$RB_KERNEL_DIR" >"$T/a.out" 2>&1; then
-	ok "built: $(head -n 1 "$T/a.out")"
+	ok "built: $(grep '^wrote ' "$T/a.out")"
 else
 	bad "default build failed: $(cat "$T/a.out")"
 	exit 1
@@ -71,14 +76,41 @@ member "$A" init | grep -q 'rackboot-agent run' && ok "/init runs rackboot-agent
 gzip -dc "$A" | cpio -tv --quiet 2>/dev/null | grep -qE '^c.* dev/console$' &&
 	ok "/dev/console is a character device" || bad "no /dev/console node"
 
-# Libraries: exactly what the dynamic loader resolves (ldd), at the same paths.
-ldd "$AGENT" | grep -o '/[^ ]*' | sed 's|^/||' | sort -u >"$T/ldd.want"
+# The rootfs tools (what agent/rootfs.c runs), where the host has them:
+# under /usr/sbin, byte-identical; one the host lacks is a warning that
+# names its Debian package.
+TOOLS=
+for t in sfdisk:fdisk mkfs.vfat:dosfstools mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs; do
+	name=${t%%:*}
+	host=
+	for d in /sbin /usr/sbin /usr/bin; do
+		[ -f "$d/$name" ] && [ -x "$d/$name" ] && host=$d/$name && break
+	done
+	if [ -n "$host" ]; then
+		TOOLS="$TOOLS $host"
+		member "$A" "usr/sbin/$name" | cmp -s - "$host" && ok "tool /usr/sbin/$name = $host" ||
+			bad "/usr/sbin/$name missing or differs from $host"
+	elif grep -q "warning: $name not found in .*install the Debian package ${t#*:}" "$T/a.out" &&
+		! has "$T/a.list" "usr/sbin/$name"; then
+		ok "$name not on this host: a warning naming ${t#*:}"
+	else
+		bad "$name missing on the host but no warning: $(cat "$T/a.out")"
+	fi
+done
+if [ -f /etc/mke2fs.conf ] && [ -x /sbin/mkfs.ext4 ]; then
+	member "$A" etc/mke2fs.conf | cmp -s - /etc/mke2fs.conf && ok "/etc/mke2fs.conf with mkfs.ext4" ||
+		bad "/etc/mke2fs.conf missing or differs"
+fi
+
+# Libraries: exactly what the dynamic loader resolves (ldd) for the agent
+# and the tools together, at the same paths.
+for p in "$AGENT" $TOOLS; do ldd "$p"; done | grep -o '/[^ ]*' | sed 's|^/||' | sort -u >"$T/ldd.want"
 n_want=$(wc -l <"$T/ldd.want")
 miss=$(comm -23 "$T/ldd.want" <(sort "$T/a.list"))
 extra=$(grep -E '^(lib|lib64|usr/lib)/.*\.so' "$T/a.list" | grep -v '^lib/modules' | sort |
 	comm -13 "$T/ldd.want" -)
 if [ "$n_want" -gt 3 ] && [ -z "$miss" ] && [ -z "$extra" ]; then
-	ok "the $n_want objects ldd lists for the agent, no more, no fewer"
+	ok "the $n_want objects ldd lists for the agent and$TOOLS, no more, no fewer"
 else
 	bad "libraries differ from ldd: missing [$miss] extra [$extra]"
 fi
@@ -110,6 +142,65 @@ done <"$T/a.mods"
 member "$A" etc/rackboot/kernel-version | grep -qx "$KVER" && ok "kernel version $KVER recorded" ||
 	bad "etc/rackboot/kernel-version"
 
+# ---- the tools run in the unpacked image (chroot) ----------------------
+# As /init does: `busybox --install -s`, then /init's own PATH. The tools
+# must be the real ones (not busybox applets) and their libraries complete:
+# they make a GPT with an ESP and a root partition, FAT32 and ext4 in them,
+# on a plain file; the host's sfdisk, fsck.vfat and e2fsck check the result.
+if [ "$(id -u)" != 0 ] || ! command -v chroot >/dev/null; then
+	echo "SKIP: the chroot run of the tools (needs root)"
+elif [ ! -x /sbin/sfdisk ] || [ ! -x /sbin/mkfs.vfat ] || [ ! -x /sbin/mkfs.ext4 ] ||
+	! command -v fsck.vfat >/dev/null || ! command -v e2fsck >/dev/null; then
+	echo "SKIP: the chroot run of the tools (util-linux fdisk, dosfstools, e2fsprogs)"
+else
+	R=$T/root
+	mkdir "$R"
+	(cd "$R" && gzip -dc "$A" | cpio -idm --quiet --no-absolute-filenames) || bad "cpio -i"
+	ipath=$(sed -n 's/^export PATH=//p' "$R/init")
+	cat >"$R/tmp/mk.sh" <<EOF
+export PATH=$ipath LC_ALL=C
+for t in sfdisk mkfs.vfat mkfs.ext4; do
+	p=\$(command -v \$t)
+	[ -f "\$p" ] && [ ! -L "\$p" ] && echo "\$t=\$p" || echo "\$t is \$p, not a program"
+done
+sfdisk --version && mkfs.ext4 -V 2>&1 && mkfs.vfat --help 2>&1 | head -n 1 || echo "a tool failed"
+truncate -s 128M /tmp/disk.img || exit 1
+printf 'label: gpt\nstart=2048, size=81920, type=U, name="esp"\nstart=83968, size=163840, type=L, name="root"\n' |
+	sfdisk --quiet /tmp/disk.img || exit 1
+mkfs.vfat -F 32 -n ESP --offset 2048 /tmp/disk.img 40960 || exit 1
+mkfs.ext4 -F -q -L root -E offset=$((83968 * 512)) /tmp/disk.img 81920k || exit 1
+echo "made: gpt vfat ext4"
+EOF
+	if [ "$ipath" = /usr/sbin:/usr/bin:/sbin:/bin ] && grep -q '^/bin/busybox --install -s$' "$R/init" &&
+		chroot "$R" /bin/busybox --install -s && chroot "$R" /bin/busybox sh /tmp/mk.sh >"$T/mk.out" 2>&1; then
+		if grep -qx 'sfdisk=/usr/sbin/sfdisk' "$T/mk.out" && grep -qx 'mkfs.vfat=/usr/sbin/mkfs.vfat' "$T/mk.out" &&
+			grep -qx 'mkfs.ext4=/usr/sbin/mkfs.ext4' "$T/mk.out" && grep -q '^sfdisk from util-linux' "$T/mk.out" &&
+			grep -q '^mke2fs 1\.' "$T/mk.out" && grep -q '^Usage: mkfs.vfat' "$T/mk.out" &&
+			! grep -q -i busybox "$T/mk.out"; then
+			ok "after busybox --install -s, PATH=$ipath runs the real tools (not applets)"
+		else
+			bad "tools in the chroot: $(cat "$T/mk.out")"
+		fi
+		D=$R/tmp/disk.img
+		dd if="$D" of="$T/p1" bs=512 skip=2048 count=81920 status=none
+		dd if="$D" of="$T/p2" bs=512 skip=83968 count=163840 status=none
+		sfdisk -d "$D" >"$T/sfd" 2>&1
+		if grep -q '^label: gpt' "$T/sfd" &&
+			grep -q 'start= *2048, size= *81920, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B.*name="esp"' "$T/sfd" &&
+			grep -q 'start= *83968, size= *163840, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4.*name="root"' "$T/sfd" &&
+			fsck.vfat -n "$T/p1" >"$T/fsck.out" 2>&1 && e2fsck -fn "$T/p2" >>"$T/fsck.out" 2>&1 &&
+			[ "$(blkid -o value -s TYPE "$T/p1")" = vfat ] && [ "$(blkid -o value -s LABEL "$T/p1")" = ESP ] &&
+			[ "$(blkid -o value -s TYPE "$T/p2")" = ext4 ] && [ "$(blkid -o value -s LABEL "$T/p2")" = root ]; then
+			ok "in the chroot: GPT (esp, root), FAT32 ESP and ext4 root, accepted by the host's sfdisk, fsck.vfat, e2fsck"
+		else
+			bad "filesystems made in the chroot: $(cat "$T/mk.out" "$T/sfd" "$T/fsck.out")"
+		fi
+	else
+		bad "running the tools in the chroot (init PATH \"$ipath\"): $(cat "$T/mk.out" 2>/dev/null)"
+	fi
+	rm -rf "$R" "$T/p1" "$T/p2"
+fi
+
 # ---- reproducible -------------------------------------------------------
 sleep 1
 "$BIN" initramfs -q -o "$T/b.gz" --agent "$AGENT" --trust "$T/k1.pub" --trust "$T/k2.pub" \
@@ -117,16 +208,22 @@ sleep 1
 cmp -s "$A" "$T/b.gz" && ok "two builds are byte-identical" || bad "two builds differ"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind"
 
-# ---- zstd, --file, default agent next to rackboot-image -----------------
+# ---- zstd, --file, --no-tools, default agent next to rackboot-image -----
 echo "extra file" >"$T/extra.txt"
-if "$BIN" initramfs -q -o "$T/c.zst" --compress zstd --level 3 --trust "$T/k1.pub" \
+if "$BIN" initramfs -o "$T/c.zst" --compress zstd --level 3 --trust "$T/k1.pub" \
 	--kernel-dir "$RB_KERNEL_DIR" --modules virtio_net --file "$T/extra.txt:/etc/extra.txt" \
-	>"$T/c.out" 2>&1 && zstd -tq "$T/c.zst"; then
+	--no-tools >"$T/c.out" 2>&1 && zstd -tq "$T/c.zst"; then
 	list "$T/c.zst" >"$T/c.list"
 	grep -q '/virtio_net.ko$' "$T/c.list" && has "$T/c.list" etc/extra.txt &&
 		has "$T/c.list" usr/bin/rackboot-agent && ! grep -q '/ahci.ko$' "$T/c.list" &&
 		ok "zstd archive with --modules virtio_net only, --file and the default agent" ||
 		bad "zstd archive contents"
+	if ! grep -qE '^usr/sbin/(sfdisk|mkfs)|libfdisk|libext2fs|mke2fs.conf' "$T/c.list" &&
+		grep -q 'no tools' "$T/c.out" && ! grep -q 'not found in' "$T/c.out"; then
+		ok "--no-tools: no sfdisk, mkfs.*, their libraries or warnings"
+	else
+		bad "--no-tools: $(cat "$T/c.out"; grep -E 'sbin|fdisk|ext2fs' "$T/c.list")"
+	fi
 else
 	bad "zstd build: $(cat "$T/c.out")"
 fi
@@ -198,7 +295,7 @@ expect_fail() { # NAME PATTERN ARGS...
 	rc=$?
 	if [ "$rc" -ne 0 ] && grep -q -- "$pat" "$T/x.out" && [ ! -e "$T/x.gz" ] &&
 		! ls "$T" | grep -q 'x\.gz\.tmp'; then
-		ok "$name: $(head -n 1 "$T/x.out")"
+		ok "$name: $(grep -m 1 -- "$pat" "$T/x.out")"
 	else
 		bad "$name: rc=$rc: $(cat "$T/x.out")"
 	fi
@@ -216,6 +313,12 @@ expect_fail "agent not ELF" "fake-agent: not an ELF file" --agent "$T/fake-agent
 expect_fail "module asked for but absent" "has no module rb_no_such_module" --trust "$T/k1.pub" \
 	--kernel-dir "$RB_KERNEL_DIR" --modules virtio_net,rb_no_such_module
 expect_fail "no such kernel dir" "$T/nokernel/lib/modules" --trust "$T/k1.pub" --kernel-dir "$T/nokernel"
+expect_fail "--tool not ELF" "--tool /etc/passwd: not an ELF file" --trust "$T/k1.pub" --no-modules \
+	--tool /etc/passwd
+expect_fail "--tool missing" "--tool $T/rb-no-such-tool: No such file" --trust "$T/k1.pub" --no-modules \
+	--tool "$T/rb-no-such-tool"
+expect_fail "--tool name not found" "--tool rb-no-such-tool: not found in /sbin" --trust "$T/k1.pub" \
+	--no-modules --tool rb-no-such-tool
 if command -v cc >/dev/null; then
 	mkdir -p "$T/p/lib" "$T/p/bin"
 	echo 'int rbtest(void) { return 42; }' >"$T/p/l.c"
@@ -232,6 +335,25 @@ if command -v cc >/dev/null; then
 		ok "a library found through RUNPATH \$ORIGIN/../lib goes to a standard directory"
 	else
 		bad "RUNPATH \$ORIGIN: $(cat "$T/r.out")"
+	fi
+	# --tool: a path (in a bin directory: to /usr/bin) with its RUNPATH
+	# library, and a name looked up in /sbin, /usr/sbin, /usr/bin; a --tool
+	# called sfdisk replaces the default one, the other defaults stay.
+	cp "$T/p/bin/withrpath" "$T/p/bin/sfdisk"
+	if [ -x /sbin/mkfs.fat ] && "$BIN" initramfs -o "$T/t.gz" --level 1 --trust "$T/k1.pub" \
+		--no-modules --tool "$T/p/bin/withrpath" --tool mkfs.fat --tool "$T/p/bin/sfdisk" \
+		>"$T/t.out" 2>&1; then
+		list "$T/t.gz" >"$T/t.list"
+		if has "$T/t.list" usr/bin/withrpath && has "$T/t.list" usr/lib/x86_64-linux-gnu/librbtest.so.1 &&
+			member "$T/t.gz" usr/sbin/mkfs.fat | cmp -s - /sbin/mkfs.fat &&
+			member "$T/t.gz" usr/bin/sfdisk | cmp -s - "$T/p/bin/sfdisk" && ! has "$T/t.list" usr/sbin/sfdisk &&
+			has "$T/t.list" usr/sbin/mkfs.ext4 && grep -q 'tools (withrpath, mkfs.fat, sfdisk, mkfs.vfat' "$T/t.out"; then
+			ok "--tool PATH and --tool NAME, with their libraries; --tool sfdisk replaces the default"
+		else
+			bad "--tool: $(cat "$T/t.out"; grep -E 'bin/' "$T/t.list")"
+		fi
+	elif [ -x /sbin/mkfs.fat ]; then
+		bad "--tool build: $(cat "$T/t.out" 2>/dev/null)"
 	fi
 fi
 
