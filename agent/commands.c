@@ -10,6 +10,7 @@ int agent_cmd_run(int argc, char **argv);
 int agent_cmd_wipe(int argc, char **argv);
 int agent_cmd_grow(int argc, char **argv);
 int agent_cmd_plain(int argc, char **argv);
+int agent_cmd_pkg_install(int argc, char **argv);
 
 const struct agent_command agent_commands[] = {
 	/* entries (each helper adds its own under this line) */
@@ -21,5 +22,7 @@ const struct agent_command agent_commands[] = {
 	{ "grow", "grow the last partition to the end of the disk", agent_cmd_grow },
 	{ "plain", "write a plain image or rootfs tarball of the signed catalogue onto a disk",
 	  agent_cmd_plain },
+	{ "pkg-install", "install packages of the signed catalogue into a root directory",
+	  agent_cmd_pkg_install },
 	{ NULL, NULL, NULL },
 };

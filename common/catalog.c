@@ -6,6 +6,10 @@
  * and cannot differ between reading and writing. Every path must be
  * relative and pass rb_path_is_safe() below its section's directory; no two
  * entries of a section share name+version (name+version+arch for packages).
+ * Packages also carry two optional relation lists (depends, conflicts),
+ * handled beside the table because they are arrays the entry owns: absent
+ * means empty, and an empty list is not written, so a catalogue without
+ * relations reads and writes exactly as before they existed.
  *
  * Pure: no I/O, no logging. Input size and entry counts are capped before
  * allocation. Unknown top-level keys are ignored (forward compatible); a
@@ -24,7 +28,7 @@
 
 #define SIZE_LIMIT (1ULL << 56)
 
-enum ftype { F_NAME, F_ARCH, F_SHA, F_PATH, F_KIND, F_DISK, F_U64 };
+enum ftype { F_NAME, F_PKGVER, F_ARCH, F_SHA, F_PATH, F_KIND, F_DISK, F_U64 };
 
 struct field {
 	const char *key;
@@ -58,7 +62,7 @@ static const struct field plain_fields[] = {
 
 static const struct field package_fields[] = {
 	FLD(struct img_cat_package, "name", F_NAME, name, NULL),
-	FLD(struct img_cat_package, "version", F_NAME, version, NULL),
+	FLD(struct img_cat_package, "version", F_PKGVER, version, NULL),
 	FLD(struct img_cat_package, "arch", F_ARCH, arch, NULL),
 	FLD(struct img_cat_package, "path", F_PATH, path, "pkgs/"),
 	FLD(struct img_cat_package, "sha256", F_SHA, sha256, NULL),
@@ -72,15 +76,19 @@ struct section {
 	size_t entry_size;
 	size_t items_off, count_off; /* in struct img_catalog */
 	bool dup_arch;               /* duplicates judged on name+version+arch */
+	bool relations;              /* entries are img_cat_package (depends, conflicts) */
 };
 
 static const struct section sections[] = {
 	{ "images", image_fields, RB_ARRAY_SIZE(image_fields), sizeof(struct img_cat_image),
-	  offsetof(struct img_catalog, images), offsetof(struct img_catalog, n_images), false },
+	  offsetof(struct img_catalog, images), offsetof(struct img_catalog, n_images), false,
+	  false },
 	{ "plain", plain_fields, RB_ARRAY_SIZE(plain_fields), sizeof(struct img_cat_plain),
-	  offsetof(struct img_catalog, plain), offsetof(struct img_catalog, n_plain), false },
+	  offsetof(struct img_catalog, plain), offsetof(struct img_catalog, n_plain), false,
+	  false },
 	{ "packages", package_fields, RB_ARRAY_SIZE(package_fields), sizeof(struct img_cat_package),
-	  offsetof(struct img_catalog, packages), offsetof(struct img_catalog, n_packages), true },
+	  offsetof(struct img_catalog, packages), offsetof(struct img_catalog, n_packages), true,
+	  true },
 };
 
 static const char *const kinds[] = { "raw", "raw.gz", "raw.xz", "raw.zst",
@@ -151,6 +159,10 @@ void img_catalog_free(struct img_catalog *c)
 		return;
 	free(c->images);
 	free(c->plain);
+	for (size_t i = 0; i < c->n_packages; i++) {
+		free(c->packages[i].depends);
+		free(c->packages[i].conflicts);
+	}
 	free(c->packages);
 	free(c);
 }
@@ -163,6 +175,192 @@ static bool kind_is_valid(const char *k)
 		if (!strcmp(k, kinds[i]))
 			return true;
 	return false;
+}
+
+/* ---- relations ---- */
+
+static const char *const dep_ops[] = { "", "=", ">=", "<=", ">>", "<<" };
+
+const char *img_dep_op_str(enum img_dep_op op)
+{
+	return (size_t)op < RB_ARRAY_SIZE(dep_ops) ? dep_ops[op] : "?";
+}
+
+bool img_pkg_version_is_valid(const char *s)
+{
+	size_t n = 0;
+
+	if (!s || s[0] == '.' || s[0] == '\0')
+		return false;
+	for (; s[n]; n++) {
+		char c = s[n];
+
+		if (n >= 64)
+			return false;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '+' || c == '-' || c == '~'))
+			return false;
+	}
+	return true;
+}
+
+/* Copies [s, s+n) into dst[65] if it is a valid name (or version); false
+ * otherwise. */
+static bool take_name(const char *s, size_t n, char dst[65], bool version)
+{
+	if (n == 0 || n > 64)
+		return false;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return version ? img_pkg_version_is_valid(dst) : img_name_is_valid(dst);
+}
+
+int img_dep_parse(const char *s, struct img_dep *ret)
+{
+	struct img_dep d = { .op = IMG_DEP_ANY };
+	const char *sp, *op, *ver, *end;
+	size_t len;
+
+	if (!s)
+		return -EINVAL;
+	len = strnlen(s, IMG_CAT_REL_LEN + 1);
+	if (len == 0 || len > IMG_CAT_REL_LEN)
+		return -EINVAL;
+	sp = memchr(s, ' ', len);
+	if (!sp) {
+		if (!take_name(s, len, d.name, false))
+			return -EINVAL;
+		*ret = d;
+		return 0;
+	}
+	/* "name (OP version)" */
+	if (!take_name(s, (size_t)(sp - s), d.name, false) || sp[1] != '(')
+		return -EINVAL;
+	op = sp + 2;
+	end = s + len;
+	if (end - op < 4 || end[-1] != ')')
+		return -EINVAL;
+	for (size_t i = RB_ARRAY_SIZE(dep_ops) - 1; i > 0; i--) {
+		size_t ol = strlen(dep_ops[i]);
+
+		if (!strncmp(op, dep_ops[i], ol) && op[ol] == ' ') {
+			d.op = (enum img_dep_op)i;
+			ver = op + ol + 1;
+			if (!take_name(ver, (size_t)(end - 1 - ver), d.version, true))
+				return -EINVAL;
+			*ret = d;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int img_cat_rel_dup(char *const *src, size_t n, char ***ret)
+{
+	size_t bytes = n * sizeof(char *);
+	char **out, *p;
+
+	if (n == 0) {
+		*ret = NULL;
+		return 0;
+	}
+	if (n > IMG_CAT_REL_MAX)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(src[i]) + 1;
+	out = malloc(bytes);
+	if (!out)
+		return -ENOMEM;
+	p = (char *)(out + n);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(src[i]) + 1;
+
+		memcpy(p, src[i], l);
+		out[i] = p;
+		p += l;
+	}
+	*ret = out;
+	return 0;
+}
+
+static int check_rel_list(const char *where, const char *key, char *const *list, size_t n,
+                          char *err, size_t errlen)
+{
+	struct img_dep d;
+
+	if (n > IMG_CAT_REL_MAX)
+		return rb_errf(err, errlen, "%s.%s: %zu entries, more than %d", where, key, n,
+		               IMG_CAT_REL_MAX);
+	if (n > 0 && !list)
+		return rb_errf(err, errlen, "%s.%s: internal error (no list)", where, key);
+	for (size_t i = 0; i < n; i++)
+		if (!list[i] || img_dep_parse(list[i], &d) < 0)
+			return rb_errf(err, errlen,
+			               "%s.%s[%zu]: must be \"name\" or \"name (OP version)\" with "
+			               "OP one of = >= <= >> << and at most %d bytes",
+			               where, key, i, IMG_CAT_REL_LEN);
+	return 0;
+}
+
+static int check_relations(const struct img_cat_package *p, const char *where, char *err,
+                           size_t errlen)
+{
+	int r = check_rel_list(where, "depends", p->depends, p->n_depends, err, errlen);
+
+	if (r < 0)
+		return r;
+	return check_rel_list(where, "conflicts", p->conflicts, p->n_conflicts, err, errlen);
+}
+
+/* Reads an optional array of relation strings into one allocation. */
+static int parse_rel_list(json_t *obj, const char *key, const char *where, char ***ret,
+                          size_t *ret_n, char *err, size_t errlen)
+{
+	const char *tmp[IMG_CAT_REL_MAX];
+	json_t *arr = json_object_get(obj, key), *v;
+	size_t i, n;
+	struct img_dep d;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return rb_errf(err, errlen, "%s.%s: expected an array of strings", where, key);
+	n = json_array_size(arr);
+	if (n > IMG_CAT_REL_MAX)
+		return rb_errf(err, errlen, "%s.%s: %zu entries, more than %d", where, key, n,
+		               IMG_CAT_REL_MAX);
+	json_array_foreach(arr, i, v)
+	{
+		if (!json_is_string(v))
+			return rb_errf(err, errlen, "%s.%s[%zu]: expected a string", where, key, i);
+		if (json_string_length(v) > IMG_CAT_REL_LEN ||
+		    strlen(json_string_value(v)) != json_string_length(v) ||
+		    img_dep_parse(json_string_value(v), &d) < 0)
+			return rb_errf(err, errlen,
+			               "%s.%s[%zu]: must be \"name\" or \"name (OP version)\" with "
+			               "OP one of = >= <= >> << and at most %d bytes",
+			               where, key, i, IMG_CAT_REL_LEN);
+		tmp[i] = json_string_value(v);
+	}
+	*ret_n = n;
+	return img_cat_rel_dup((char *const *)tmp, n, ret);
+}
+
+static int rel_json(json_t *o, const char *key, char *const *list, size_t n)
+{
+	json_t *arr;
+
+	if (n == 0)
+		return 0;
+	arr = json_array();
+	if (!arr || json_object_set_new(o, key, arr) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (json_array_append_new(arr, json_string(list[i])) < 0)
+			return -ENOMEM;
+	return 0;
 }
 
 static int check_field(const struct field *f, const void *entry, const char *where, char *err,
@@ -193,6 +391,13 @@ static int check_field(const struct field *f, const void *entry, const char *whe
 			        err, errlen,
 			        "%s.%s: must match [A-Za-z0-9._+-]{1,%zu}, not start with '.'",
 			        where, f->key, f->size - 1);
+		return 0;
+	case F_PKGVER:
+		if (!img_pkg_version_is_valid(s))
+			return rb_errf(
+			        err, errlen,
+			        "%s.%s: must match [A-Za-z0-9._+~-]{1,64}, not start with '.'",
+			        where, f->key);
 		return 0;
 	case F_SHA:
 		if (!img_sha256_hex_is_valid(s))
@@ -229,6 +434,8 @@ static int check_entry(const struct section *s, const void *entry, size_t i, cha
 		if (r < 0)
 			return r;
 	}
+	if (s->relations)
+		return check_relations(entry, where, err, errlen);
 	return 0;
 }
 
@@ -340,6 +547,29 @@ static int parse_field(const struct field *f, json_t *obj, void *entry, const ch
 	return 0;
 }
 
+/* Both lists or neither: on failure the entry owns nothing. */
+static int parse_relations(json_t *obj, struct img_cat_package *p, const char *where, char *err,
+                           size_t errlen)
+{
+	char **dep, **con;
+	size_t nd, nc;
+	int r;
+
+	r = parse_rel_list(obj, "depends", where, &dep, &nd, err, errlen);
+	if (r < 0)
+		return r;
+	r = parse_rel_list(obj, "conflicts", where, &con, &nc, err, errlen);
+	if (r < 0) {
+		free(dep);
+		return r;
+	}
+	p->depends = dep;
+	p->n_depends = nd;
+	p->conflicts = con;
+	p->n_conflicts = nc;
+	return 0;
+}
+
 static int parse_section(const struct section *s, json_t *root, struct img_catalog *c, char *err,
                          size_t errlen)
 {
@@ -373,6 +603,13 @@ static int parse_section(const struct section *s, json_t *root, struct img_catal
 		for (size_t k = 0; k < s->n_fields; k++) {
 			r = parse_field(&s->fields[k], v, items + i * s->entry_size, where, err,
 			                errlen);
+			if (r < 0)
+				return r;
+		}
+		if (s->relations) {
+			r = parse_relations(
+			        v, (struct img_cat_package *)(void *)(items + i * s->entry_size),
+			        where, err, errlen);
 			if (r < 0)
 				return r;
 		}
@@ -458,6 +695,15 @@ static json_t *entry_json(const struct section *s, const char *entry)
 			return NULL;
 		}
 	}
+	if (s->relations) {
+		const struct img_cat_package *p = (const void *)entry;
+
+		if (rel_json(o, "depends", p->depends, p->n_depends) < 0 ||
+		    rel_json(o, "conflicts", p->conflicts, p->n_conflicts) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
 	return o;
 }
 
@@ -506,6 +752,34 @@ err:
 
 /* ---- editing ---- */
 
+/* Stores e at dst; a package's relation lists are copied, and those of the
+ * entry it replaces (old, or NULL) freed only once the copy succeeded. */
+static int store_entry(const struct section *s, void *dst, const void *e, bool replace)
+{
+	struct img_cat_package p;
+	int r;
+
+	if (!s->relations) {
+		memcpy(dst, e, s->entry_size);
+		return 0;
+	}
+	memcpy(&p, e, sizeof(p));
+	r = img_cat_rel_dup(p.depends, p.n_depends, &p.depends);
+	if (r < 0)
+		return r;
+	r = img_cat_rel_dup(p.conflicts, p.n_conflicts, &p.conflicts);
+	if (r < 0) {
+		free(p.depends);
+		return r;
+	}
+	if (replace) {
+		free(((struct img_cat_package *)dst)->depends);
+		free(((struct img_cat_package *)dst)->conflicts);
+	}
+	memcpy(dst, &p, sizeof(p));
+	return 0;
+}
+
 static int add_entry(struct img_catalog *c, const struct section *s, const void *e)
 {
 	char **items = (char **)items_of(c, s);
@@ -515,18 +789,17 @@ static int add_entry(struct img_catalog *c, const struct section *s, const void 
 	r = check_entry(s, e, *n, NULL, 0);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < *n; i++) {
-		if (entry_cmp(s, *items + i * s->entry_size, e) == 0) {
-			memcpy(*items + i * s->entry_size, e, s->entry_size);
-			return 0;
-		}
-	}
+	for (size_t i = 0; i < *n; i++)
+		if (entry_cmp(s, *items + i * s->entry_size, e) == 0)
+			return store_entry(s, *items + i * s->entry_size, e, true);
 	if (*n >= IMG_CATALOG_MAX_ENTRIES)
 		return -E2BIG;
 	r = grow((void **)items, *n, s->entry_size);
 	if (r < 0)
 		return r;
-	memcpy(*items + *n * s->entry_size, e, s->entry_size);
+	r = store_entry(s, *items + *n * s->entry_size, e, false);
+	if (r < 0)
+		return r;
 	(*n)++;
 	return 0;
 }

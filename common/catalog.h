@@ -29,12 +29,34 @@ struct img_cat_plain {
 	uint64_t size;
 };
 
+/* Package relations: "name" or "name (OP version)", OP one of = >= <= >> <<
+ * (Debian's spelling), name as img_name_is_valid(), version as
+ * img_pkg_version_is_valid(). */
+#define IMG_CAT_REL_MAX 64  /* entries per list */
+#define IMG_CAT_REL_LEN 128 /* bytes per entry */
+
+enum img_dep_op { IMG_DEP_ANY, IMG_DEP_EQ, IMG_DEP_GE, IMG_DEP_LE, IMG_DEP_GT, IMG_DEP_LT };
+
+struct img_dep {
+	char name[65];
+	enum img_dep_op op;
+	char version[65]; /* "" for IMG_DEP_ANY */
+};
+
 struct img_cat_package {
 	char name[65], version[65];
 	char arch[33];
 	char path[IMG_CAT_PATH_MAX]; /* "pkgs/..." */
 	char sha256[65];
 	uint64_t size;
+	/* Optional (absent in the JSON = empty). Each list is one allocation
+	 * (pointers then strings) owned by whoever holds the entry: the
+	 * catalogue for its own entries, which img_catalog_add_package() copies
+	 * in. NULL when empty. */
+	char **depends;
+	size_t n_depends;
+	char **conflicts;
+	size_t n_conflicts;
 };
 
 struct img_catalog {
@@ -62,6 +84,21 @@ int img_catalog_validate(const struct img_catalog *c, char *err, size_t errlen);
 int img_catalog_add_image(struct img_catalog *c, const struct img_cat_image *e);
 int img_catalog_add_plain(struct img_catalog *c, const struct img_cat_plain *e);
 int img_catalog_add_package(struct img_catalog *c, const struct img_cat_package *e);
+
+/* A package version: [A-Za-z0-9._+~-]{1,64}, not starting with '.': a
+ * manifest name plus '~' (sorts before everything, as in 1.0~rc1). */
+bool img_pkg_version_is_valid(const char *s);
+
+/* Parses one relation string: 0, or -EINVAL if it does not follow the
+ * grammar above exactly (one space before '(', one after OP). */
+int img_dep_parse(const char *s, struct img_dep *ret);
+/* The operator as written in a relation ("=", ">=", ...; "" for ANY). */
+const char *img_dep_op_str(enum img_dep_op op);
+
+/* Copies a relation list into one allocation (see struct img_cat_package):
+ * *ret NULL when n is 0; -E2BIG over IMG_CAT_REL_MAX. Does not validate
+ * the strings. */
+int img_cat_rel_dup(char *const *src, size_t n, char ***ret);
 
 /* Removes an image entry: 0, or -ENOENT. */
 int img_catalog_remove_image(struct img_catalog *c, const char *name, const char *version);

@@ -33,16 +33,13 @@
 
 static const char *const phases[] = { "preinst", "postinst", "prerm", "postrm" };
 
+/* The catalogue's grammar ("name" or "name (OP version)"), so that a
+ * package that builds can always be indexed. */
 static bool dep_is_valid(const char *s)
 {
-	size_t n = strlen(s);
+	struct img_dep d;
 
-	if (n == 0 || n > 128)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
-			return false;
-	return true;
+	return img_dep_parse(s, &d) == 0;
 }
 
 static int read_small(const char *path, size_t max, char **ret, size_t *ret_len)
@@ -98,9 +95,10 @@ static json_t *normalise_meta(json_t *in, char *err, size_t errlen)
 
 	for (size_t i = 0; i < RB_ARRAY_SIZE(keys); i++) {
 		const char *v = json_string_value(json_object_get(in, keys[i]));
-		if (!v || !img_name_is_valid(v)) {
-			snprintf(err, errlen, "meta: \"%s\" missing or not [A-Za-z0-9._+-]{1,64}",
-			         keys[i]);
+		bool is_version = !strcmp(keys[i], "version");
+		if (!v || !(is_version ? img_pkg_version_is_valid(v) : img_name_is_valid(v))) {
+			snprintf(err, errlen, "meta: \"%s\" missing or not [A-Za-z0-9._+%s-]{1,64}",
+			         keys[i], is_version ? "~" : "");
 			goto err;
 		}
 		json_object_set_new(out, keys[i], json_string(v));
@@ -117,10 +115,12 @@ static json_t *normalise_meta(json_t *in, char *err, size_t errlen)
 		json_array_foreach(arr, idx, v)
 		{
 			if (!json_is_string(v) || !dep_is_valid(json_string_value(v)) ||
-			    idx >= 1000) {
+			    idx >= IMG_CAT_REL_MAX) {
 				json_decref(copy);
-				snprintf(err, errlen, "meta: %s[%zu] is not a printable string",
-				         lists[i], idx);
+				snprintf(err, errlen,
+				         "meta: %s[%zu]: at most %d entries, each \"name\" or "
+				         "\"name (OP version)\" with OP one of = >= <= >> <<",
+				         lists[i], idx, IMG_CAT_REL_MAX);
 				goto err;
 			}
 			json_array_append(copy, v);
@@ -306,6 +306,59 @@ out:
 	return e;
 }
 
+/* Copies meta's depends and conflicts (optional) into p, checked as the
+ * catalogue will check them. On failure p owns nothing. */
+static int meta_relations(json_t *j, struct img_cat_package *p, const char *path, char *err,
+                          size_t errlen)
+{
+	static const char *const keys[] = { "depends", "conflicts" };
+	char **lists[2] = { NULL, NULL };
+	size_t counts[2] = { 0, 0 };
+	int e = 0;
+
+	for (size_t k = 0; k < 2 && e == 0; k++) {
+		const char *tmp[IMG_CAT_REL_MAX];
+		json_t *arr = json_object_get(j, keys[k]), *v;
+		size_t i;
+
+		if (!arr)
+			continue;
+		if (!json_is_array(arr) || json_array_size(arr) > IMG_CAT_REL_MAX) {
+			snprintf(err, errlen,
+			         "%s: %s: \"%s\" is not an array of at most %d strings", path,
+			         META_NAME, keys[k], IMG_CAT_REL_MAX);
+			e = -EINVAL;
+			break;
+		}
+		json_array_foreach(arr, i, v)
+		{
+			if (!json_is_string(v) || !dep_is_valid(json_string_value(v))) {
+				snprintf(err, errlen,
+				         "%s: %s: %s[%zu] is not \"name\" or \"name (OP version)\" "
+				         "(rebuild the package with pkg build)",
+				         path, META_NAME, keys[k], i);
+				e = -EINVAL;
+				break;
+			}
+			tmp[i] = json_string_value(v);
+		}
+		if (e == 0) {
+			e = img_cat_rel_dup((char *const *)tmp, json_array_size(arr), &lists[k]);
+			counts[k] = json_array_size(arr);
+		}
+	}
+	if (e < 0) {
+		free(lists[0]);
+		free(lists[1]);
+		return e;
+	}
+	p->depends = lists[0];
+	p->n_depends = counts[0];
+	p->conflicts = lists[1];
+	p->n_conflicts = counts[1];
+	return 0;
+}
+
 /* Reads the first member of a package: it must be .rackboot/meta.json. */
 static int pkg_read_meta(const char *path, struct img_cat_package *p, char *err, size_t errlen)
 {
@@ -346,13 +399,17 @@ static int pkg_read_meta(const char *path, struct img_cat_package *p, char *err,
 		const char *nm = json_string_value(json_object_get(j, "name"));
 		const char *v = json_string_value(json_object_get(j, "version"));
 		const char *ar = json_string_value(json_object_get(j, "arch"));
-		if (!nm || !v || !ar || !img_name_is_valid(nm) || !img_name_is_valid(v) ||
+		if (!nm || !v || !ar || !img_name_is_valid(nm) || !img_pkg_version_is_valid(v) ||
 		    !img_name_is_valid(ar) || strlen(ar) >= sizeof(p->arch)) {
 			snprintf(err, errlen, "%s: %s lacks a valid name, version or arch", path,
 			         META_NAME);
 			goto out;
 		}
 		memset(p, 0, sizeof(*p));
+		e = meta_relations(j, p, path, err, errlen);
+		if (e < 0)
+			goto out;
+		e = -EINVAL;
 		snprintf(p->name, sizeof(p->name), "%s", nm);
 		snprintf(p->version, sizeof(p->version), "%s", v);
 		snprintf(p->arch, sizeof(p->arch), "%s", ar);
@@ -458,6 +515,10 @@ int img_pkg_index(struct img_repo *r, const struct rb_key *key, const char *cons
 	if (e == 0)
 		e = img_repo_catalog_update(r, key, catalog_add_pkgs, &a, err, errlen);
 	img_repo_unlock(r);
+	for (size_t i = 0; i < n; i++) {
+		free(a.p[i].depends);
+		free(a.p[i].conflicts);
+	}
 	free(a.p);
 	return e;
 }

@@ -247,7 +247,7 @@ fi
 mkdir -p "$T/pkg/tree/usr/bin"
 echo 'echo hello' >"$T/pkg/tree/usr/bin/hello"
 printf '#!/bin/sh\necho configured\n' >"$T/pkg/postinst.sh"
-echo '{"name":"hello","version":"1.0-1","arch":"amd64","depends":["libc6"],"conflicts":["hello-old"],"scripts":{"postinst":"postinst.sh"}}' >"$T/pkg/meta.json"
+echo '{"name":"hello","version":"1.0-1","arch":"amd64","depends":["libc6","hello-data (>= 1.0~rc1)"],"conflicts":["hello-old"],"scripts":{"postinst":"postinst.sh"}}' >"$T/pkg/meta.json"
 if img pkg build "$T/pkg/tree" --meta "$T/pkg/meta.json" --out "$T/hello.tar.zst" >/dev/null &&
 	[ "$(tar --zstd -tf "$T/hello.tar.zst" | head -1)" = ".rackboot/meta.json" ] &&
 	tar --zstd -tf "$T/hello.tar.zst" | grep -qx "usr/bin/hello" &&
@@ -259,11 +259,17 @@ fi
 echo '{"name":"../x","version":"1","arch":"amd64"}' >"$T/pkg/bad.json"
 img pkg build "$T/pkg/tree" --meta "$T/pkg/bad.json" --out "$T/bad.tar.zst" >/dev/null 2>&1 &&
 	bad "pkg build accepted name ../x" || ok "pkg build refuses an unsafe name"
+echo '{"name":"x","version":"1","arch":"amd64","depends":["libc6 (>=2)"]}' >"$T/pkg/baddep.json"
+out=$(img pkg build "$T/pkg/tree" --meta "$T/pkg/baddep.json" --out "$T/bad.tar.zst" 2>&1) &&
+	bad "pkg build accepted depends \"libc6 (>=2)\"" ||
+	{ echo "$out" | grep -q 'depends\[0\]' && ok "pkg build refuses a malformed depends"; } ||
+	bad "pkg build: no message naming depends[0]: $out"
 img pkg index --repo "$R" --key "$T/site.key" "$T/hello.tar.zst" >/dev/null &&
 	cmp -s "$T/hello.tar.zst" "$R/pkgs/hello_1.0-1_amd64.tar.zst" &&
 	grep -q '"packages":\[{"name":"hello","version":"1.0-1","arch":"amd64"' "$R/catalog.json" &&
+	grep -qF '"depends":["libc6","hello-data (>= 1.0~rc1)"],"conflicts":["hello-old"]}' "$R/catalog.json" &&
 	img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 &&
-	ok "pkg index: package in pkgs/, listed in the signed catalogue" || bad "pkg index"
+	ok "pkg index: package in pkgs/, listed with its depends and conflicts in the signed catalogue" || bad "pkg index"
 
 # ---- usage errors exit 2 ----
 img build --repo "$R" >/dev/null 2>&1

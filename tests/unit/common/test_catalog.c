@@ -22,6 +22,9 @@
 #define PKG(n, v, a, path)                                                                         \
 	"{\"name\":\"" n "\",\"version\":\"" v "\",\"arch\":\"" a "\",\"path\":\"" path            \
 	"\",\"sha256\":\"" H "\",\"size\":77}"
+#define PKGR(n, v, rel)                                                                            \
+	"{\"name\":\"" n "\",\"version\":\"" v "\",\"arch\":\"amd64\",\"path\":\"pkgs/" n          \
+	"\",\"sha256\":\"" H "\",\"size\":77," rel "}"
 #define CAT(i, p, k)                                                                               \
 	"{\"format\":\"rackboot-catalog/1\",\"generated\":1795796000,\"images\":[" i "],"          \
 	"\"plain\":[" p "],\"packages\":[" k "]}"
@@ -36,6 +39,10 @@ static void test_accepts(void **state)
 		          "raw.xz") "," PLAIN("rootfs", "1", "plain/rootfs.tar.zst", "tar.zst"),
 		    PKG("nvidia", "550.1", "amd64", "pkgs/nvidia_550.1_amd64.tar.zst") "," PKG(
 		            "nvidia", "550.1", "arm64", "pkgs/nvidia_550.1_arm64.tar.zst")),
+		/* relations (optional, may be empty) and a '~' version */
+		CAT("", "",
+		    PKGR("p", "1.0~rc1", "\"depends\":[],\"conflicts\":[\"q (<< 2~)\"]") "," PKGR(
+		            "q", "1", "\"depends\":[\"p\",\"r (= 1.0-1)\",\"s (>> 0)\"]")),
 		/* unknown top-level keys are ignored */
 		"{\"format\":\"rackboot-catalog/1\",\"generated\":1,\"images\":[],\"plain\":[],"
 		"\"packages\":[],\"mirrors\":[\"x\"]}",
@@ -120,6 +127,28 @@ static void test_rejects(void **state)
 		  "not allowed without JSON_ALLOW_NUL" },
 		{ CAT("", "", PKG("p", "1", "amd64", "images/p.tar.zst")),
 		  "packages[0].path: not a safe relative path below pkgs/" },
+		/* relations */
+		{ CAT("", "", PKGR("p", "1", "\"depends\":\"a\"")),
+		  "packages[0].depends: expected an array of strings" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"a\",7]")),
+		  "packages[0].depends[1]: expected a string" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"a\"],\"conflicts\":[\"b (> 1)\"]")),
+		  "packages[0].conflicts[0]: must be \"name\" or \"name (OP version)\"" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"a (>=1)\"]")),
+		  "packages[0].depends[0]: must be" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"a, b\"]")),
+		  "packages[0].depends[0]: must be" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"../a\"]")),
+		  "packages[0].depends[0]: must be" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"\"]")),
+		  "packages[0].depends[0]: must be" },
+		{ CAT("", "", PKGR("p", "1", "\"conflicts\":{}")),
+		  "packages[0].conflicts: expected an array" },
+		{ CAT("", "",
+		      PKG("p", "1~", "amd64", "pkgs/p") "," PKGR("q", "1:2", "\"depends\":[]")),
+		  "packages[1].version: must match [A-Za-z0-9._+~-]{1,64}" },
+		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"a (= 1:2)\"]")),
+		  "packages[0].depends[0]: must be" },
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -133,6 +162,53 @@ static void test_rejects(void **state)
 			fail_msg("vector %zu: message \"%s\" lacks \"%s\"", i, err, v[i].msg);
 		assert_ptr_equal(c, (struct img_catalog *)0x1);
 	}
+}
+
+/* Relation lists: 64 entries of 128 bytes are the most; one more entry, or
+ * one more byte, is refused. Absent and empty lists read as empty. */
+static void test_relation_limits(void **state)
+{
+	char *s = malloc(65 * 140 + 1024), dep[140], err[256] = "";
+	struct img_catalog *c = NULL;
+	size_t len;
+
+	(void)state;
+	assert_non_null(s);
+	/* 60-byte name + " (>= " + 62-byte version + ")" = 128 bytes */
+	memset(dep, 'a', 60);
+	memcpy(dep + 60, " (>= ", 5);
+	memset(dep + 65, '1', 62);
+	memcpy(dep + 127, ")", 2);
+	for (int extra = 0; extra < 3; extra++) {
+		int n = extra == 1 ? 65 : 64;
+
+		len = (size_t)snprintf(s, 1024,
+		                       "{\"format\":\"rackboot-catalog/1\",\"generated\":1,"
+		                       "\"images\":[],\"plain\":[],\"packages\":[{\"name\":\"p\","
+		                       "\"version\":\"1\",\"arch\":\"all\",\"path\":\"pkgs/p\","
+		                       "\"sha256\":\"" H "\",\"size\":1,\"conflicts\":[],"
+		                       "\"depends\":[");
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(s + len, 200, "%s\"%s%s\"", i ? "," : "",
+			                        extra == 2 && i == 5 ? "a" : "", dep);
+		len += (size_t)snprintf(s + len, 20, "]}]}");
+		err[0] = '\0';
+		if (extra == 0) {
+			if (img_catalog_parse(s, len, &c, err, sizeof(err)) != 0)
+				fail_msg("64 x 128 bytes refused: %s", err);
+			assert_int_equal(c->packages[0].n_depends, 64);
+			assert_string_equal(c->packages[0].depends[63], dep);
+			assert_int_equal(c->packages[0].n_conflicts, 0);
+			assert_null(c->packages[0].conflicts);
+			img_catalog_free(c);
+		} else {
+			assert_int_equal(img_catalog_parse(s, len, &c, err, sizeof(err)), -EINVAL);
+			assert_non_null(strstr(
+			        err, extra == 1 ? "packages[0].depends: 65 entries, more than 64"
+			                        : "packages[0].depends[5]: must be"));
+		}
+	}
+	free(s);
 }
 
 static void test_huge_count(void **state)
@@ -187,6 +263,8 @@ static void test_round_trip(void **state)
 		                      .sha256 = H,
 		                      .size = 99 };
 	char *s1, *s2, err[256] = "", ver[16];
+	char dep0[] = "libc6 (>= 2.36)", dep1[] = "nvidia-kmod";
+	char *deps[] = { dep0, dep1 }, *confl[] = { (char *)"nouveau" };
 	size_t n1, n2;
 
 	assert_int_equal(img_catalog_new(&c), 0);
@@ -201,6 +279,21 @@ static void test_round_trip(void **state)
 	memcpy(pk.arch, "arm64", 6);
 	assert_int_equal(img_catalog_add_package(c, &pk), 0); /* another arch: a second entry */
 	assert_int_equal(c->n_packages, 2);
+	/* the arm64 one gains relations: replaced in place, the lists copied in */
+	pk.depends = deps;
+	pk.n_depends = 2;
+	pk.conflicts = confl;
+	pk.n_conflicts = 1;
+	assert_int_equal(img_catalog_add_package(c, &pk), 0);
+	assert_int_equal(img_catalog_add_package(c, &pk), 0); /* again: old lists freed */
+	assert_int_equal(c->n_packages, 2);
+	dep1[0] = 'X'; /* the catalogue holds its own copy */
+	assert_string_equal(c->packages[1].depends[1], "nvidia-kmod");
+	assert_true(c->packages[1].depends != deps);
+	/* a malformed relation is refused on add, and leaves the entry as it was */
+	confl[0] = (char *)"nouveau (> 1)";
+	assert_int_equal(img_catalog_add_package(c, &pk), -EINVAL);
+	assert_string_equal(c->packages[1].conflicts[0], "nouveau");
 	/* same name+version replaces */
 	fill_image(&im, "deb", "7");
 	im.stored_bytes = 42;
@@ -229,7 +322,17 @@ static void test_round_trip(void **state)
 	assert_int_equal(back->n_plain, 1);
 	assert_memory_equal(back->plain, c->plain, sizeof(*c->plain));
 	assert_int_equal(back->n_packages, 2);
-	assert_memory_equal(back->packages, c->packages, 2 * sizeof(*c->packages));
+	assert_memory_equal(back->packages, c->packages, 1 * sizeof(*c->packages)); /* no lists */
+	assert_string_equal(back->packages[1].version, "550.54-1");
+	assert_int_equal(back->packages[1].n_depends, 2);
+	assert_string_equal(back->packages[1].depends[0], "libc6 (>= 2.36)");
+	assert_string_equal(back->packages[1].depends[1], "nvidia-kmod");
+	assert_int_equal(back->packages[1].n_conflicts, 1);
+	assert_string_equal(back->packages[1].conflicts[0], "nouveau");
+	/* empty lists are not written: the amd64 entry reads as before relations */
+	assert_non_null(strstr(s1, "\"size\":99},{"));
+	assert_non_null(strstr(s1, "\"size\":99,\"depends\":[\"libc6 (>= 2.36)\",\"nvidia-kmod\"],"
+	                           "\"conflicts\":[\"nouveau\"]}"));
 	assert_int_equal(img_catalog_serialize(back, &s2, &n2), 0);
 	assert_int_equal(n1, n2);
 	assert_memory_equal(s1, s2, n1);
@@ -250,9 +353,8 @@ static void test_round_trip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_accepts),
-		cmocka_unit_test(test_rejects),
-		cmocka_unit_test(test_huge_count),
+		cmocka_unit_test(test_accepts),         cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_relation_limits), cmocka_unit_test(test_huge_count),
 		cmocka_unit_test(test_round_trip),
 	};
 

@@ -1,0 +1,197 @@
+/* pkgstate: <root>/var/lib/rackboot/installed.json, the record of the
+ * packages stage 2 installed: per package its name, version, arch, the
+ * archive's sha256 (from the signed catalogue), the install time and every
+ * path it created or replaced with type, mode, size and (regular files)
+ * sha256, hashed from the root after extraction.
+ *
+ * The file is read (bounded), the package's entry replaced or appended,
+ * and written back atomically: a temporary file beside it, fsync, rename,
+ * fsync of the directory. Owns nothing beyond one call. Never follows a
+ * symlink below the root, never leaves a half-written installed.json. */
+#include "agent/pkgstate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/pkginstall.h"
+#include "agent/plain.h"
+#include "common/catalog.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+/* mkdir -p of a relative path below dirfd, never following a symlink. */
+int agent_mkdir_beneath(int dirfd, const char *path)
+{
+	char buf[512];
+	int fd = dup(dirfd);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *c = buf, *s; c && *c; c = s) {
+		int nfd;
+
+		s = strchr(c, '/');
+		if (s)
+			*s++ = '\0';
+		if (mkdirat(fd, c, 0755) < 0 && errno != EEXIST) {
+			close(fd);
+			return -errno;
+		}
+		nfd = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		if (nfd < 0)
+			return -errno;
+		fd = nfd;
+	}
+	return fd;
+}
+
+static int hash_file(int rootfd, const char *path, char hex[65])
+{
+	int fd = rb_open_beneath(rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t buf[65536], h[32];
+	ssize_t k;
+	int e = 0;
+
+	if (fd < 0 || !md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		e = fd < 0 ? fd : -ENOMEM;
+		goto out;
+	}
+	while ((k = read(fd, buf, sizeof(buf))) != 0) {
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			e = -errno;
+			goto out;
+		}
+		EVP_DigestUpdate(md, buf, (size_t)k);
+	}
+	EVP_DigestFinal_ex(md, h, NULL);
+	rb_hex(h, 32, hex);
+out:
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(md);
+	return e;
+}
+
+static json_t *package_record(int rootfd, const struct img_cat_package *cat,
+                              const char *const *paths, size_t n)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", cat->name, "version",
+	                      cat->version, "arch", cat->arch, "sha256", cat->sha256, "installed",
+	                      (json_int_t)time(NULL));
+	json_t *files = json_array();
+
+	if (!j || !files)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		char path[4200], hex[65] = "";
+		struct stat st;
+		json_t *f;
+
+		if (fstatat(rootfd, paths[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+			goto fail;
+		snprintf(path, sizeof(path), "/%s", paths[i]);
+		f = json_pack("{s:s, s:s, s:i, s:I}", "path", path, "type",
+		              S_ISDIR(st.st_mode)   ? "dir"
+		              : S_ISLNK(st.st_mode) ? "symlink"
+		                                    : "file",
+		              "mode", (int)(st.st_mode & 07777), "size",
+		              (json_int_t)(S_ISREG(st.st_mode) ? st.st_size : 0));
+		if (!f || json_array_append_new(files, f) < 0)
+			goto fail;
+		if (S_ISREG(st.st_mode)) {
+			if (hash_file(rootfd, paths[i], hex) < 0)
+				goto fail;
+			json_object_set_new(f, "sha256", json_string(hex));
+		}
+	}
+	json_object_set_new(j, "files", files);
+	return j;
+fail:
+	json_decref(files);
+	json_decref(j);
+	return NULL;
+}
+
+/* Replaces (or adds) the package's entry in installed.json, atomically. */
+int agent_pkg_record(int rootfd, const char *root, const struct img_cat_package *cat,
+                     const char *const *paths, size_t n, char *err, size_t errlen)
+{
+	json_t *state = NULL, *pkgs, *rec = package_record(rootfd, cat, paths, n);
+	char *text = NULL;
+	int fd = -1, dir = -1, e = 0;
+	struct stat st;
+
+	if (!rec)
+		return agent_errf(err, errlen, -EIO, "%s: cannot list its files", cat->name);
+	fd = openat(rootfd, AGENT_PKG_STATE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		json_error_t jerr = { .text = "too large" };
+
+		if (fstat(fd, &st) == 0 && st.st_size < 64 * 1024 * 1024)
+			state = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+		close(fd);
+		fd = -1;
+		if (!state) {
+			e = agent_errf(err, errlen, -EINVAL,
+			               "%s/%s is damaged (%s): fix or remove it", root,
+			               AGENT_PKG_STATE, jerr.text);
+			goto out;
+		}
+	} else {
+		state = json_pack("{s:s, s:[]}", "format", "rackboot-installed/1", "packages");
+	}
+	pkgs = json_object_get(state, "packages");
+	if (!json_is_array(pkgs)) {
+		e = agent_errf(err, errlen, -EINVAL, "%s/%s has no packages array", root,
+		               AGENT_PKG_STATE);
+		goto out;
+	}
+	for (size_t i = json_array_size(pkgs); i-- > 0;) {
+		const char *nm =
+		        json_string_value(json_object_get(json_array_get(pkgs, i), "name"));
+
+		if (nm && strcmp(nm, cat->name) == 0)
+			json_array_remove(pkgs, i);
+	}
+	json_array_append(pkgs, rec);
+	text = json_dumps(state, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	dir = agent_mkdir_beneath(rootfd, "var/lib/rackboot");
+	if (!text || dir < 0) {
+		e = agent_errf(err, errlen, dir < 0 ? dir : -ENOMEM, "%s/var/lib/rackboot: %s",
+		               root, strerror(dir < 0 ? -dir : ENOMEM));
+		goto out;
+	}
+	fd = openat(dir, "installed.json.tmp",
+	            O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0 || (e = rb_write_all(fd, text, strlen(text))) < 0 ||
+	    (e = rb_write_all(fd, "\n", 1)) < 0 || fsync(fd) < 0 ||
+	    renameat(dir, "installed.json.tmp", dir, "installed.json") < 0) {
+		e = e < 0 ? e : -errno;
+		unlinkat(dir, "installed.json.tmp", 0);
+		agent_errf(err, errlen, e, "%s/%s: %s", root, AGENT_PKG_STATE, strerror(-e));
+		goto out;
+	}
+	fsync(dir);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dir >= 0)
+		close(dir);
+	free(text);
+	json_decref(rec);
+	json_decref(state);
+	return e;
+}
