@@ -2,7 +2,11 @@
  *   GET  /api/v1/nodes                   all nodes (registry_nodes_json)
  *   GET  /api/v1/nodes/<mac>             one node: its last 50 events, the
  *                                        latest inventory, the live progress
- *   GET  /api/v1/nodes/<mac>/plan        what the agent does on this boot
+ *   GET  /api/v1/nodes/<mac>/plan        what the agent does on this boot;
+ *                                        the profile is the registry's, else
+ *                                        the first rule (pxe/rules.c) its
+ *                                        stored inventory matches, else
+ *                                        default_profile ("profile_source")
  *   POST /api/v1/nodes/<mac>/inventory   the agent's inventory document
  *   POST /api/v1/nodes/<mac>/status      the agent's state and progress
  * HEAD is answered like GET (http.c drops the body). A method a path does
@@ -46,6 +50,7 @@
 #include "common/util.h"
 #include "pxe/config.h"
 #include "pxe/registry.h"
+#include "pxe/rules.h"
 
 #define API_PREFIX      "/api/"
 #define API_NODES       "/api/v1/nodes"
@@ -496,22 +501,65 @@ static int resolve_image(const struct img_catalog *cat, const struct rb_profile 
 	return 0;
 }
 
+/* Which profile the node gets and why: the registry's (explicit, wins),
+ * else the first rule its stored inventory matches, else default_profile.
+ * ret_source is "node", "rule:<name>" or "default". 0 or -ENOMEM/-EIO. */
+static int pick_profile(struct api *api, const struct registry_node *node, const char **ret_name,
+                        char ret_source[80])
+{
+	const struct rb_config *cfg = api->cfg;
+	const struct rb_rule *rule;
+	json_t *inv = NULL;
+	int r;
+
+	if (*node->profile) {
+		*ret_name = node->profile;
+		snprintf(ret_source, 80, "node");
+		return 0;
+	}
+	if (cfg->n_rules) {
+		r = registry_inventory_get(api->reg, node->mac, &inv);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		/* Without an inventory only MAC and hostname rules can match. */
+		rule = rules_match(cfg->rules, cfg->n_rules, inv, node->mac, node->hostname);
+		json_decref(inv);
+		if (rule) {
+			*ret_name = rule->profile;
+			snprintf(ret_source, 80, "rule:%s", rule->name);
+			return 0;
+		}
+	}
+	*ret_name = cfg->default_profile;
+	snprintf(ret_source, 80, "default");
+	return 0;
+}
+
 static int plan_provision(struct api *api, const struct api_request *rq,
                           const struct registry_node *node, const char *macstr,
                           struct api_reply *ret)
 {
 	const struct rb_config *cfg = api->cfg;
-	const char *pname = *node->profile ? node->profile : cfg->default_profile;
-	const struct rb_profile *p = rb_config_profile(cfg, pname);
+	const char *pname = NULL;
+	const struct rb_profile *p;
 	struct img_catalog *cat = NULL;
-	char why[400], version[65], repo[1100];
+	char why[400], version[65], repo[1100], source[80];
 	const char *type = NULL;
 	int r;
 
+	r = pick_profile(api, node, &pname, source);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		log_debug("api: plan: inventory: %s", strerror(-r));
+		return reply_registry_error(ret, r);
+	}
+	p = rb_config_profile(cfg, pname);
 	if (!pname || !*pname)
 		return reply_error(ret, 409,
-		                   "node has no profile: none is set in the registry and "
-		                   "rackbootd.conf has no default_profile");
+		                   "node has no profile: none is set in the registry, no rule "
+		                   "in rackbootd.conf matches it and there is no "
+		                   "default_profile");
 	if (!p)
 		return reply_errorf(ret, 409,
 		                    "node has no profile: profile \"%s\" is not defined in "
@@ -533,12 +581,13 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 		snprintf(repo, sizeof(repo), "%s/repo", rq->base ? rq->base : "");
 	return reply_doc(
 	        ret, 200,
-	        json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, s:s}",
+	        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, "
+	                  "s:s}",
 	                  "mac", macstr, "mode", "provision", "state", node->state, "action",
-	                  "image", "profile", p->name, "image", "repo", repo, "name", p->image,
-	                  "version", version, "type", type, "disk", p->disk, "wipe",
-	                  rb_wipe_name(p->wipe), "grow_last_partition", (int)p->grow_last_partition,
-	                  "after", rb_after_name(p->after)));
+	                  "image", "profile", p->name, "profile_source", source, "image", "repo",
+	                  repo, "name", p->image, "version", version, "type", type, "disk", p->disk,
+	                  "wipe", rb_wipe_name(p->wipe), "grow_last_partition",
+	                  (int)p->grow_last_partition, "after", rb_after_name(p->after)));
 }
 
 static int handle_plan(struct api *api, const struct api_request *rq, const char *macstr,

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <confuse.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ enum kind {
 	K_IMG_NAME,          /* img_name_is_valid(); "" too when min is 0 */
 	K_DEV_PATH_OR_EMPTY, /* "" or an absolute path under /dev/ */
 	K_URL_OR_EMPTY,      /* "" or http(s)://... */
+	K_PCI_ID_OR_EMPTY,   /* "" or "0x" and 4 hex digits, like "0x10de" */
+	K_TEXT_OR_EMPTY,     /* printable ASCII without quotes or backslashes */
+	K_MAC_GLOB,          /* "" or hex digits, ':', '*' and '?' */
+	K_HOST_GLOB,         /* "" or letters, digits, ".-_", '*' and '?' */
 };
 
 struct rule {
@@ -82,6 +87,15 @@ static const struct rule rules[] = {
 	{ "profile", "wipe", K_ENUM, 0, 0, wipe_modes },
 	{ "profile", "after", K_ENUM, 0, 0, after_actions },
 	{ "profile", "disk", K_DEV_PATH_OR_EMPTY, 0, 0, NULL },
+	{ "rule", "profile", K_IMG_NAME, 1, 0, NULL },
+	{ "rule", "gpu_vendor", K_PCI_ID_OR_EMPTY, 0, 0, NULL },
+	{ "rule", "min_gpus", K_RANGE, 0, 1024, NULL },
+	{ "rule", "min_memory_gib", K_RANGE, 0, 1048576, NULL },
+	{ "rule", "cpu_model", K_TEXT_OR_EMPTY, 0, 128, NULL },
+	{ "rule", "min_disks", K_RANGE, 0, 4096, NULL },
+	{ "rule", "min_nic_speed_mbps", K_RANGE, 0, 100000000, NULL },
+	{ "rule", "mac", K_MAC_GLOB, 0, 32, NULL },
+	{ "rule", "hostname", K_HOST_GLOB, 0, 253, NULL },
 };
 
 static FILE *err_out;
@@ -148,6 +162,35 @@ static bool url_ok(const char *s)
 		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '"' ||
 		    *s == '\\')
 			return false;
+	return true;
+}
+
+static bool pci_id_ok(const char *s)
+{
+	if (strlen(s) != 6 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+		return false;
+	for (s += 2; *s; s++)
+		if (!isxdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* Strings of a rule: charset is what else may appear besides letters and
+ * digits ("" = any printable ASCII but quotes and backslashes). */
+static bool text_ok(const char *s, long max, const char *charset, bool letters)
+{
+	if ((long)strlen(s) > max)
+		return false;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (!*charset) {
+			if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+				return false;
+		} else if (!(letters ? isalnum(ch) : isxdigit(ch)) && !strchr(charset, ch)) {
+			return false;
+		}
+	}
 	return true;
 }
 
@@ -248,6 +291,46 @@ static int check_value(cfg_t *cfg, const struct rule *r, cfg_opt_t *opt, unsigne
 			          "%s = \"%s\": expected \"\" (the agent picks) or a device path "
 			          "under /dev/ like \"/dev/nvme0n1\"",
 			          name, s);
+			return -1;
+		}
+		return 0;
+	}
+	case K_PCI_ID_OR_EMPTY: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && *s && !pci_id_ok(s)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected \"\" or a PCI vendor id like \"0x10de\" "
+			          "(NVIDIA)",
+			          name, s);
+			return -1;
+		}
+		return 0;
+	}
+	case K_TEXT_OR_EMPTY: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && !text_ok(s, r->max, "", true)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected text of at most %ld printable ASCII "
+			          "characters without quotes or backslashes",
+			          name, s, r->max);
+			return -1;
+		}
+		return 0;
+	}
+	case K_MAC_GLOB:
+	case K_HOST_GLOB: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+		bool mac = r->kind == K_MAC_GLOB;
+
+		if (s && !text_ok(s, r->max, mac ? ":*?" : ".-_*?", !mac)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected \"\" or a pattern of at most %ld %s, "
+			          "'*' (any run) and '?' (one character), like \"%s\"",
+			          name, s, r->max,
+			          mac ? "hex digits, ':'" : "letters, digits, '.-_'",
+			          mac ? "52:54:00:*" : "gpu-*.example.org");
 			return -1;
 		}
 		return 0;
@@ -373,6 +456,35 @@ static int validate_profile(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int validate_rule(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+
+	if (!img_name_is_valid(cfg_title(sec))) {
+		cfg_error(cfg,
+		          "rule \"%s\": expected a name of 1 to 64 letters, digits and ._+- "
+		          "not starting with '.'",
+		          cfg_title(sec));
+		return -1;
+	}
+	if (!cfg_size(sec, "profile")) {
+		cfg_error(cfg,
+		          "rule \"%s\": profile is missing (the profile a matching node gets, "
+		          "e.g. profile = \"gpu\")",
+		          cfg_title(sec));
+		return -1;
+	}
+	/* A vendor alone would count zero GPUs and match every node. */
+	if (*cfg_getstr(sec, "gpu_vendor") && cfg_getint(sec, "min_gpus") < 1) {
+		cfg_error(cfg,
+		          "rule \"%s\": gpu_vendor needs min_gpus = 1 or more (with min_gpus = "
+		          "0 it matches nodes without GPUs too)",
+		          cfg_title(sec));
+		return -1;
+	}
+	return 0;
+}
+
 /* Default paths: one tree an operator can find everything in. */
 #define DEF_STATE "/var/lib/rackboot"
 #define DEF_ROOT  "/srv/rackboot"
@@ -453,6 +565,14 @@ static cfg_opt_t profile_opts[] = {
 	CFG_END(),
 };
 
+static cfg_opt_t rule_opts[] = {
+	CFG_STR("profile", NULL, CFGF_NODEFAULT),    CFG_STR("gpu_vendor", "", CFGF_NONE),
+	CFG_INT("min_gpus", 0, CFGF_NONE),           CFG_INT("min_memory_gib", 0, CFGF_NONE),
+	CFG_STR("cpu_model", "", CFGF_NONE),         CFG_INT("min_disks", 0, CFGF_NONE),
+	CFG_INT("min_nic_speed_mbps", 0, CFGF_NONE), CFG_STR("mac", "", CFGF_NONE),
+	CFG_STR("hostname", "", CFGF_NONE),          CFG_END(),
+};
+
 static cfg_opt_t root_opts[] = {
 	CFG_STR("user", "nobody", CFGF_NONE),
 	CFG_STR("state_dir", DEF_STATE, CFGF_NONE),
@@ -467,6 +587,7 @@ static cfg_opt_t root_opts[] = {
 	CFG_SEC("registry", registry_opts, CFGF_NONE),
 	CFG_SEC("discovery", discovery_opts, CFGF_NONE),
 	CFG_SEC("profile", profile_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("rule", rule_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
 };
 
@@ -487,6 +608,7 @@ static void install_validators(cfg_t *cfg)
 	}
 	cfg_set_validate_func(cfg, "dhcp|host", validate_host);
 	cfg_set_validate_func(cfg, "profile", validate_profile);
+	cfg_set_validate_func(cfg, "rule", validate_rule);
 }
 
 void rb_config_free(struct rb_config *c)
@@ -519,6 +641,7 @@ void rb_config_free(struct rb_config *c)
 		free(*strs[i]);
 	free(c->hosts);
 	free(c->profiles);
+	free(c->rules);
 	free(c);
 }
 
@@ -602,6 +725,34 @@ static int extract_profiles(cfg_t *cfg, struct rb_config *c)
 		p->after = (enum rb_after)choice_index(after_actions, cfg_getstr(s, "after"));
 		p->grow_last_partition = cfg_getbool(s, "grow_last_partition");
 		snprintf(p->disk, sizeof(p->disk), "%s", cfg_getstr(s, "disk"));
+	}
+	return 0;
+}
+
+static int extract_rules(cfg_t *cfg, struct rb_config *c)
+{
+	c->n_rules = cfg_size(cfg, "rule");
+	if (!c->n_rules)
+		return 0;
+	c->rules = calloc(c->n_rules, sizeof(*c->rules));
+	if (!c->rules)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_rules; i++) {
+		cfg_t *s = cfg_getnsec(cfg, "rule", (unsigned)i);
+		struct rb_rule *u = &c->rules[i];
+
+		/* Lengths and ranges were checked by the validators. */
+		snprintf(u->name, sizeof(u->name), "%s", cfg_title(s));
+		snprintf(u->profile, sizeof(u->profile), "%s", cfg_getstr(s, "profile"));
+		snprintf(u->gpu_vendor, sizeof(u->gpu_vendor), "%s", cfg_getstr(s, "gpu_vendor"));
+		u->min_gpus = (unsigned)cfg_getint(s, "min_gpus");
+		u->min_memory_gib = (unsigned)cfg_getint(s, "min_memory_gib");
+		snprintf(u->cpu_model, sizeof(u->cpu_model), "%s", cfg_getstr(s, "cpu_model"));
+		u->min_disks = (unsigned)cfg_getint(s, "min_disks");
+		u->min_nic_speed_mbps = (unsigned)cfg_getint(s, "min_nic_speed_mbps");
+		snprintf(u->mac, sizeof(u->mac), "%s", cfg_getstr(s, "mac"));
+		snprintf(u->hostname, sizeof(u->hostname), "%s", cfg_getstr(s, "hostname"));
+		u->line = s->line;
 	}
 	return 0;
 }
@@ -696,7 +847,10 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 	r |= dup_str(&c->default_profile, cfg_getstr(cfg, "default_profile"));
 	if (r)
 		return -ENOMEM;
-	return extract_profiles(cfg, c);
+	r = extract_profiles(cfg, c);
+	if (r < 0)
+		return r;
+	return extract_rules(cfg, c);
 }
 
 static int apply_overrides(struct rb_config *c, const struct rb_config_overrides *o)
@@ -807,6 +961,15 @@ static int check_whole(const struct rb_config *c, const char *where)
 		        where, c->default_profile, c->default_profile);
 		return -EINVAL;
 	}
+	for (size_t i = 0; i < c->n_rules; i++)
+		if (!rb_config_profile(c, c->rules[i].profile)) {
+			fprintf(err_out,
+			        "%s:%d: rule \"%s\": profile \"%s\" is not defined (add profile "
+			        "\"%s\" { image = ... } or name a defined one)\n",
+			        where, c->rules[i].line, c->rules[i].name, c->rules[i].profile,
+			        c->rules[i].profile);
+			return -EINVAL;
+		}
 	if (c->tftp_enable && c->dhcp_port == c->tftp_port) {
 		fprintf(err_out, "%s: dhcp port and tftp port are both %u\n", where, c->dhcp_port);
 		return -EINVAL;
@@ -936,6 +1099,18 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 		        p->grow_last_partition ? "true" : "false");
 		fprintf(o, "\tafter = \"%s\"\n\tdisk = \"%s\"\n}\n", rb_after_name(p->after),
 		        p->disk);
+	}
+	/* Values were checked to hold no quotes or backslashes. */
+	for (size_t i = 0; i < c->n_rules; i++) {
+		const struct rb_rule *u = &c->rules[i];
+
+		fprintf(o, "rule \"%s\" {\n\tprofile = \"%s\"\n\tgpu_vendor = \"%s\"\n", u->name,
+		        u->profile, u->gpu_vendor);
+		fprintf(o, "\tmin_gpus = %u\n\tmin_memory_gib = %u\n\tcpu_model = \"%s\"\n",
+		        u->min_gpus, u->min_memory_gib, u->cpu_model);
+		fprintf(o, "\tmin_disks = %u\n\tmin_nic_speed_mbps = %u\n", u->min_disks,
+		        u->min_nic_speed_mbps);
+		fprintf(o, "\tmac = \"%s\"\n\thostname = \"%s\"\n}\n", u->mac, u->hostname);
 	}
 }
 

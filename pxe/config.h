@@ -44,6 +44,23 @@ struct rb_profile {
 	char disk[128]; /* "" = the agent picks; else an absolute path under /dev/ */
 };
 
+/* Picks a profile for a node without one in the registry: one
+ * `rule "NAME" { ... }` section. Every condition that is set must hold;
+ * 0 and "" mean "not checked". Matched by pxe/rules.c. */
+struct rb_rule {
+	char name[65];      /* img_name_is_valid() */
+	char profile[65];   /* a defined profile */
+	char gpu_vendor[7]; /* "" or a PCI vendor id like "0x10de" */
+	unsigned min_gpus;  /* gpus[], or pci[] display controllers of gpu_vendor */
+	unsigned min_memory_gib;
+	char cpu_model[129]; /* substring of cpu.model, case-insensitive */
+	unsigned min_disks;
+	unsigned min_nic_speed_mbps; /* at least one NIC this fast */
+	char mac[33];                /* glob (* and ?) on "52:54:00:12:34:56" */
+	char hostname[254];          /* glob on the registry's hostname */
+	int line;                    /* where the section ends (its "}"), for errors */
+};
+
 struct rb_config {
 	char *path; /* file it was loaded from, NULL for embedded defaults */
 
@@ -106,6 +123,11 @@ struct rb_config {
 	struct rb_profile *profiles;
 	size_t n_profiles;
 	char *default_profile; /* "" = none */
+
+	/* Rules in file order: the first that matches a node's inventory
+	 * names its profile when the registry names none. */
+	struct rb_rule *rules;
+	size_t n_rules;
 };
 
 /* Overrides from the command line, applied after the file. NULL = unset. */

@@ -578,6 +578,38 @@ int registry_inventory_set(struct registry *reg, const uint8_t mac[6], const cha
 	return r;
 }
 
+int registry_inventory_get(struct registry *reg, const uint8_t mac[6], json_t **ret)
+{
+	static const char sql[] = "SELECT doc FROM inventory WHERE mac = ?1";
+	sqlite3_stmt *st = NULL;
+	json_t *doc = NULL;
+	char m[18];
+	int r = -EIO, s;
+
+	rb_mac_format(mac, m);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		const void *d = sqlite3_column_blob(st, 0);
+		int n = sqlite3_column_bytes(st, 0);
+
+		doc = d ? json_loadb(d, (size_t)n, 0, NULL) : NULL;
+		r = doc ? 0 : -ENOENT;
+	} else if (s == SQLITE_DONE) {
+		r = -ENOENT;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0)
+		return r;
+	*ret = doc;
+	return 0;
+}
+
 static json_t *node_row_json(sqlite3_stmt *st)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "mac",

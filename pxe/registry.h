@@ -49,6 +49,9 @@ int registry_token_set(struct registry *reg, const uint8_t mac[6], const char *s
  * caller validated it) and notes an "agent.inventory" event. Synchronous.
  * -ENOENT for an unknown node. */
 int registry_inventory_set(struct registry *reg, const uint8_t mac[6], const char *doc, size_t len);
+/* The node's stored inventory as parsed JSON (caller json_decref()s *ret).
+ * -ENOENT if the node sent none (or the stored row no longer parses). */
+int registry_inventory_get(struct registry *reg, const uint8_t mac[6], struct json_t **ret);
 /* Sets the node's state and writes the event (detail may be NULL) in one
  * transaction, after everything queued before it. -ENOENT if unknown. */
 int registry_node_transition(struct registry *reg, const uint8_t mac[6], const char *state,

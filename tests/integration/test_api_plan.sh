@@ -6,7 +6,8 @@
 # image types, 403 without or with a wrong or stale token, 409 without a
 # profile), inventory and status reports (progress shown in the node
 # document, state changes written with events, 400 for a bad state, 413 for
-# a body over 1 MiB). The registry starts as a registry.db of the previous
+# a body over 1 MiB), the profile from a rule on the stored inventory (the
+# agent's real inventory of the DGX fixture). The registry starts as a registry.db of the previous
 # schema with a node in it, which must keep working.
 # Starts its own rackbootd (DHCP and TFTP off) and kills only that PID.
 set -u
@@ -110,6 +111,15 @@ profile "raw" {
 profile "rootfs" {
 	image = "site-rootfs"
 	version = "1.0"
+}
+profile "gpunode" {
+	image = "debian12"
+	version = "2"
+}
+rule "gpu" {
+	profile = "gpunode"
+	gpu_vendor = "0x10de"
+	min_gpus = 1
 }
 EOF
 }
@@ -230,6 +240,8 @@ check "the discovery boot's token no longer works (403)" [ "$st" = 403 ]
 st=$(code GET "$B/api/v1/nodes/$MAC/plan" -H "$(auth "$TP")")
 check "plan 200: default profile, latest = 10 by version order, type rackboot" \
 	[ "$st" = 200 -a "$(jq_py 'd["mode"], d["action"], d["profile"], d["image"]["name"], d["image"]["version"], d["image"]["type"]')" = "provision image deb debian12 10 rackboot" ]
+check "plan: profile_source default (its inventory matches no rule)" \
+	[ "$(jq_py 'd["profile_source"]')" = "default" ]
 check "plan: repo URL, disk, wipe, grow, after as configured" \
 	[ "$(jq_py 'd["image"]["repo"], repr(d["disk"]), d["wipe"], d["grow_last_partition"], d["after"], d["state"]')" = "$B/repo '' metadata True reboot provisioning" ]
 check "plan's repo URL serves the catalogue" curl -sf -o /dev/null "$B/repo/catalog.json"
@@ -261,6 +273,23 @@ st=$(code GET "$B/api/v1/nodes/$MAC/plan" -H "$(auth "$TP")")
 check "profile not in the config: 409 node has no profile" \
 	sh -c "[ '$st' = 409 ] && grep -q 'node has no profile' '$TMP/body'"
 sql "UPDATE nodes SET profile = '' WHERE mac = '$MAC'"
+
+# --- a GPU node: no profile in the registry, the rule picks one ----------------
+GPU=52:54:00:d9:00:01
+INV=$(dirname "$0")/../data/inventory/dgx/inventory.json
+TG=$(script $GPU)
+st=$(code POST "$B/api/v1/nodes/$GPU/inventory" -H "$(auth "$TG")" \
+	-H 'Content-Type: application/json' --data-binary @"$INV")
+check "dgx inventory POST is 200" [ "$st" = 200 ]
+sql "UPDATE nodes SET state = 'provisioning' WHERE mac = '$GPU'"
+TG=$(script $GPU)
+st=$(code GET "$B/api/v1/nodes/$GPU/plan" -H "$(auth "$TG")")
+check "dgx node without a profile: plan picks gpunode by rule gpu (debian12 2)" \
+	[ "$st" = 200 -a "$(jq_py 'd["profile"], d["profile_source"], d["image"]["name"], d["image"]["version"]')" = "gpunode rule:gpu debian12 2" ]
+sql "UPDATE nodes SET profile = 'pinned' WHERE mac = '$GPU'"
+st=$(code GET "$B/api/v1/nodes/$GPU/plan" -H "$(auth "$TG")")
+check "dgx node with a registry profile: it wins over the rule (profile_source node)" \
+	[ "$st" = 200 -a "$(jq_py 'd["profile"], d["profile_source"], d["image"]["version"]')" = "pinned node 9" ]
 
 # --- status reports --------------------------------------------------------------
 status() { # status TOKEN JSON: prints the HTTP status

@@ -29,14 +29,16 @@ check "printed config round-trips" cmp -s "$work/a" "$work/b"
 # The example config in templates/ is valid.
 "$rbd" -c "$RB_SRC/templates/rackbootd.conf" --check-config >"$work/out" 2>&1
 check "templates/rackbootd.conf is valid" test $? -eq 0
-# ... and so is its commented example profile, once uncommented and made
-# the default; --check-config then prints it back.
-sed 's/^# profile/profile/; s/^#\t/\t/; s/^# }/}/; s/^default_profile = ""/default_profile = "debian12"/' \
+# ... and so are its commented example profiles and rule, once uncommented
+# and made the default; --check-config then prints them back.
+sed 's/^# profile/profile/; s/^# rule/rule/; s/^#\t/\t/; s/^# }/}/; s/^default_profile = ""/default_profile = "debian12"/' \
 	"$RB_SRC/templates/rackbootd.conf" >"$work/profile.conf"
 "$rbd" -c "$work/profile.conf" --check-config >"$work/out" 2>&1
 check "example profile is valid" test $? -eq 0
 check "example profile printed back" grep -q '^profile "debian12" {' "$work/out"
 check "example default_profile printed back" grep -q '^default_profile = "debian12"' "$work/out"
+check "example rule printed back" \
+	sh -c "grep -q '^rule \"gpu\" {' '$work/out' && grep -q 'gpu_vendor = \"0x10de\"' '$work/out'"
 "$rbd" -c "$work/out" --check-config >"$work/out2" 2>&1
 sed 1d "$work/out" >"$work/a"; sed 1d "$work/out2" >"$work/b"
 check "printed config with a profile round-trips" cmp -s "$work/a" "$work/b"

@@ -7,9 +7,17 @@ script (from anywhere) only to change them: it deletes and rewrites them.
 The layout follows the kernel's: devices live under sys/devices/..., and
 sys/block, sys/class/net, sys/bus/pci/devices hold relative symlinks to them,
 with driver links pointing at sys/bus/pci/drivers/<name> (left dangling: only
-the link's last component is read)."""
+the link's last component is read).
+
+dgx/inventory.json and commodity/inventory.json are what the agent makes of
+those trees, for tests/unit/pxe/test_rules.c (profile rules). They are
+rewritten too when the agent is given:
+    tests/data/inventory/make_fixtures.py --agent BUILD/agent/rackboot-agent
+which runs `rackboot-agent inventory --root tests/data/inventory/<x> --pretty`."""
 import os
 import shutil
+import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -236,12 +244,34 @@ def make_hostile(root):
 
 
 def main():
+    agent = None
+    if len(sys.argv) == 3 and sys.argv[1] == "--agent":
+        agent = sys.argv[2]
+    elif len(sys.argv) != 1:
+        sys.exit("usage: make_fixtures.py [--agent BUILD/agent/rackboot-agent]")
     for name, fn in (("dgx", make_dgx), ("commodity", make_commodity),
                      ("hostile", make_hostile)):
         root = os.path.join(HERE, name)
+        keep = os.path.join(root, "inventory.json")
+        saved = None
+        if os.path.exists(keep):
+            with open(keep, "rb") as f:
+                saved = f.read()
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
         fn(root)
+        if name == "hostile":
+            continue
+        if agent:
+            out = subprocess.run([agent, "inventory", "--root", root, "--pretty"],
+                                 check=True, stdout=subprocess.PIPE).stdout
+            with open(keep, "wb") as f:
+                f.write(out)
+        elif saved is not None:
+            # Without the agent the stored document stays; rerun with
+            # --agent if the tree changed.
+            with open(keep, "wb") as f:
+                f.write(saved)
 
 
 if __name__ == "__main__":

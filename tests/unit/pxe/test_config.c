@@ -133,6 +133,45 @@ static void test_profiles(void **state)
 	rb_config_free(c);
 }
 
+static void test_rules(void **state)
+{
+	struct rb_config *c = NULL;
+	char err[512];
+
+	assert_int_equal(load("profile \"gpu\" { image = \"cuda\" }\n"
+	                      "profile \"deb\" { image = \"debian12\" }\n"
+	                      "rule \"gpu\" {\n profile = \"gpu\"\n gpu_vendor = \"0x10DE\"\n"
+	                      " min_gpus = 4\n min_memory_gib = 512\n"
+	                      " cpu_model = \"Xeon(R) Platinum 'x' #1 {\"\n min_disks = 2\n"
+	                      " min_nic_speed_mbps = 100000\n mac = \"52:54:00:*\"\n"
+	                      " hostname = \"gpu-??.example.org\"\n}\n"
+	                      "rule \"rest\" { profile = \"deb\" }\n",
+	                      &c, err, sizeof(err)),
+	                 0);
+	/* File order is kept; unset conditions are 0 and "". */
+	assert_int_equal(c->n_rules, 2);
+	assert_string_equal(c->rules[0].name, "gpu");
+	assert_string_equal(c->rules[0].profile, "gpu");
+	assert_string_equal(c->rules[0].gpu_vendor, "0x10DE");
+	assert_int_equal(c->rules[0].min_gpus, 4);
+	assert_int_equal(c->rules[0].min_memory_gib, 512);
+	assert_string_equal(c->rules[0].cpu_model, "Xeon(R) Platinum 'x' #1 {");
+	assert_int_equal(c->rules[0].min_disks, 2);
+	assert_int_equal(c->rules[0].min_nic_speed_mbps, 100000);
+	assert_string_equal(c->rules[0].mac, "52:54:00:*");
+	assert_string_equal(c->rules[0].hostname, "gpu-??.example.org");
+	assert_string_equal(c->rules[1].name, "rest");
+	assert_string_equal(c->rules[1].profile, "deb");
+	assert_string_equal(c->rules[1].gpu_vendor, "");
+	assert_int_equal(c->rules[1].min_gpus + c->rules[1].min_memory_gib + c->rules[1].min_disks +
+	                         c->rules[1].min_nic_speed_mbps,
+	                 0);
+	assert_string_equal(c->rules[1].cpu_model, "");
+	assert_string_equal(c->rules[1].mac, "");
+	assert_string_equal(c->rules[1].hostname, "");
+	rb_config_free(c);
+}
+
 struct bad {
 	const char *text;
 	const char *expect; /* substring of the error */
@@ -187,6 +226,38 @@ static const struct bad bad_vectors[] = {
 	  ":2: repo_url = \"ftp://mirror/repo\"" },
 	{ "http { repo_url = \"http://a b/repo\" }\n", "repo_url = \"http://a b/repo\"" },
 	{ "http { repo_url = \"http://\" }\n", "repo_url = \"http://\": expected" },
+	/* Rules: an undefined profile names the file and the rule's line. */
+	{ "profile \"deb\" { image = \"d\" }\nrule \"gpu\" {\n profile = \"gpu\"\n}\n",
+	  ":4: rule \"gpu\": profile \"gpu\" is not defined" },
+	{ "rule \"r\" { min_gpus = 1 }\n", "rule \"r\": profile is missing" },
+	{ "rule \"a b\" { profile = \"p\" }\n", "rule \"a b\": expected a name" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" }\n"
+	  "rule \"r\" { profile = \"p\" }\n",
+	  ":3:" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" {\n profile = \"p\"\n"
+	  " gpu_vendor = \"nvidia\"\n min_gpus = 1\n}\n",
+	  ":4: gpu_vendor = \"nvidia\": expected \"\" or a PCI vendor id" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" gpu_vendor = \"0x10de\" "
+	  "}\n",
+	  "rule \"r\": gpu_vendor needs min_gpus = 1 or more" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" min_gpus = -1 }\n",
+	  ":2: min_gpus = -1: expected a number from 0 to 1024" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" min_memory_gib = "
+	  "2000000 }\n",
+	  "min_memory_gib = 2000000: expected a number from 0 to 1048576" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" min_disks = \"two\" }\n",
+	  ":2:" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" "
+	  "min_nic_speed_mbps = 100000001 }\n",
+	  "min_nic_speed_mbps = 100000001: expected" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" cpu_model = "
+	  "\"Xeon\\\\\" }\n",
+	  "cpu_model = " },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" mac = \"52:54:00:*;\" }\n",
+	  "mac = \"52:54:00:*;\": expected \"\" or a pattern" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" hostname = \"a/b*\" }\n",
+	  "hostname = \"a/b*\": expected \"\" or a pattern" },
+	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" no_such = 1 }\n", ":2:" },
 };
 
 static void test_bad_values(void **state)
@@ -275,7 +346,11 @@ static void test_print_roundtrip(void **state)
 	             "default_profile = \"b\"\nhttp { repo_url = \"https://cdn.example/r\" }\n"
 	             "profile \"a\" { image = \"x\" }\n"
 	             "profile \"b\" { image = \"y\" version = \"2\" wipe = \"none\" "
-	             "grow_last_partition = true after = \"none\" disk = \"/dev/vdb\" }\n",
+	             "grow_last_partition = true after = \"none\" disk = \"/dev/vdb\" }\n"
+	             "rule \"g\" { profile = \"a\" gpu_vendor = \"0x10de\" min_gpus = 1 "
+	             "min_memory_gib = 64 cpu_model = \"EPYC 'Genoa' #9\" min_disks = 2 "
+	             "min_nic_speed_mbps = 25000 mac = \"52:54:*\" hostname = \"n?.x\" }\n"
+	             "rule \"r\" { profile = \"b\" }\n",
 	             &c, err, sizeof(err)),
 	        0);
 	f = open_memstream(&buf, &len);
@@ -293,6 +368,15 @@ static void test_print_roundtrip(void **state)
 		assert_memory_equal(&c2->profiles[i], &c->profiles[i], sizeof(c->profiles[i]));
 	assert_int_equal(c2->profiles[1].after, RB_AFTER_NONE);
 	assert_true(c2->profiles[1].grow_last_partition);
+	assert_int_equal(c2->n_rules, 2);
+	for (size_t i = 0; i < 2; i++) {
+		struct rb_rule r;
+
+		memcpy(&r, &c2->rules[i], sizeof(r)); /* padding too */
+		r.line = c->rules[i].line;            /* the printed file has other lines */
+		assert_memory_equal(&r, &c->rules[i], sizeof(r));
+	}
+	assert_string_equal(c2->rules[0].cpu_model, "EPYC 'Genoa' #9");
 	free(buf);
 	rb_config_free(c);
 	rb_config_free(c2);
@@ -305,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_bad_values),      cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_overrides),       cmocka_unit_test(test_boot_file_by_arch),
 		cmocka_unit_test(test_print_roundtrip), cmocka_unit_test(test_profiles),
+		cmocka_unit_test(test_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
