@@ -134,6 +134,8 @@ int rb_write_all(int fd, const void *data, size_t len)
 			continue;
 		if (k < 0)
 			return -errno;
+		if (k == 0) /* no progress (device full at its end): never spin */
+			return -ENOSPC;
 		p += k;
 		len -= (size_t)k;
 	}
@@ -151,6 +153,8 @@ int rb_pwrite_all(int fd, const void *data, size_t len, uint64_t off)
 			continue;
 		if (k < 0)
 			return -errno;
+		if (k == 0) /* no progress (device full at its end): never spin */
+			return -ENOSPC;
 		p += k;
 		len -= (size_t)k;
 		off += (uint64_t)k;

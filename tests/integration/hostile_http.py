@@ -11,7 +11,11 @@ listening) and forwards GET requests, Range header included, to UPSTREAM
 to misbehave:
 
   --rate BPS        send pack bodies at BPS bytes/s (throttle)
-  --count FILE      write the total pack body bytes sent so far to FILE
+  --step BYTES      fetch a pack range from upstream BYTES at a time, each
+                    piece when the client has taken the one before: when
+                    upstream dies, the transfers in progress break at once
+                    (a whole range asked in one go would sit in the kernel's
+                    socket buffers and outlive the server)
   --cut PACK:OFF    for a range of pack PACK that holds pack offset OFF,
                     send the headers upstream gave (full Content-Length),
                     then only the body bytes before OFF, then close the
@@ -30,23 +34,10 @@ import http.server
 import os
 import socket
 import sys
-import threading
 import time
 import urllib.parse
 
-lock = threading.Lock()
-sent_total = 0
-
-
-def count(args, n):
-    global sent_total
-    with lock:
-        sent_total += n
-        if args.count:
-            tmp = args.count + ".tmp"
-            with open(tmp, "w") as f:
-                f.write("%d\n" % sent_total)
-            os.replace(tmp, args.count)
+UPSTREAM_ERRORS = (OSError, http.client.HTTPException, ValueError)
 
 
 def make_handler(args):
@@ -70,24 +61,38 @@ def make_handler(args):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            rng = self.headers.get("Range")
+            step = 0
+            if is_pack and args.step and rng and rng.startswith("bytes=") and "," not in rng:
+                a, b = rng[6:].split("-")
+                if a and b:
+                    first, last, step = int(a), int(b), args.step
+                    rng = "bytes=%d-%d" % (first, min(last, first + step - 1))
+            c = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
             try:
-                c = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
-                hdrs = {}
-                if self.headers.get("Range"):
-                    hdrs["Range"] = self.headers["Range"]
-                c.request("GET", self.path, headers=hdrs)
+                c.request("GET", self.path, headers={"Range": rng} if rng else {})
                 r = c.getresponse()
-            except OSError as e:
+            except UPSTREAM_ERRORS as e:
                 body = ("upstream: %s\n" % e).encode()
                 self.send_response(502)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
                 return
+            hdrs = {k: r.getheader(k) for k in
+                    ("Content-Length", "Content-Range", "Content-Type", "Accept-Ranges")}
+            if step and r.status == 206:
+                # The client asked for first-last: answer for all of it.
+                size = int(hdrs["Content-Range"].split("/")[1])
+                last = min(last, size - 1)
+                hdrs["Content-Length"] = str(last - first + 1)
+                hdrs["Content-Range"] = "bytes %d-%d/%d" % (first, last, size)
+            else:
+                step = 0
             self.send_response(r.status)
-            for k in ("Content-Length", "Content-Range", "Content-Type", "Accept-Ranges"):
-                if r.getheader(k) is not None:
-                    self.send_header(k, r.getheader(k))
+            for k, v in hdrs.items():
+                if v is not None:
+                    self.send_header(k, v)
             self.end_headers()
             self.wfile.flush()
             if is_pack and args.stall:
@@ -100,10 +105,35 @@ def make_handler(args):
                     pass
                 self.close_connection = True
                 return
+
+            def body():
+                """The body, piece by piece from upstream in --step mode;
+                ends early where upstream fails."""
+                cur, pos = r, (first if step else 0)
+                while True:
+                    try:
+                        b = cur.read(16384)
+                    except UPSTREAM_ERRORS:
+                        return
+                    if b:
+                        pos += len(b)
+                        yield b
+                        continue
+                    if not step or pos > last:
+                        return
+                    try:
+                        c.request("GET", self.path, headers={
+                            "Range": "bytes=%d-%d" % (pos, min(last, pos + step - 1))})
+                        cur = c.getresponse()
+                    except UPSTREAM_ERRORS:
+                        return
+                    if cur.status != 206:
+                        return
+
             limit = None
             if is_pack and cut_pack and cut_pack in self.path:
-                start, end = 0, int(r.getheader("Content-Length") or 0) - 1
-                cr = r.getheader("Content-Range") or ""
+                start, end = 0, int(hdrs["Content-Length"] or 0) - 1
+                cr = hdrs["Content-Range"] or ""
                 if cr.startswith("bytes ") and "-" in cr:
                     a, b = cr[6:].split("/")[0].split("-")
                     start, end = int(a), int(b)
@@ -111,31 +141,22 @@ def make_handler(args):
                     limit = cut_off - start
             sent = 0
             t0 = time.monotonic()
-            while True:
-                want = 16384
+            for b in body():
                 if limit is not None:
-                    want = min(want, limit - sent)
-                    if want <= 0:
+                    b = b[:max(0, limit - sent)]
+                    if not b:
                         break
-                try:
-                    b = r.read(want)
-                except (OSError, http.client.HTTPException):
-                    b = b""  # upstream died in the middle
-                if not b:
-                    break
                 try:
                     self.wfile.write(b)
                 except OSError:
                     break
                 sent += len(b)
-                if is_pack:
-                    count(args, len(b))
-                    if args.rate:
-                        ahead = sent / args.rate - (time.monotonic() - t0)
-                        if ahead > 0:
-                            time.sleep(ahead)
+                if is_pack and args.rate:
+                    ahead = sent / args.rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
             c.close()
-            clen = r.getheader("Content-Length")
+            clen = hdrs["Content-Length"]
             if clen is not None and sent != int(clen):
                 # Cut short (by --cut or by upstream dying): the client
                 # must see a closed connection, not a finished response.
@@ -153,7 +174,7 @@ def main():
     p.add_argument("portfile")
     p.add_argument("upstream")
     p.add_argument("--rate", type=int, default=0)
-    p.add_argument("--count")
+    p.add_argument("--step", type=int, default=0)
     p.add_argument("--cut")
     p.add_argument("--stall", action="store_true")
     p.add_argument("--redirect")

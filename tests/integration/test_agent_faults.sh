@@ -228,7 +228,7 @@ fi
 stop_front
 
 # ---- b. rackbootd killed during a throttled transfer ----
-start_front --rate 400000
+start_front --rate 400000 --step 65536
 agent "$FRONT" --name node --version 1 --target "$T/b1.img" >"$T/s3" 2>"$T/e3" &
 AGPID=$!
 sleep 1.5
