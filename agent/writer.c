@@ -1130,14 +1130,12 @@ int agent_cmd_image(int argc, char **argv)
 		fputs("rackboot-agent image: --name/--version: [A-Za-z0-9._+-]{1,64}\n", stderr);
 		return 2;
 	}
-	for (; n_keys < n_pubs; n_keys++) {
-		e = rb_key_load_public(pubs[n_keys], &keys[n_keys]);
-		if (e < 0) {
-			fprintf(stderr, "rackboot-agent image: %s: %s\n", pubs[n_keys],
-			        strerror(-e));
-			goto out;
-		}
+	e = rb_keys_load_public((const char *const *)pubs, n_pubs, keys, err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "rackboot-agent image: %s\n", err);
+		goto out;
 	}
+	n_keys = n_pubs;
 	o.pubs = (const struct rb_key *const *)keys;
 	o.n_pubs = n_keys;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -40,6 +40,22 @@ void rb_key_free(struct rb_key *k)
 	free(k);
 }
 
+int rb_keys_load_public(const char *const *paths, size_t n, struct rb_key **keys, char *err,
+                        size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		int e = rb_key_load_public(paths[i], &keys[i]);
+
+		if (e < 0) {
+			snprintf(err, errlen, "%s: %s", paths[i], strerror(-e));
+			while (i > 0)
+				rb_key_free(keys[--i]);
+			return e;
+		}
+	}
+	return 0;
+}
+
 /* Writes pkey as PEM (PKCS#8 private or SubjectPublicKeyInfo) into a new file. */
 static int write_new_file(const char *path, mode_t mode, EVP_PKEY *pkey, bool priv)
 {

@@ -18,6 +18,10 @@ struct rb_key; /* opaque */
 int rb_key_load_private(const char *path, struct rb_key **ret);
 int rb_key_load_public(const char *path, struct rb_key **ret);
 void rb_key_free(struct rb_key *k);
+/* Loads n public keys into keys[0..n): all or none (on failure none is
+ * left loaded). -errno with "PATH: reason" in err. */
+int rb_keys_load_public(const char *const *paths, size_t n, struct rb_key **keys, char *err,
+                        size_t errlen);
 
 /* Signs data with a private key; writes base64 + "\n" + NUL (90 bytes). */
 int rb_sign(const struct rb_key *priv, const void *data, size_t len, char ret_sig_text[90]);

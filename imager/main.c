@@ -215,18 +215,13 @@ static int fail(const char *what, const char *msg)
 
 static int load_pubs(const struct opts *o, struct rb_key **keys)
 {
-	for (size_t i = 0; i < o->n_pubs; i++) {
-		int e = rb_key_load_public(o->pubs[i], &keys[i]);
-		if (e < 0) {
-			fprintf(stderr,
-			        "rackboot-image: public key %s: %s (make one with keygen)\n",
-			        o->pubs[i], strerror(-e));
-			for (size_t j = 0; j < i; j++)
-				rb_key_free(keys[j]);
-			return e;
-		}
-	}
-	return 0;
+	char err[PATH_MAX + 64];
+	int e = rb_keys_load_public((const char *const *)o->pubs, o->n_pubs, keys, err,
+	                            sizeof(err));
+
+	if (e < 0)
+		fprintf(stderr, "rackboot-image: public key %s (make one with keygen)\n", err);
+	return e;
 }
 
 static int load_priv(const char *path, struct rb_key **ret)
