@@ -10,22 +10,24 @@
  *  2. The target is opened: a plain file is created or truncated to the
  *     disk size (a fresh sparse file reads zeros), a block device must be
  *     at least the disk size. With --reimage a plain file keeps its bytes.
- *  3. --reimage: every chunk outside the boot areas is read back and hashed
- *     on all cores; chunks that match are not fetched. This is also how a
- *     write interrupted by a reboot resumes.
- *  4. The first and last MiB of the image's disk are zeroed and synced
+ *  3. The first and last MiB of the image's disk are zeroed and synced
  *     (unless the file is fresh, where they are zero already), and on a
  *     device larger than the image its own last MiB too (where a larger
  *     disk's backup GPT lives): from here until step 7 the disk holds no
  *     valid MBR, GPT (primary or backup) or boot sector, so an interrupted
  *     write never leaves a disk that looks complete.
- *  5. Ranges the manifest does not store are zeroed where the target may
+ *  4. Ranges the manifest does not store are zeroed where the target may
  *     hold old data (block device, reimage): a hole on a file
  *     (FALLOC_FL_PUNCH_HOLE), BLKZEROOUT on a device (the kernel uses
  *     WRITE ZEROES or unmap-with-zeroing where the device guarantees it and
  *     writes zeros otherwise; plain BLKDISCARD is not used because a discard
  *     does not promise that zeros read back). On a plain file the blocks
  *     that step 6 writes are allocated first (see preallocate()).
+ *  5. --reimage: every chunk outside the boot areas is read back and hashed
+ *     on all cores, in disk order; chunks that match are not fetched. The
+ *     fetch loop runs behind the hashing (hash_main()): a chunk that did
+ *     not match is downloaded while the rest is still being hashed. This
+ *     is also how a write interrupted by a reboot resumes.
  *  6. All other chunks: runs of consecutive chunks stored back to back in
  *     one pack are fetched with one Range request each (capped at
  *     RANGE_MAX bytes), up to opts.parallel at once on keep-alive
@@ -58,6 +60,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
 #include <zstd.h>
@@ -115,6 +118,15 @@ struct writer {
 	char err[512];
 	uint64_t bytes_done, bytes_total;
 	size_t chunks_written;
+
+	/* reimage hashing (hash_main()); hashed_upto and the counters under
+	 * lock: chunks below hashed_upto have their final present[] */
+	pthread_t hash_th[MAX_WORKERS];
+	unsigned n_hash;
+	size_t hash_next; /* atomic: the next batch to claim */
+	uint8_t *hash_done;
+	size_t hash_wm, hashed_upto, skipped_present;
+	pthread_cond_t hcond;
 
 	size_t cursor; /* planning */
 	uint64_t t0, last_progress;
@@ -381,17 +393,21 @@ static void *worker_main(void *arg)
 
 /* ---- reimage: what is already on the target ------------------------------- */
 
-struct hash_job {
-	struct writer *w;
-	size_t next;  /* atomic */
-	size_t found; /* atomic */
-};
+/* Hash threads claim HASH_BATCH chunks at a time, in disk order, and read
+ * each run of adjacent chunks with one pread. They run while the fetch
+ * loop plans: every batch done from the start moves hashed_upto, and the
+ * planner fetches chunks below it that did not match, so downloading the
+ * changed chunks overlaps hashing the rest (it used to wait for the whole
+ * disk to be hashed first). */
+#define HASH_BATCH 32
 
 static void *hash_main(void *arg)
 {
-	struct hash_job *j = arg;
-	struct writer *w = j->w;
-	uint8_t *buf = malloc(w->m->chunk_size);
+	struct writer *w = arg;
+	const struct img_manifest *m = w->m;
+	size_t nb = (m->n_chunks + HASH_BATCH - 1) / HASH_BATCH;
+	size_t cap = RB_MAX((size_t)OUT_MAX, (size_t)m->chunk_size);
+	uint8_t *buf = malloc(cap);
 	uint8_t sum[RB_SHA256_LEN];
 
 	if (!buf) {
@@ -399,45 +415,92 @@ static void *hash_main(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-		const struct img_chunk *c;
-		int e;
+		size_t b = __atomic_fetch_add(&w->hash_next, 1, __ATOMIC_RELAXED);
+		size_t end = RB_MIN((b + 1) * HASH_BATCH, m->n_chunks);
+		uint64_t found_bytes = 0;
+		size_t found = 0;
+		bool quit;
 
-		if (i >= w->m->n_chunks)
+		if (b >= nb)
 			break;
-		if (is_boot(w, i))
-			continue;
-		c = &w->m->chunks[i];
-		e = rb_pread_all(w->fd, buf, c->length, c->offset);
-		if (e < 0) {
-			set_error(w, e, "reimage: reading %s at %llu: %s", w->o->target,
-			          (unsigned long long)c->offset, strerror(-e));
+		pthread_mutex_lock(&w->lock);
+		quit = w->stop || w->error;
+		pthread_mutex_unlock(&w->lock);
+		if (quit)
 			break;
+		for (size_t i = b * HASH_BATCH; i < end;) {
+			const struct img_chunk *c = &m->chunks[i];
+			size_t j = i + 1;
+			uint64_t len = c->length;
+			int e;
+
+			if (is_boot(w, i)) {
+				i++;
+				continue;
+			}
+			while (j < end && !is_boot(w, j) &&
+			       m->chunks[j].offset == c->offset + len &&
+			       len + m->chunks[j].length <= cap)
+				len += m->chunks[j++].length;
+			e = rb_pread_all(w->fd, buf, (size_t)len, c->offset);
+			if (e < 0) {
+				set_error(w, e, "reimage: reading %s at %llu: %s", w->o->target,
+				          (unsigned long long)c->offset, strerror(-e));
+				goto out;
+			}
+			for (size_t k = i; k < j; k++) {
+				const struct img_chunk *d = &m->chunks[k];
+
+				rb_sha256(buf + (d->offset - c->offset), d->length, sum);
+				if (memcmp(sum, d->sha256, sizeof(sum)) == 0) {
+					w->present[k] = 1;
+					found++;
+					found_bytes += d->length;
+				}
+			}
+			i = j;
 		}
-		rb_sha256(buf, c->length, sum);
-		if (memcmp(sum, c->sha256, sizeof(sum)) == 0) {
-			w->present[i] = 1;
-			__atomic_fetch_add(&j->found, 1, __ATOMIC_RELAXED);
-		}
+		pthread_mutex_lock(&w->lock);
+		w->hash_done[b] = 1;
+		w->skipped_present += found;
+		w->bytes_done += found_bytes;
+		while (w->hash_wm < nb && w->hash_done[w->hash_wm])
+			w->hash_wm++;
+		w->hashed_upto = RB_MIN(w->hash_wm * HASH_BATCH, m->n_chunks);
+		pthread_cond_broadcast(&w->hcond);
+		pthread_mutex_unlock(&w->lock);
 	}
+out:
 	free(buf);
 	return NULL;
 }
 
-static size_t hash_present(struct writer *w)
+/* Starts hashing what the target holds (reimage); without --reimage
+ * nothing is present and every chunk is final at once. */
+static int hash_start(struct writer *w)
 {
-	struct hash_job j = { .w = w };
-	pthread_t th[MAX_WORKERS];
-	unsigned n = 0;
+	size_t nb = (w->m->n_chunks + HASH_BATCH - 1) / HASH_BATCH;
 
+	if (!w->o->reimage) {
+		w->hashed_upto = w->m->n_chunks;
+		return 0;
+	}
+	w->hash_done = calloc(nb ? nb : 1, 1);
+	if (!w->hash_done)
+		return -ENOMEM;
 	for (unsigned k = 0; k < w->nworkers; k++)
-		if (pthread_create(&th[n], NULL, hash_main, &j) == 0)
-			n++;
-	if (n == 0)
-		hash_main(&j);
-	for (unsigned k = 0; k < n; k++)
-		pthread_join(th[k], NULL);
-	return j.found;
+		if (pthread_create(&w->hash_th[w->n_hash], NULL, hash_main, w) == 0)
+			w->n_hash++;
+	if (w->n_hash == 0)
+		hash_main(w);
+	return 0;
+}
+
+static void hash_join(struct writer *w)
+{
+	for (unsigned k = 0; k < w->n_hash; k++)
+		pthread_join(w->hash_th[k], NULL);
+	w->n_hash = 0;
 }
 
 /* ---- planning and the fetch loop ------------------------------------------- */
@@ -454,18 +517,23 @@ static struct range *next_range(struct writer *w, bool boot_phase, int *ret_err)
 	const struct img_chunk *c;
 	struct range *r;
 	uint64_t end;
-	size_t i = w->cursor, j;
+	size_t i = w->cursor, j, limit;
 
 	*ret_err = 0;
-	while (i < m->n_chunks && !wanted(w, i, boot_phase))
+	pthread_mutex_lock(&w->lock);
+	limit = w->hashed_upto;
+	pthread_mutex_unlock(&w->lock);
+	while (i < limit && !wanted(w, i, boot_phase))
 		i++;
-	if (i >= m->n_chunks) {
+	if (i >= limit) {
 		w->cursor = i;
+		if (i < m->n_chunks)
+			*ret_err = -EAGAIN; /* not hashed yet */
 		return NULL;
 	}
 	c = &m->chunks[i];
 	end = c->pack_offset + c->stored_len;
-	for (j = i + 1; j < m->n_chunks && wanted(w, j, boot_phase); j++) {
+	for (j = i + 1; j < limit && wanted(w, j, boot_phase); j++) {
 		const struct img_chunk *d = &m->chunks[j];
 
 		if (d->pack != c->pack || d->pack_offset != end ||
@@ -535,6 +603,24 @@ static size_t first_missing(const struct writer *w, const struct range *r)
 	return i;
 }
 
+/* Waits (up to 50 ms) until chunk i is hashed or something failed. */
+static void wait_hashed(struct writer *w, size_t i)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 50 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (w->hashed_upto <= i && !w->error && !w->stop)
+		if (pthread_cond_timedwait(&w->hcond, &w->lock, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&w->lock);
+}
+
 /* Fetches every wanted chunk of the phase and hands it to the workers. */
 static int run_phase(struct writer *w, bool boot_phase)
 {
@@ -546,6 +632,7 @@ static int run_phase(struct writer *w, bool boot_phase)
 	w->hold = boot_phase;
 	for (;;) {
 		struct agent_xfer *x;
+		bool waiting = false; /* for the hash threads (reimage) */
 		unsigned busy;
 		int err;
 
@@ -559,6 +646,10 @@ static int run_phase(struct writer *w, bool boot_phase)
 		       agent_fetcher_pending(w->f) + busy < MAX_BUFS) {
 			struct range *r = next_range(w, boot_phase, &e);
 
+			if (!r && e == -EAGAIN) {
+				waiting = true;
+				break;
+			}
 			if (!r && e < 0) {
 				set_error(w, e, "out of memory");
 				break;
@@ -577,7 +668,12 @@ static int run_phase(struct writer *w, bool boot_phase)
 		}
 		if (planned && busy == 0 && agent_fetcher_pending(w->f) == 0)
 			break;
-		e = agent_fetcher_poll(w->f, 250, &x);
+		if (waiting && agent_fetcher_pending(w->f) == 0) {
+			wait_hashed(w, w->cursor);
+			progress(w, false);
+			continue;
+		}
+		e = agent_fetcher_poll(w->f, waiting ? 10 : 250, &x);
 		if (e < 0) {
 			set_error(w, e, "curl multi: %s", strerror(-e));
 			break;
@@ -863,6 +959,7 @@ static void teardown(struct writer *w, pthread_t *th, unsigned nth)
 	w->stop = true;
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	hash_join(w);
 	for (unsigned k = 0; k < nth; k++)
 		pthread_join(th[k], NULL);
 	agent_fetcher_free(w->f, release_xfer);
@@ -875,12 +972,14 @@ static void teardown(struct writer *w, pthread_t *th, unsigned nth)
 		free(w->held[k]);
 	free(w->held);
 	free(w->present);
+	free(w->hash_done);
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->dfd >= 0)
 		close(w->dfd);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
+	pthread_cond_destroy(&w->hcond);
 }
 
 int agent_image_write(const struct agent_image_opts *o, struct agent_image_stats *ret_stats,
@@ -897,6 +996,7 @@ int agent_image_write(const struct agent_image_opts *o, struct agent_image_stats
 
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
+	pthread_cond_init(&w.hcond, NULL);
 	if (!agent_url_is_http(o->repo)) {
 		snprintf(err, errlen, "%s: only http:// and https:// repositories", o->repo);
 		e = -EPROTO;
@@ -923,10 +1023,6 @@ int agent_image_write(const struct agent_image_opts *o, struct agent_image_stats
 	if (e < 0)
 		goto out;
 	open_direct(&w);
-	if (o->reimage)
-		st.skipped_present = hash_present(&w);
-	if (w.error)
-		goto out_err;
 	/* From here on the target holds no valid partition table until the end. */
 	if (!fresh) {
 		uint64_t head = RB_MIN(BOOT_AREA, m->disk_size);
@@ -946,11 +1042,16 @@ int agent_image_write(const struct agent_image_opts *o, struct agent_image_stats
 		if (zero_gaps(&w) < 0)
 			goto out_err;
 	}
-	preallocate(&w);
+	if (!o->reimage)
+		preallocate(&w);
+	/* Progress counts every chunk: written, or found on the disk. */
 	for (size_t i = 0; i < m->n_chunks; i++)
-		if (!w.present[i])
-			w.bytes_total += m->chunks[i].length;
+		w.bytes_total += m->chunks[i].length;
 	w.t0 = rb_now_usec();
+	if (hash_start(&w) < 0) {
+		set_error(&w, -ENOMEM, "reimage: out of memory");
+		goto out_err;
+	}
 	for (; nth < w.nworkers; nth++)
 		if (pthread_create(&th[nth], NULL, worker_main, &w) != 0)
 			break;
@@ -960,6 +1061,8 @@ int agent_image_write(const struct agent_image_opts *o, struct agent_image_stats
 	}
 	if (run_phase(&w, false) < 0)
 		goto out_err;
+	hash_join(&w);
+	st.skipped_present = w.skipped_present;
 	if (fdatasync(w.fd) < 0) {
 		set_error(&w, -errno, "fdatasync %s: %s", o->target, strerror(errno));
 		goto out_err;
@@ -997,6 +1100,7 @@ out:
 out_early:
 	pthread_mutex_destroy(&w.lock);
 	pthread_cond_destroy(&w.cond);
+	pthread_cond_destroy(&w.hcond);
 	return e;
 }
 
