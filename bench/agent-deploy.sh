@@ -19,7 +19,8 @@
 #     deploy's.
 #  4. peak memory (/usr/bin/time -v "Maximum resident set size") of the
 #     agent in cases 1 and 3. Goal: < 64 MiB.
-# Case 1 also times the disk alone, for reference: as many bytes as the
+# Case 1 also prints the CPU time (user+sys) of each side, and times the
+# disk alone, for reference: as many bytes as the
 # agent writes, by dd oflag=direct bs=2M + fsync ("durable dd"). That is what
 # putting the data on the disk costs here; the anchor without fsync does
 # not pay it (its bytes are still in the page cache when it exits).
@@ -144,7 +145,8 @@ anchor_run() { # anchor_run FSYNC(0/1): prints the seconds
 	rm -f "$T/anchor.img"
 	sync
 	t0=$(now)
-	curl -s "$URL/plain/v1.img.zst" | zstd -q -d | dd of="$T/anchor.img" bs=4M $conv status=none
+	/usr/bin/time -f '%U %S' -o "$T/anchor$1.cpu" bash -c \
+		"curl -s '$URL/plain/v1.img.zst' | zstd -q -d | dd of='$T/anchor.img' bs=4M $conv status=none"
 	t1=$(now)
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
@@ -184,7 +186,9 @@ FULLW=$(field chunks_written "$T/full1.out")
 CS=65536
 awk -v s="$SIZE" -v zs="$ZS" -v st="$STORED" -v a="$TA" -v b="$TB" -v c="$TC" -v d="$TD" -v ds="${D[*]}" \
 	-v f="$FULLF" -v req="$(field requests "$T/full1.out")" -v rss="$(maxrss "$T"/full*.time)" \
-	-v as="${A[*]}" -v bs="${B[*]}" -v cs="${C[*]}" 'BEGIN {
+	-v as="${A[*]}" -v bs="${B[*]}" -v cs="${C[*]}" \
+	-v acpu="$(awk -F': ' '/User time|System time/ { t += $2 } END { print t }' "$T/full$ROUNDS.time")" \
+	-v bcpu="$(awk '{ print $1 + $2 }' "$T/anchor0.cpu")" 'BEGIN {
 	printf "image %.0f MiB (ext4 of /usr files), %d CPUs; zstd -3 file %.1f MiB, packs (all images) %.1f MiB\n", s / 1048576, '"$(nproc)"', zs / 1048576, st / 1048576
 	printf "full deploy, best of '"$ROUNDS"' (runs: agent %s | anchor %s | anchor+fsync %s)\n", as, bs, cs
 	printf "  rackboot-agent image             : %6.2f s  %7.1f MB/s of disk  fetched %.1f MiB in %d requests\n", a, s / a / 1e6, f / 1048576, req
@@ -192,6 +196,7 @@ awk -v s="$SIZE" -v zs="$ZS" -v st="$STORED" -v a="$TA" -v b="$TB" -v c="$TC" -v
 	printf "  curl | zstd -d | dd conv=fsync    : %6.2f s  %7.1f MB/s\n", c, s / c / 1e6
 	printf "  durable dd of the agent'"'"'s %.0f MiB (oflag=direct bs=2M + fsync), no decoding: %.2f s (runs: %s)\n", '"$(field chunks_written "$T/full1.out")"' / 16, d, ds
 	printf "  speed-up agent vs anchor: %.2fx (goal >= 1.30); vs anchor+fsync: %.2fx\n", b / a, c / a
+	printf "  CPU (user+sys, last run): agent %.2f s, anchor %.2f s (curl+zstd+dd; no verification)\n", acpu, bcpu
 	printf "  agent peak RSS: %.1f MiB (goal < 64)\n", rss / 1024
 }'
 

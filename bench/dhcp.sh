@@ -13,7 +13,8 @@
 # logs none either) and --dhcp-lease-max=100000. dnsmasq rewrites its lease
 # file after lease changes; rackbootd batches lease writes (at most one
 # every 200 ms): that difference is part of what is measured.
-# For each server and rate it prints the loss (drops / sent, all exchanges),
+# For each server and rate it prints the loss (drops / sent, all exchanges)
+# and the p99 answer delay,
 # then per server the highest rate with < 1% server loss and the ratio to dnsmasq.
 # Rates stop rising for a server once its loss passes 10%.
 # Needs root, perfdhcp, dnsmasq. Only namespaces and PIDs made here are
@@ -119,11 +120,12 @@ rcvbuf_errors() { # rcvbuf_errors NETNS
 	ip netns exec "$1" awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp
 }
 
-# run NAME RATE: prints the loss in percent (two decimals) and the server's
+# run NAME RATE: prints the loss in percent (two decimals), the 99th
+# percentile answer delay (ms, perfdhcp -x t) and the server's
 # CPU time per 1000 answers (ms): a figure that does not depend on how busy
 # the shared machine was, unlike the loss.
 run() {
-	local args=(-4 -l v1 -r "$2" -p "$SECS")
+	local args=(-x t -4 -l v1 -r "$2" -p "$SECS")
 	# CLIENTS=0: perfdhcp's default client addressing (the notes' recipe)
 	[ "$CLIENTS" = 0 ] || args+=(-R "$CLIENTS")
 	case $1 in
@@ -141,24 +143,32 @@ run() {
 	     /^received packets:/ { r += $3 }
 	     END { if (s == 0) printf "100.00 100.00 n/a %d %d\n", q, k; else {
 	           sl = d - k; if (sl < 0) sl = 0
-	           printf "%.2f %.2f %s %d %d\n", 100 * d / s, 100 * sl / s,
-	           r ? sprintf("%.1f", cpu * 1000 / r) : "n/a", q, k } }' "$TMP/perf.out"
+	           printf "%.2f %.2f %s %d %d %s\n", 100 * d / s, 100 * sl / s,
+	           r ? sprintf("%.1f", cpu * 1000 / r) : "n/a", q, k, p99 } }' p99="$(p99_ms "$TMP/perf.out")" "$TMP/perf.out"
 }
 
-declare -A BEST SAT
+# p99_ms FILE: the 99th percentile of the answer delay (ms) of perfdhcp -x t
+# ("sent / received: S.US / S.US" for every exchange answered), n/a if none
+p99_ms() {
+	awk '/^sent \/ received:/ { printf "%.3f\n", ($6 - $4) * 1000 }' "$1" | sort -g |
+		awk '{ t[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; if (NR) printf "%.2f", t[i]; else print "n/a" }'
+}
+
+declare -A BEST SAT P99
 # loss%: perfdhcp's drops / sent. client-drop: answers perfdhcp's own
 # socket dropped (on 2 cores the load generator falls behind first; those
 # answers were sent). srv-loss%: (drops - client-drop) / sent, the loss the
 # server is responsible for; the best rate is judged on it. queue-drop:
 # requests the server's socket dropped because it fell behind.
-printf '%-16s %8s %8s %10s %12s %10s %11s\n' server rate/s loss% srv-loss% cpu-ms/1000 queue-drop client-drop
+printf '%-16s %8s %8s %10s %12s %10s %11s %8s\n' server rate/s loss% srv-loss% cpu-ms/1000 queue-drop client-drop p99-ms
 for name in ${SERVERS:-dnsmasq-full rackbootd-full dnsmasq-proxy rackbootd-proxy}; do
 	BEST[$name]=0
 	for rate in $RATES; do
 		start "$name"
-		read -r rawloss loss cpu qdrop cdrop < <(run "$name" "$rate")
+		read -r rawloss loss cpu qdrop cdrop p99 < <(run "$name" "$rate")
 		stop
-		printf '%-16s %8s %8s %10s %12s %10s %11s\n' "$name" "$rate" "$rawloss" "$loss" "$cpu" "$qdrop" "$cdrop"
+		printf '%-16s %8s %8s %10s %12s %10s %11s %8s\n' "$name" "$rate" "$rawloss" "$loss" "$cpu" "$qdrop" "$cdrop" "$p99"
+		P99["$name $rate"]=$p99
 		if awk -v l="$loss" 'BEGIN { exit !(l < 1) }'; then
 			BEST[$name]=$rate
 		fi
@@ -180,7 +190,8 @@ for mode in full proxy; do
 	[ -n "${BEST[dnsmasq-$mode]:-}" ] && [ -n "${BEST[rackbootd-$mode]:-}" ] || continue
 	d=${BEST[dnsmasq-$mode]} r=${BEST[rackbootd-$mode]}
 	ratio=$(awk -v r="$r" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", r / d; else print "n/a" }')
-	printf '  %-6s dnsmasq %6s   rackbootd %6s   ratio %s\n' "$mode" "$d" "$r" "$ratio"
+	printf '  %-6s dnsmasq %6s (p99 %s ms)   rackbootd %6s (p99 %s ms)   ratio %s\n' "$mode" "$d" \
+		"${P99["dnsmasq-$mode $d"]:-n/a}" "$r" "${P99["rackbootd-$mode $r"]:-n/a}" "$ratio"
 	for n in dnsmasq-$mode rackbootd-$mode; do
 		[ -z "${SAT[$n]:-}" ] || printf '         %s: load generator saturated from %s/s: its best rate is a lower bound\n' "$n" "${SAT[$n]}"
 	done
