@@ -11,6 +11,8 @@ int agent_cmd_wipe(int argc, char **argv);
 int agent_cmd_grow(int argc, char **argv);
 int agent_cmd_plain(int argc, char **argv);
 int agent_cmd_pkg_install(int argc, char **argv);
+int agent_cmd_update(int argc, char **argv);
+int agent_cmd_pkg_remove(int argc, char **argv);
 
 const struct agent_command agent_commands[] = {
 	/* entries (each helper adds its own under this line) */
@@ -24,5 +26,7 @@ const struct agent_command agent_commands[] = {
 	  agent_cmd_plain },
 	{ "pkg-install", "install packages of the signed catalogue into a root directory",
 	  agent_cmd_pkg_install },
+	{ "pkg-remove", "remove installed packages from a root directory", agent_cmd_pkg_remove },
+	{ "update", "keep this installed node at its desired state (stage 3)", agent_cmd_update },
 	{ NULL, NULL, NULL },
 };

@@ -55,6 +55,7 @@
 
 #include "agent/fetch.h"
 #include "agent/pkgscript.h"
+#include "agent/pkgtxn.h"
 #include "agent/pkgstate.h"
 #include "agent/plain.h"
 #include "agent/stream.h"
@@ -146,20 +147,25 @@ struct pent {
 	char *path;
 	int type;       /* T_*; 0: a parent directory implied by the payload */
 	bool existed;   /* something was in the root there */
-	bool backed;    /* renamed into the backup directory */
 	struct stat st; /* what was there */
 	char *target;   /* hard link: the payload path it links to */
+	char *tmp;      /* non-directories: the staged name beside path */
 };
 
 struct pkg {
 	const struct agent_pkg_opts *o;
 	const struct img_cat_package *cat;
-	int rootfd, tmpfd, bakfd;
-	char bakname[64];
+	int rootfd, tmpfd;
 	char *script[4];
 	size_t script_len[4];
 	struct pent *e;
 	size_t n, cap;
+	struct agent_txn *txn;
+	json_t *state;           /* installed.json as it was before this package */
+	json_t *old;             /* its entry being replaced or removed (in state), or NULL */
+	const char *old_version; /* of old, NULL: a new package */
+	char **owned;            /* sorted paths ("/...") of the other packages (in state) */
+	size_t n_owned;
 };
 
 static void pkg_clear(struct pkg *p)
@@ -167,6 +173,7 @@ static void pkg_clear(struct pkg *p)
 	for (size_t i = 0; i < p->n; i++) {
 		free(p->e[i].path);
 		free(p->e[i].target);
+		free(p->e[i].tmp);
 	}
 	free(p->e);
 	p->e = NULL;
@@ -175,9 +182,13 @@ static void pkg_clear(struct pkg *p)
 		free(p->script[i]);
 		p->script[i] = NULL;
 	}
-	if (p->bakfd >= 0)
-		close(p->bakfd);
-	p->bakfd = -1;
+	agent_txn_free(p->txn);
+	p->txn = NULL;
+	p->old = NULL; /* p->state stays: the next package of the command uses it */
+	p->old_version = NULL;
+	free(p->owned);
+	p->owned = NULL;
+	p->n_owned = 0;
 }
 
 static int plan_add(struct pkg *p, const char *path, int type, const char *target)
@@ -536,8 +547,8 @@ static int run_script(struct pkg *p, int phase, char *err, size_t errlen)
 	unsigned limit =
 	        p->o->script_timeout_s ? p->o->script_timeout_s : AGENT_PKG_SCRIPT_TIMEOUT_S;
 	char name[160], inroot[256], out[AGENT_PKG_OUTPUT_MAX + 1];
-	char en[128], ev[128], ep[64];
-	char *const env[] = { en, ev, ep, NULL };
+	char en[128], ev[128], ep[64], eo[128];
+	char *const env[] = { en, ev, ep, p->old_version ? eo : NULL, NULL };
 	int fd, status = 0, e;
 	bool timed_out = false;
 
@@ -548,6 +559,8 @@ static int run_script(struct pkg *p, int phase, char *err, size_t errlen)
 	snprintf(en, sizeof(en), "RACKBOOT_PKG_NAME=%s", p->cat->name);
 	snprintf(ev, sizeof(ev), "RACKBOOT_PKG_VERSION=%s", p->cat->version);
 	snprintf(ep, sizeof(ep), "RACKBOOT_PKG_PHASE=%s", phases[phase]);
+	snprintf(eo, sizeof(eo), "RACKBOOT_PKG_OLD_VERSION=%s",
+	         p->old_version ? p->old_version : "");
 	fd = openat(p->tmpfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
 	if (fd < 0)
 		return agent_errf(err, errlen, -errno, "%s: writing %s: %s", p->cat->name, name,
@@ -575,91 +588,83 @@ static int run_script(struct pkg *p, int phase, char *err, size_t errlen)
 	return 0;
 }
 
-/* ---- backup, extract, roll back ----------------------------------------------------------- */
+/* ---- stage, swap, roll back (agent/pkgtxn.c) ------------------------------------------ */
 
-static int backup(struct pkg *p, char *err, size_t errlen)
+static int strptr_cmp(const void *a, const void *b)
 {
-	static unsigned seq;
-	int e;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-	snprintf(p->bakname, sizeof(p->bakname), "txn-%ld-%u", (long)getpid(), seq++);
-	if (mkdirat(p->tmpfd, p->bakname, 0700) < 0)
-		return agent_errf(err, errlen, -errno, "%s/%s/%s: %s", p->o->root, AGENT_PKG_TMP,
-		                  p->bakname, strerror(errno));
-	p->bakfd = openat(p->tmpfd, p->bakname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (p->bakfd < 0)
-		return agent_errf(err, errlen, -errno, "%s: %s", p->bakname, strerror(errno));
-	for (size_t i = 0; i < p->n; i++) {
-		struct pent *x = &p->e[i];
-		char b[32];
+/* The other installed packages' paths, sorted, for "is it still needed". */
+static int load_owned(struct pkg *p, json_t *state, const char *name)
+{
+	json_t *pk, *f;
+	size_t i, j, n = 0;
 
-		if (!x->existed || S_ISDIR(x->st.st_mode))
+	json_array_foreach(
+	        json_object_get(state, "packages"), i,
+	        pk) if (strcmp(json_string_value(json_object_get(pk, "name")) ?: "", name) != 0)
+	        n += json_array_size(json_object_get(pk, "files"));
+	p->owned = calloc(n ? n : 1, sizeof(*p->owned));
+	if (!p->owned)
+		return -ENOMEM;
+	json_array_foreach(json_object_get(state, "packages"), i, pk)
+	{
+		if (!strcmp(json_string_value(json_object_get(pk, "name")) ?: "", name))
 			continue;
-		snprintf(b, sizeof(b), "%zu", i);
-		if (renameat(p->rootfd, x->path, p->bakfd, b) < 0) {
-			e = -errno;
-			return agent_errf(err, errlen, e, "%s: backing up %s/%s: %s", p->cat->name,
-			                  p->o->root, x->path, strerror(-e));
+		json_array_foreach(json_object_get(pk, "files"), j, f)
+		{
+			const char *path = json_string_value(json_object_get(f, "path"));
+
+			if (path && p->n_owned < n)
+				p->owned[p->n_owned++] = (char *)path; /* borrowed from p->state */
 		}
-		x->backed = true;
 	}
+	qsort(p->owned, p->n_owned, sizeof(*p->owned), strptr_cmp);
 	return 0;
 }
 
-/* Undoes the package: created paths removed children first, backups
- * renamed back, existing directories' modes and owners restored. Best
- * effort; returns the first error. */
-static int rollback(struct pkg *p)
+static bool owned_by_other(const struct pkg *p, const char *slash_path)
 {
-	int ret = 0;
-
-	for (size_t i = p->n; i-- > 0;) {
-		struct pent *x = &p->e[i];
-
-		if (x->existed)
-			continue;
-		unlinkat(p->rootfd, x->path, x->type == 0 || x->type == T_DIR ? AT_REMOVEDIR : 0);
-		if (fstatat(p->rootfd, x->path, &(struct stat){ 0 }, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    ret == 0)
-			ret = -ENOTEMPTY;
-	}
-	for (size_t i = 0; i < p->n; i++) {
-		struct pent *x = &p->e[i];
-		char b[32];
-
-		if (x->backed) {
-			snprintf(b, sizeof(b), "%zu", i);
-			if (renameat(p->bakfd, b, p->rootfd, x->path) < 0 && ret == 0)
-				ret = -errno;
-			x->backed = false;
-		} else if (x->existed && S_ISDIR(x->st.st_mode)) {
-			fchownat(p->rootfd, x->path, x->st.st_uid, x->st.st_gid,
-			         AT_SYMLINK_NOFOLLOW);
-			fchmodat(p->rootfd, x->path, x->st.st_mode & 07777, 0);
-		}
-	}
-	return ret;
+	return bsearch(&slash_path, p->owned, p->n_owned, sizeof(*p->owned), strptr_cmp) != NULL;
 }
 
-/* Deletes the backup directory and what is in it. */
-static void drop_backup(struct pkg *p)
+/* installed.json, the entry of name (p->old, NULL when it is not
+ * installed) and the other packages' paths. */
+static int load_old(struct pkg *p, const char *name, char *err, size_t errlen)
 {
-	if (p->bakfd < 0)
-		return;
-	for (size_t i = 0; i < p->n; i++) {
-		char b[32];
+	json_t *pk;
+	size_t i;
+	int e;
 
-		if (!p->e[i].backed)
-			continue;
-		snprintf(b, sizeof(b), "%zu", i);
-		unlinkat(p->bakfd, b, 0);
+	if (!p->state && (e = agent_pkg_state_load(p->rootfd, &p->state, err, errlen)) < 0)
+		return e;
+	json_array_foreach(
+	        json_object_get(p->state, "packages"), i,
+	        pk) if (!strcmp(json_string_value(json_object_get(pk, "name")) ?: "", name))
+	{
+		p->old = pk;
+		p->old_version = json_string_value(json_object_get(pk, "version"));
 	}
-	close(p->bakfd);
-	p->bakfd = -1;
-	unlinkat(p->tmpfd, p->bakname, AT_REMOVEDIR);
+	return load_owned(p, p->state, name);
 }
 
-/* Pass 2: the payload onto disk, from inside the root. */
+/* After a failure: the in-memory installed.json may hold what the disk
+ * does not; the next package reads it again. */
+static void drop_state(struct pkg *p)
+{
+	json_decref(p->state);
+	p->state = NULL;
+}
+
+static bool is_installed(const struct pkg *p)
+{
+	return p->old_version != NULL;
+}
+
+/* Pass 2: the payload onto disk from inside the root, every file, link
+ * and symlink under its staged name beside its place (directories as
+ * they are). Nothing the root had is replaced yet. */
 static int extract(struct pkg *p, int fd, char *err, size_t errlen)
 {
 	struct archive *a = open_archive(fd), *w = archive_write_disk_new();
@@ -680,10 +685,37 @@ static int extract(struct pkg *p, int fd, char *err, size_t errlen)
 		goto out;
 	}
 	while ((r = archive_read_next_header(a, &ent)) == ARCHIVE_OK) {
-		const char *path = archive_entry_pathname(ent);
+		char path[4096], shown[4096];
+		struct pent *x;
 
-		if (strncmp(path, ".rackboot/", 10) == 0)
+		snprintf(shown, sizeof(shown), "%s", archive_entry_pathname(ent) ?: "");
+		if (strncmp(shown, ".rackboot/", 10) == 0)
 			continue; /* meta and scripts: read in pass 1 (the payload has none) */
+		snprintf(path, sizeof(path), "%s", shown);
+		if (!agent_pkg_member_ok(path) || !(x = plan_find(p, path))) {
+			e = agent_errf(err, errlen, -EIO, "%s: %s changed between the two reads",
+			               p->cat->name, shown);
+			goto out;
+		}
+		if (x->tmp) {
+			archive_entry_set_pathname(ent, x->tmp);
+			if (archive_entry_hardlink(ent)) {
+				char t[4096];
+				struct pent *tx;
+
+				snprintf(t, sizeof(t), "%s", archive_entry_hardlink(ent));
+				tx = agent_pkg_member_ok(t) ? plan_find(p, t) : NULL;
+				if (!tx || !tx->tmp) {
+					e = agent_errf(err, errlen, -EIO,
+					               "%s: extracting %s: bad link", p->cat->name,
+					               shown);
+					goto out;
+				}
+				archive_entry_set_hardlink(ent, tx->tmp);
+			}
+			if ((e = agent_txn_staged(p->txn, x->tmp)) < 0)
+				goto out;
+		}
 		r = archive_write_header(w, ent);
 		if (r == ARCHIVE_OK && archive_entry_size(ent) > 0) {
 			const void *buf;
@@ -701,7 +733,7 @@ static int extract(struct pkg *p, int fd, char *err, size_t errlen)
 		if (r == ARCHIVE_OK)
 			r = archive_write_finish_entry(w);
 		if (r != ARCHIVE_OK) {
-			e = agent_errf(err, errlen, -EIO, "%s: extracting %s: %s", p->cat->name, path,
+			e = agent_errf(err, errlen, -EIO, "%s: extracting %s: %s", p->cat->name, shown,
 			               archive_error_string(w) ?: archive_error_string(a) ?: "failed");
 			goto out;
 		}
@@ -723,6 +755,78 @@ out:
 	return e;
 }
 
+/* Names the staged files and logs the directories before extraction:
+ * created ones are removed on rollback, existing ones get their mode and
+ * owner back. */
+static int prepare(struct pkg *p, char *err, size_t errlen)
+{
+	int e;
+
+	for (size_t i = 0; i < p->n; i++) {
+		struct pent *x = &p->e[i];
+		char tmp[4200];
+
+		if (x->type == 0 || x->type == T_DIR) {
+			e = x->existed ? agent_txn_dir_meta(p->txn, x->path, &x->st)
+			               : agent_txn_created_dir(p->txn, x->path);
+		} else {
+			e = agent_txn_name(p->txn, x->path, "new", tmp, sizeof(tmp));
+			if (e == 0 && !(x->tmp = strdup(tmp)))
+				e = -ENOMEM;
+		}
+		if (e < 0)
+			return agent_errf(err, errlen, e, "%s: %s: %s", p->cat->name, x->path,
+			                  strerror(-e));
+	}
+	return 0;
+}
+
+/* Every staged file renamed over its place (the old one kept beside it). */
+static int swap_in(struct pkg *p, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		int e;
+
+		if (!p->e[i].tmp)
+			continue;
+		e = agent_txn_swap(p->txn, p->e[i].tmp, p->e[i].path);
+		if (e < 0)
+			return agent_errf(err, errlen, e, "%s: putting %s/%s in place: %s",
+			                  p->cat->name, p->o->root, p->e[i].path, strerror(-e));
+	}
+	return 0;
+}
+
+/* An upgrade: files of the old version the new one lacks (and no other
+ * package lists) go aside now, their directories at commit when empty. */
+static int drop_obsolete(struct pkg *p, char *err, size_t errlen)
+{
+	json_t *f;
+	size_t i;
+
+	if (!is_installed(p))
+		return 0;
+	json_array_foreach(json_object_get(p->old, "files"), i, f)
+	{
+		const char *path = json_string_value(json_object_get(f, "path"));
+		const char *type = json_string_value(json_object_get(f, "type"));
+		int e;
+
+		if (!path || path[0] != '/' || !rb_path_is_safe(path + 1) ||
+		    plan_find(p, path + 1) || owned_by_other(p, path))
+			continue;
+		if (type && !strcmp(type, "dir"))
+			e = agent_txn_rmdir_on_commit(p->txn, path + 1);
+		else
+			e = agent_txn_move_aside(p->txn, path + 1);
+		if (e < 0 && e != -ENOENT)
+			return agent_errf(err, errlen, e, "%s: removing %s of %s %s: %s",
+			                  p->cat->name, path, p->cat->name, p->old_version,
+			                  strerror(-e));
+	}
+	return 0;
+}
+
 /* installed.json gets every path the package created or replaced
  * (directories that were there before belong to the root). */
 static int record(struct pkg *p, char *err, size_t errlen)
@@ -736,9 +840,47 @@ static int record(struct pkg *p, char *err, size_t errlen)
 	for (size_t i = 0; i < p->n; i++)
 		if (!p->e[i].existed || !S_ISDIR(p->e[i].st.st_mode))
 			paths[n++] = p->e[i].path;
-	e = agent_pkg_record(p->rootfd, p->o->root, p->cat, paths, n, err, errlen);
+	e = agent_pkg_record_in(p->rootfd, p->o->root, p->state, p->cat, paths, n, err, errlen);
 	free(paths);
 	return e;
+}
+
+/* prerm and postrm kept in var/lib/rackboot/info/NAME.PHASE for removal,
+ * through the transaction (the old version's come back on rollback). */
+static int save_scripts(struct pkg *p, char *err, size_t errlen)
+{
+	int dfd = agent_mkdir_beneath(p->rootfd, AGENT_PKG_INFO);
+
+	if (dfd < 0)
+		return agent_errf(err, errlen, dfd, "%s/%s: %s", p->o->root, AGENT_PKG_INFO,
+		                  strerror(-dfd));
+	close(dfd);
+	for (int ph = 2; ph < 4; ph++) {
+		char path[300], tmp[400];
+		int fd, e;
+
+		snprintf(path, sizeof(path), "%s/%s.%s", AGENT_PKG_INFO, p->cat->name, phases[ph]);
+		if (!p->script[ph]) {
+			e = agent_txn_move_aside(p->txn, path);
+			if (e < 0 && e != -ENOENT)
+				return agent_errf(err, errlen, e, "%s: %s", path, strerror(-e));
+			continue;
+		}
+		if ((e = agent_txn_name(p->txn, path, "new", tmp, sizeof(tmp))) < 0 ||
+		    (e = agent_txn_staged(p->txn, tmp)) < 0)
+			return agent_errf(err, errlen, e, "%s: %s", path, strerror(-e));
+		fd = openat(p->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		            0700);
+		if (fd < 0)
+			return agent_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		e = rb_write_all(fd, p->script[ph], p->script_len[ph]);
+		close(fd);
+		if (e == 0)
+			e = agent_txn_swap(p->txn, tmp, path);
+		if (e < 0)
+			return agent_errf(err, errlen, e, "%s: %s", path, strerror(-e));
+	}
+	return 0;
 }
 
 /* ---- one package, the catalogue, the whole list ------------------------------------------------
@@ -751,22 +893,36 @@ static int install_one(struct pkg *p, char *err, size_t errlen)
 
 	snprintf(dl, sizeof(dl), "dl-%ld-%s.tar.zst", (long)getpid(), p->cat->name);
 	unlinkat(p->tmpfd, dl, 0);
+	e = load_old(p, p->cat->name, err, errlen);
+	if (e < 0)
+		return e;
 	fd = download(p, dl, err, errlen);
 	if (fd < 0)
 		return fd;
 	e = plan_read(p, fd, err, errlen);
 	if (e == 0)
+		e = agent_txn_new(p->rootfd, &p->txn);
+	if (e == 0)
+		e = prepare(p, err, errlen);
+	if (e == 0)
 		e = run_script(p, 0, err, errlen);
 	if (e == 0) {
-		e = backup(p, err, errlen);
+		e = extract(p, fd, err, errlen);
 		if (e == 0)
-			e = extract(p, fd, err, errlen);
+			e = swap_in(p, err, errlen);
+		if (e == 0)
+			e = drop_obsolete(p, err, errlen);
 		if (e == 0)
 			e = run_script(p, 1, err, errlen);
 		if (e == 0)
+			e = save_scripts(p, err, errlen);
+		if (e == 0)
 			e = record(p, err, errlen);
-		if (e < 0) {
-			r = rollback(p);
+		if (e == 0) {
+			agent_txn_commit(p->txn);
+		} else {
+			drop_state(p);
+			r = agent_txn_rollback(p->txn);
 			if (r < 0) {
 				size_t n = strlen(err);
 
@@ -777,15 +933,14 @@ static int install_one(struct pkg *p, char *err, size_t errlen)
 				         strerror(-r));
 			}
 		}
-		drop_backup(p);
 	}
 	close(fd);
 	unlinkat(p->tmpfd, dl, 0);
 	return e;
 }
 
-static int fetch_catalog(const struct agent_pkg_opts *o, struct img_catalog **ret, char *err,
-                         size_t errlen)
+int agent_pkg_fetch_catalog(const struct agent_pkg_opts *o, struct img_catalog **ret, char *err,
+                            size_t errlen)
 {
 	struct agent_fetch_opts fo = { .timeout_s = o->timeout_s ? o->timeout_s : 30,
 		                       .retries = o->retries ? o->retries : 4,
@@ -829,10 +984,29 @@ int agent_pkg_install(const struct agent_pkg_opts *o, const char *const *specs, 
                       size_t errlen)
 {
 	struct img_catalog *c = NULL;
-	struct pkg p = { .o = o, .rootfd = -1, .tmpfd = -1, .bakfd = -1 };
+	int e;
+
+	for (size_t i = 0; i < n; i++) {
+		char nm[65], v[65];
+
+		if (agent_pkg_spec_parse(specs[i], nm, v) < 0)
+			return agent_errf(err, errlen, -EINVAL, "\"%s\": expected NAME=VERSION",
+			                  specs[i]);
+	}
+	e = agent_pkg_fetch_catalog(o, &c, err, errlen);
+	if (e == 0)
+		e = agent_pkg_install_cat(o, c, specs, n, err, errlen);
+	img_catalog_free(c);
+	return e;
+}
+
+int agent_pkg_install_cat(const struct agent_pkg_opts *o, const struct img_catalog *c,
+                          const char *const *specs, size_t n, char *err, size_t errlen)
+{
+	struct pkg p = { .o = o, .rootfd = -1, .tmpfd = -1 };
 	struct utsname u;
 	const char *arch = o->arch;
-	int e;
+	int e = 0;
 
 	if (!arch) {
 		if (uname(&u) < 0)
@@ -849,9 +1023,6 @@ int agent_pkg_install(const struct agent_pkg_opts *o, const char *const *specs, 
 	p.rootfd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (p.rootfd < 0)
 		return agent_errf(err, errlen, -errno, "%s: %s", o->root, strerror(errno));
-	e = fetch_catalog(o, &c, err, errlen);
-	if (e < 0)
-		goto out;
 	/* every package must be there before the first one is installed */
 	for (size_t i = 0; i < n; i++) {
 		char nm[65], v[65];
@@ -886,10 +1057,151 @@ int agent_pkg_install(const struct agent_pkg_opts *o, const char *const *specs, 
 	}
 out:
 	pkg_clear(&p);
+	drop_state(&p);
 	if (p.tmpfd >= 0)
 		close(p.tmpfd);
 	close(p.rootfd);
-	img_catalog_free(c);
+	return e;
+}
+
+/* ---- removal ----------------------------------------------------------------------------- */
+
+/* A script kept in info/ for removal (absent: NULL). */
+static int load_info_script(struct pkg *p, int phase, char *err, size_t errlen)
+{
+	char path[300];
+	struct stat st;
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/%s.%s", AGENT_PKG_INFO, p->cat->name, phases[phase]);
+	fd = rb_open_beneath(p->rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > AGENT_PKG_SCRIPT_MAX) {
+		if (fd >= 0)
+			close(fd);
+		return agent_errf(err, errlen, -EINVAL, "%s/%s: not a readable script", p->o->root,
+		                  path);
+	}
+	p->script[phase] = malloc((size_t)st.st_size + 1);
+	if (!p->script[phase]) {
+		close(fd);
+		return -ENOMEM;
+	}
+	p->script_len[phase] = (size_t)st.st_size;
+	r = st.st_size ? rb_pread_all(fd, p->script[phase], (size_t)st.st_size, 0) : 0;
+	close(fd);
+	if (r < 0)
+		return agent_errf(err, errlen, r, "%s/%s: %s", p->o->root, path, strerror(-r));
+	return 0;
+}
+
+/* prerm, every path of the package moved aside (those another package
+ * lists stay; directories go at commit when empty), postrm, its entry
+ * dropped from installed.json, then commit; any failure undoes it all. */
+static int remove_one(struct pkg *p, const char *name, char *err, size_t errlen)
+{
+	struct img_cat_package c = { 0 };
+	json_t *f;
+	size_t i;
+	int e, r;
+
+	e = load_old(p, name, err, errlen);
+	if (e < 0)
+		return e;
+	if (!p->old)
+		return agent_errf(err, errlen, -ENOENT, "%s is not installed", name);
+	snprintf(c.name, sizeof(c.name), "%s", name);
+	snprintf(c.version, sizeof(c.version), "%s", p->old_version ? p->old_version : "");
+	snprintf(c.arch, sizeof(c.arch), "%s",
+	         json_string_value(json_object_get(p->old, "arch")) ?: "");
+	p->cat = &c;
+	p->old_version = NULL; /* not an upgrade: no RACKBOOT_PKG_OLD_VERSION */
+	if ((e = load_info_script(p, 2, err, errlen)) < 0 ||
+	    (e = load_info_script(p, 3, err, errlen)) < 0 ||
+	    (e = agent_txn_new(p->rootfd, &p->txn)) < 0)
+		goto out;
+	e = run_script(p, 2, err, errlen);
+	for (i = json_array_size(json_object_get(p->old, "files")); e == 0 && i-- > 0;) {
+		const char *path, *type;
+
+		f = json_array_get(json_object_get(p->old, "files"), i);
+		path = json_string_value(json_object_get(f, "path"));
+		type = json_string_value(json_object_get(f, "type"));
+		if (!path || path[0] != '/' || !rb_path_is_safe(path + 1) ||
+		    owned_by_other(p, path))
+			continue;
+		if (type && !strcmp(type, "dir")) {
+			e = agent_txn_rmdir_on_commit(p->txn, path + 1);
+		} else {
+			e = agent_txn_move_aside(p->txn, path + 1);
+			e = e == -ENOENT ? 0 : e;
+		}
+		if (e < 0)
+			agent_errf(err, errlen, e, "%s %s: removing %s: %s", c.name, c.version,
+			           path, strerror(-e));
+	}
+	if (e == 0)
+		e = run_script(p, 3, err, errlen);
+	for (int ph = 2; e == 0 && ph < 4; ph++) {
+		char path[300];
+
+		snprintf(path, sizeof(path), "%s/%s.%s", AGENT_PKG_INFO, name, phases[ph]);
+		e = agent_txn_move_aside(p->txn, path);
+		e = e == -ENOENT ? 0 : e;
+	}
+	if (e == 0)
+		e = agent_pkg_unrecord_in(p->rootfd, p->o->root, p->state, name, err, errlen);
+	if (e == 0) {
+		agent_txn_commit(p->txn);
+	} else {
+		drop_state(p);
+		r = agent_txn_rollback(p->txn);
+		if (r < 0) {
+			size_t n = strlen(err);
+
+			snprintf(err + n, errlen - n, "; rolling back left some paths (%s)",
+			         strerror(-r));
+		}
+	}
+out:
+	p->cat = NULL;
+	return e;
+}
+
+int agent_pkg_remove(const struct agent_pkg_opts *o, const char *const *names, size_t n, char *err,
+                     size_t errlen)
+{
+	struct pkg p = { .o = o, .rootfd = -1, .tmpfd = -1 };
+	int e = 0;
+
+	p.rootfd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p.rootfd < 0)
+		return agent_errf(err, errlen, -errno, "%s: %s", o->root, strerror(errno));
+	p.tmpfd = agent_mkdir_beneath(p.rootfd, AGENT_PKG_TMP);
+	if (p.tmpfd < 0) {
+		e = agent_errf(err, errlen, p.tmpfd, "%s/%s: %s", o->root, AGENT_PKG_TMP,
+		               strerror(-p.tmpfd));
+		goto out;
+	}
+	for (size_t i = 0; i < n && e == 0; i++) {
+		if (!img_name_is_valid(names[i])) {
+			e = agent_errf(err, errlen, -EINVAL, "\"%s\": not a package name",
+			               names[i]);
+			break;
+		}
+		if (o->verbose)
+			fprintf(stderr, "removing %s\n", names[i]);
+		e = remove_one(&p, names[i], err, errlen);
+		pkg_clear(&p);
+	}
+out:
+	pkg_clear(&p);
+	drop_state(&p);
+	if (p.tmpfd >= 0)
+		close(p.tmpfd);
+	close(p.rootfd);
 	return e;
 }
 
@@ -1028,4 +1340,65 @@ out:
 	for (size_t k = 0; k < n_keys; k++)
 		rb_key_free(keys[k]);
 	return rc;
+}
+
+int agent_cmd_pkg_remove(int argc, char **argv)
+{
+	struct agent_pkg_opts o = { .verbose = true };
+	char err[4096];
+	int c, i;
+
+	static const struct option opts[] = {
+		{ "root", required_argument, NULL, 'R' },
+		{ "script-timeout-s", required_argument, NULL, 'S' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long long v;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'R':
+			o.root = optarg;
+			break;
+		case 'S':
+			if (rb_strtonum(optarg, 1, 86400, &v) < 0)
+				goto usage;
+			o.script_timeout_s = (unsigned)v;
+			break;
+		case 'q':
+			o.verbose = false;
+			break;
+		case 'h':
+			puts("usage: rackboot-agent pkg-remove --root DIR [--script-timeout-s N] "
+			     "[-q] "
+			     "NAME...\n"
+			     "Removes installed packages from DIR, each all or nothing: its prerm, "
+			     "its\n"
+			     "files (those no other package lists), its postrm, its installed.json "
+			     "entry.\n"
+			     "Exit: 0 removed, 1 failure (reason on stderr), 2 usage.");
+			return 0;
+		default:
+			goto usage;
+		}
+	}
+	if (optind == argc || !o.root)
+		goto usage;
+	for (i = optind; i < argc; i++)
+		if (!img_name_is_valid(argv[i]))
+			goto usage;
+	if (agent_pkg_remove(&o, (const char *const *)argv + optind, (size_t)(argc - optind), err,
+	                     sizeof(err)) < 0) {
+		fprintf(stderr, "rackboot-agent pkg-remove: failed: %s\n", err);
+		return 1;
+	}
+	printf("removed %d package(s) from %s\n", argc - optind, o.root);
+	return 0;
+usage:
+	fputs("usage: rackboot-agent pkg-remove --root DIR [--script-timeout-s N] [-q] NAME...\n",
+	      stderr);
+	return 2;
 }

@@ -16,6 +16,7 @@ struct img_cat_package;
 #define AGENT_PKG_SCRIPT_MAX       (1024 * 1024)
 #define AGENT_PKG_STATE            "var/lib/rackboot/installed.json"
 #define AGENT_PKG_TMP              "var/lib/rackboot/tmp"
+#define AGENT_PKG_INFO             "var/lib/rackboot/info" /* prerm, postrm of installed ones */
 
 struct agent_pkg_opts {
 	const char *repo;                 /* http(s) base URL of the repository */
@@ -58,5 +59,24 @@ bool agent_pkg_member_ok(char *path);
 int agent_pkg_install(const struct agent_pkg_opts *o, const char *const *specs, size_t n, char *err,
                       size_t errlen);
 
+/* The steps of agent_pkg_install(): the repository's catalogue fetched
+ * and its signature checked with o->pubs before it is parsed (caller
+ * frees *ret with img_catalog_free()), and the install from a catalogue
+ * the caller already holds (stage 2 resolves dependencies from it). */
+int agent_pkg_fetch_catalog(const struct agent_pkg_opts *o, struct img_catalog **ret, char *err,
+                            size_t errlen);
+int agent_pkg_install_cat(const struct agent_pkg_opts *o, const struct img_catalog *c,
+                          const char *const *specs, size_t n, char *err, size_t errlen);
+
+/* Removes the installed packages names[0..n) from o->root (only root,
+ * script_timeout_s and verbose of o are used), each all or nothing: its
+ * prerm, its files moved aside (paths another package lists stay), its
+ * postrm, its installed.json entry dropped; a failure puts everything
+ * back. -ENOENT for a package that is not installed. */
+int agent_pkg_remove(const struct agent_pkg_opts *o, const char *const *names, size_t n, char *err,
+                     size_t errlen);
+
 /* The "pkg-install" command: argv[0] is "pkg-install". Exit 0, 1 or 2. */
 int agent_cmd_pkg_install(int argc, char **argv);
+/* The "pkg-remove" command. Exit 0, 1 or 2. */
+int agent_cmd_pkg_remove(int argc, char **argv);

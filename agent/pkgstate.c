@@ -125,50 +125,54 @@ fail:
 	return NULL;
 }
 
-/* Replaces (or adds) the package's entry in installed.json, atomically. */
-int agent_pkg_record(int rootfd, const char *root, const struct img_cat_package *cat,
-                     const char *const *paths, size_t n, char *err, size_t errlen)
+int agent_pkg_state_load(int rootfd, json_t **ret, char *err, size_t errlen)
 {
-	json_t *state = NULL, *pkgs, *rec = package_record(rootfd, cat, paths, n);
-	char *text = NULL;
-	int fd = -1, dir = -1, e = 0;
+	json_error_t jerr = { .text = "too large" };
+	json_t *state = NULL;
 	struct stat st;
+	int fd;
 
-	if (!rec)
-		return agent_errf(err, errlen, -EIO, "%s: cannot list its files", cat->name);
 	fd = openat(rootfd, AGENT_PKG_STATE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		json_error_t jerr = { .text = "too large" };
-
-		if (fstat(fd, &st) == 0 && st.st_size < 64 * 1024 * 1024)
-			state = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
-		close(fd);
-		fd = -1;
-		if (!state) {
-			e = agent_errf(err, errlen, -EINVAL,
-			               "%s/%s is damaged (%s): fix or remove it", root,
-			               AGENT_PKG_STATE, jerr.text);
-			goto out;
-		}
-	} else {
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return agent_errf(err, errlen, -errno, "%s: %s", AGENT_PKG_STATE,
+			                  strerror(errno));
 		state = json_pack("{s:s, s:[]}", "format", "rackboot-installed/1", "packages");
+		if (!state)
+			return -ENOMEM;
+		*ret = state;
+		return 0;
 	}
-	pkgs = json_object_get(state, "packages");
-	if (!json_is_array(pkgs)) {
-		e = agent_errf(err, errlen, -EINVAL, "%s/%s has no packages array", root,
-		               AGENT_PKG_STATE);
-		goto out;
-	}
-	for (size_t i = json_array_size(pkgs); i-- > 0;) {
-		const char *nm =
-		        json_string_value(json_object_get(json_array_get(pkgs, i), "name"));
+	/* read whole, then parsed: json_loadfd() reads one byte per read(2) */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < 64 * 1024 * 1024) {
+		char *buf = malloc((size_t)st.st_size + 1);
 
-		if (nm && strcmp(nm, cat->name) == 0)
-			json_array_remove(pkgs, i);
+		if (buf && (!st.st_size || rb_pread_all(fd, buf, (size_t)st.st_size, 0) == 0))
+			state = json_loadb(buf, (size_t)st.st_size, JSON_REJECT_DUPLICATES, &jerr);
+		else
+			snprintf(jerr.text, sizeof(jerr.text), "cannot read it");
+		free(buf);
 	}
-	json_array_append(pkgs, rec);
-	text = json_dumps(state, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	dir = agent_mkdir_beneath(rootfd, "var/lib/rackboot");
+	close(fd);
+	if (!state)
+		return agent_errf(err, errlen, -EINVAL, "%s is damaged (%s): fix or remove it",
+		                  AGENT_PKG_STATE, jerr.text);
+	if (!json_is_array(json_object_get(state, "packages"))) {
+		json_decref(state);
+		return agent_errf(err, errlen, -EINVAL, "%s has no packages array",
+		                  AGENT_PKG_STATE);
+	}
+	*ret = state;
+	return 0;
+}
+
+/* Writes state as installed.json: a temporary file, fsync, rename, fsync
+ * of the directory. */
+static int state_write(int rootfd, const char *root, json_t *state, char *err, size_t errlen)
+{
+	char *text = json_dumps(state, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	int dir = agent_mkdir_beneath(rootfd, "var/lib/rackboot"), fd = -1, e = 0;
+
 	if (!text || dir < 0) {
 		e = agent_errf(err, errlen, dir < 0 ? dir : -ENOMEM, "%s/var/lib/rackboot: %s",
 		               root, strerror(dir < 0 ? -dir : ENOMEM));
@@ -191,7 +195,89 @@ out:
 	if (dir >= 0)
 		close(dir);
 	free(text);
-	json_decref(rec);
+	return e;
+}
+
+/* Drops name's entries from the packages array; true if there was one. */
+static bool drop_entry(json_t *pkgs, const char *name)
+{
+	bool found = false;
+
+	for (size_t i = json_array_size(pkgs); i-- > 0;) {
+		const char *nm =
+		        json_string_value(json_object_get(json_array_get(pkgs, i), "name"));
+
+		if (nm && strcmp(nm, name) == 0) {
+			json_array_remove(pkgs, i);
+			found = true;
+		}
+	}
+	return found;
+}
+
+int agent_pkg_record_in(int rootfd, const char *root, json_t *state,
+                        const struct img_cat_package *cat, const char *const *paths, size_t n,
+                        char *err, size_t errlen)
+{
+	json_t *pkgs = json_object_get(state, "packages"),
+	       *rec = package_record(rootfd, cat, paths, n);
+	int e;
+
+	if (!rec)
+		return agent_errf(err, errlen, -EIO, "%s: cannot list its files", cat->name);
+	drop_entry(pkgs, cat->name);
+	e = json_array_append_new(pkgs, rec) < 0 ? -ENOMEM : 0;
+	if (e == 0)
+		e = state_write(rootfd, root, state, err, errlen);
+	return e;
+}
+
+/* Replaces (or adds) the package's entry in installed.json, atomically. */
+int agent_pkg_record(int rootfd, const char *root, const struct img_cat_package *cat,
+                     const char *const *paths, size_t n, char *err, size_t errlen)
+{
+	json_t *state = NULL;
+	int e;
+
+	e = agent_pkg_state_load(rootfd, &state, err, errlen);
+	if (e == 0)
+		e = agent_pkg_record_in(rootfd, root, state, cat, paths, n, err, errlen);
 	json_decref(state);
 	return e;
+}
+
+int agent_pkg_unrecord_in(int rootfd, const char *root, json_t *state, const char *name, char *err,
+                          size_t errlen)
+{
+	if (!drop_entry(json_object_get(state, "packages"), name))
+		return agent_errf(err, errlen, -ENOENT, "%s is not installed", name);
+	return state_write(rootfd, root, state, err, errlen);
+}
+
+int agent_pkg_state_list(int rootfd, json_t **ret, char *err, size_t errlen)
+{
+	json_t *state = NULL, *out, *v;
+	size_t i;
+	int e;
+
+	e = agent_pkg_state_load(rootfd, &state, err, errlen);
+	if (e < 0)
+		return e;
+	out = json_array();
+	json_array_foreach(json_object_get(state, "packages"), i, v)
+	{
+		json_t *n = json_object_get(v, "name"), *ver = json_object_get(v, "version");
+
+		if (out && json_is_string(n) && json_is_string(ver) &&
+		    json_array_append_new(out, json_pack("{s:O, s:O}", "name", n, "version", ver)) <
+		            0) {
+			json_decref(out);
+			out = NULL;
+		}
+	}
+	json_decref(state);
+	if (!out)
+		return -ENOMEM;
+	*ret = out;
+	return 0;
 }

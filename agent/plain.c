@@ -8,16 +8,18 @@
  * a raw kind (raw, raw.gz, raw.xz, raw.zst) is written here:
  *
  *  1. The target is opened (a block device exclusively, O_EXCL: refused
- *     while a partition of it is mounted; a file is created) but not
- *     written yet.
+ *     while a partition of it is mounted; a file is created, and removed
+ *     again if the run fails before step 3) but not written yet.
  *  2. The file streams in (agent/stream.c: its own thread, hashing the
  *     stored bytes) and libarchive decompresses it in this thread (raw
  *     format, only the filter the kind names; libarchive's external-
  *     program fallback is refused) into 1 MiB blocks.
  *  3. Block 0 (the first MiB of the image: MBR, GPT header and entries,
  *     boot code) is held in memory. Once it is complete (so that a missing
- *     file, a refused format such as qcow2 inside the compression, or an
- *     undecodable head leaves the target untouched), the target is made
+ *     file, a refused format such as qcow2 or a VMDK descriptor, plain or
+ *     inside the compression, a second compression or a tarball where a
+ *     disk should be (agent_plain_check_head()), or an undecodable head
+ *     leaves the target untouched), the target is made
  *     safe: a file is truncated to 0 (a fresh sparse file), a block device
  *     has its first and last MiB zeroed and synced. From here until step 5
  *     the target holds no valid MBR or GPT.
@@ -148,6 +150,32 @@ bool agent_is_zero(const void *p, size_t len)
 	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
 }
 
+int agent_plain_check_head(const void *head, size_t len, const char *url, const char *kind,
+                           char *err, size_t errlen)
+{
+	const char *name;
+	bool refused;
+
+	img_detect_format(head, RB_MIN(len, (size_t)IMG_DETECT_HEAD), &name, &refused);
+	if (refused)
+		return agent_errf(
+		        err, errlen, -EINVAL,
+		        "%s: the catalogue says %s, the data is a %s; nothing was written", url,
+		        kind,
+		        img_format_advice(name) ? img_format_advice(name)
+		                                : "format that is not a raw disk");
+	/* What is left after the kind's one decompression must be a disk, not
+	 * another compressed file or a tarball: written as it is, it would
+	 * only be garbage on the disk. */
+	if (strcmp(name, "gzip") == 0 || strcmp(name, "xz") == 0 || strcmp(name, "zstd") == 0 ||
+	    strcmp(name, "tar") == 0)
+		return agent_errf(err, errlen, -EINVAL,
+		                  "%s: the catalogue says %s, the data inside is %s, not a disk "
+		                  "image; nothing was written: register the disk image itself",
+		                  url, kind, name);
+	return 0;
+}
+
 /* ---- the catalogue ------------------------------------------------------------- */
 
 int agent_plain_lookup(const struct agent_plain_opts *o, struct img_cat_plain *ret,
@@ -237,9 +265,12 @@ struct block {
 struct raw {
 	const struct agent_plain_opts *o;
 	struct agent_stream *s;
-	uint64_t size; /* of the stored file */
+	const char *kind; /* the catalogue's */
+	uint64_t size;    /* of the stored file */
 	int fd;
 	bool blk;
+	bool created; /* the target file did not exist: removed if nothing is written */
+	bool touched; /* make_safe() began: the target may have changed */
 	uint64_t dev_size;
 
 	pthread_t th;
@@ -449,10 +480,14 @@ static int open_target(struct raw *r, char *err, size_t errlen)
 	struct stat st;
 	int fd;
 
-	if (stat(t, &st) == 0 && S_ISBLK(st.st_mode))
+	if (stat(t, &st) == 0 && S_ISBLK(st.st_mode)) {
 		fd = open(t, O_RDWR | O_EXCL | O_CLOEXEC);
-	else
-		fd = open(t, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	} else {
+		fd = open(t, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		r->created = fd >= 0;
+		if (fd < 0 && errno == EEXIST)
+			fd = open(t, O_RDWR | O_CLOEXEC);
+	}
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int e = -errno;
 
@@ -657,15 +692,11 @@ static int raw_stream(struct raw *r, struct archive *a, const char *url, struct 
 			break;
 		}
 		if (!held[0]) {
-			const char *name;
-			bool refused;
-
 			held[0] = b;
-			img_detect_format(b->data, RB_MIN(b->len, (size_t)IMG_DETECT_HEAD), &name,
-			                  &refused);
-			if (refused)
-				return agent_errf(err, errlen, -EINVAL, "%s: %s", url,
-				                  img_format_advice(name));
+			e = agent_plain_check_head(b->data, b->len, url, r->kind, err, errlen);
+			if (e < 0)
+				return e;
+			r->touched = true;
 			if ((e = make_safe(r, err, errlen)) < 0)
 				return e;
 			if (pthread_create(&r->th, NULL, writer_main, r) != 0)
@@ -702,12 +733,11 @@ static int raw_write(const struct agent_plain_opts *o, const struct img_cat_plai
                      const struct agent_stream_opts *so, enum agent_plain_filter f,
                      struct agent_plain_stats *st, char *err, size_t errlen)
 {
-	struct raw r = { .o = o, .fd = -1, .size = p->size };
+	struct raw r = { .o = o, .fd = -1, .size = p->size, .kind = p->kind };
 	struct block *held[3] = { NULL, NULL, NULL };
 	struct archive_entry *ent;
 	struct archive *a = NULL;
 	uint64_t total = 0;
-	bool touched = false;
 	int e;
 
 	pthread_mutex_init(&r.lock, NULL);
@@ -728,7 +758,6 @@ static int raw_write(const struct agent_plain_opts *o, const struct img_cat_plai
 	if ((e = agent_plain_open(r.s, false, f, so->url, p->kind, &a, &ent, err, errlen)) < 0)
 		goto out;
 	e = raw_stream(&r, a, so->url, held, &total, err, errlen);
-	touched = held[0] != NULL;
 	if (e == 0) {
 		progress(&r, true);
 		st->written_bytes = total;
@@ -745,7 +774,7 @@ out:
 		pthread_mutex_unlock(&r.lock);
 		stop_writer(&r);
 	}
-	if (e < 0 && touched && r.blk) {
+	if (e < 0 && r.touched && r.blk) {
 		/* a block may have reached into the device's last MiB */
 		uint64_t head = RB_MIN((uint64_t)BLOCK, r.dev_size);
 
@@ -764,6 +793,9 @@ out:
 	}
 	if (r.fd >= 0)
 		close(r.fd);
+	/* failed before a byte was written: no empty file left behind */
+	if (e < 0 && !r.touched && r.created)
+		unlink(o->target);
 	pthread_mutex_destroy(&r.lock);
 	pthread_cond_destroy(&r.cond);
 	return e;

@@ -54,6 +54,15 @@ int agent_url_join(const char *base, const char *path, char *buf, size_t len);
 /* True if len bytes at p are all zero. */
 bool agent_is_zero(const void *p, size_t len);
 
+/* Checks the head of a raw kind's decompressed data (the first bytes of
+ * the disk image, up to IMG_DETECT_HEAD are looked at) before anything is
+ * written: a virtual-disk container (qcow2, VMDK, VHD, ...: the formats
+ * common/imgformat.c refuses) or data that is still compressed or a
+ * tarball is refused. 0, or -EINVAL with a reason naming url and kind
+ * (the catalogue's) and the conversion to make. */
+int agent_plain_check_head(const void *head, size_t len, const char *url, const char *kind,
+                           char *err, size_t errlen);
+
 /* Fetches catalog.json and catalog.json.sig (size-capped), verifies the
  * signature with the trusted keys before parsing, and copies the plain
  * entry name/version into *ret. -ENOENT if there is none (the message says

@@ -22,7 +22,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/catalog.h"
 #include "common/manifest.h"
+#include "common/nodecfg.h"
 #include "common/util.h"
 
 #define URL_PATH_ROOM 160 /* longest path the agent appends to the server URL */
@@ -358,6 +360,127 @@ static int parse_disk_fields(struct pctx *p, const json_t *root, struct agent_pl
 	return 0;
 }
 
+static int parse_packages(struct pctx *p, const json_t *arr, struct agent_plan *pl)
+{
+	size_t i, n = json_array_size(arr);
+	const json_t *v;
+
+	if (!json_is_array(arr))
+		return rb_errf(p->err, p->errlen, "plan: packages: expected an array");
+	if (n > AGENT_PLAN_PKGS_MAX)
+		return rb_errf(p->err, p->errlen, "plan: packages: more than %u",
+		               AGENT_PLAN_PKGS_MAX);
+	if (n && !(pl->packages = calloc(n, sizeof(*pl->packages))))
+		return -ENOMEM;
+	json_array_foreach(arr, i, v)
+	{
+		struct agent_plan_pkg *k = &pl->packages[i];
+		char path[40];
+		int r;
+
+		snprintf(path, sizeof(path), "packages[%zu].", i);
+		if (!json_is_object(v))
+			return rb_errf(p->err, p->errlen, "plan: packages[%zu]: expected an object",
+			               i);
+		if ((r = get_str(p, v, path, "name", false, k->name, sizeof(k->name), NULL)) < 0 ||
+		    (r = get_str(p, v, path, "version", false, k->version, sizeof(k->version),
+		                 NULL)) < 0)
+			return r;
+		if (!img_name_is_valid(k->name) || !img_pkg_version_is_valid(k->version))
+			return rb_errf(p->err, p->errlen,
+			               "plan: packages[%zu]: expected a package name and exact "
+			               "version ([A-Za-z0-9._+~-]{1,64})",
+			               i);
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(pl->packages[j].name, k->name))
+				return rb_errf(p->err, p->errlen,
+				               "plan: packages: %s is listed twice", k->name);
+		pl->n_packages = i + 1;
+	}
+	return 0;
+}
+
+static int parse_post_install(struct pctx *p, const json_t *post, struct agent_plan *pl)
+{
+	const json_t *keys = json_object_get(post, "ssh_keys"), *rp, *v;
+	size_t i, n, bytes = 0;
+	char *at;
+	int r;
+
+	if (!json_is_object(post))
+		return rb_errf(p->err, p->errlen, "plan: post_install: expected an object");
+	if ((r = get_str(p, post, "post_install.", "hostname", false, pl->post.hostname,
+	                 sizeof(pl->post.hostname), NULL)) < 0 ||
+	    (r = get_str(p, post, "post_install.", "kernel_args", false, pl->post.kernel_args,
+	                 sizeof(pl->post.kernel_args), NULL)) < 0)
+		return r;
+	if (pl->post.hostname[0] && !rb_hostname_ok(pl->post.hostname))
+		return rb_errf(p->err, p->errlen,
+		               "plan: post_install.hostname: expected a host name (letters, "
+		               "digits, '-' and '.')");
+	if (!rb_kernel_args_ok(pl->post.kernel_args))
+		return rb_errf(p->err, p->errlen,
+		               "plan: post_install.kernel_args: expected words of letters, digits "
+		               "and ._,:/+=@%%- separated by single spaces");
+	rp = json_object_get(post, "root_partition");
+	if (!json_is_integer(rp) || json_integer_value(rp) < 0 || json_integer_value(rp) > 128)
+		return rb_errf(p->err, p->errlen,
+		               "plan: post_install.root_partition: expected 0 (auto) to 128");
+	pl->post.root_partition = (unsigned)json_integer_value(rp);
+	n = json_array_size(keys);
+	if (!json_is_array(keys) || n > AGENT_PLAN_KEYS_MAX)
+		return rb_errf(p->err, p->errlen,
+		               "plan: post_install.ssh_keys: expected an array of at most %u keys",
+		               AGENT_PLAN_KEYS_MAX);
+	json_array_foreach(keys, i, v)
+	{
+		if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+		    !rb_ssh_key_ok(json_string_value(v)))
+			return rb_errf(
+			        p->err, p->errlen,
+			        "plan: post_install.ssh_keys[%zu]: expected an OpenSSH public "
+			        "key line",
+			        i);
+		bytes += json_string_length(v) + 1;
+	}
+	if (!n)
+		return 0;
+	pl->post.ssh_keys = malloc(n * sizeof(char *) + bytes);
+	if (!pl->post.ssh_keys)
+		return -ENOMEM;
+	at = (char *)(pl->post.ssh_keys + n);
+	json_array_foreach(keys, i, v)
+	{
+		size_t k = json_string_length(v) + 1;
+
+		memcpy(at, json_string_value(v), k);
+		pl->post.ssh_keys[i] = at;
+		at += k;
+	}
+	pl->post.n_ssh_keys = n;
+	return 0;
+}
+
+/* Stage 2: post_install, packages and the node token come together. */
+static int parse_stage2(struct pctx *p, const json_t *root, struct agent_plan *pl)
+{
+	const json_t *post = json_object_get(root, "post_install");
+	int r;
+
+	if (!post || json_is_null(post))
+		return 0;
+	if ((r = parse_post_install(p, post, pl)) < 0 ||
+	    (r = parse_packages(p, json_object_get(root, "packages"), pl)) < 0 ||
+	    (r = get_str(p, root, "", "node_token", false, pl->node_token, sizeof(pl->node_token),
+	                 NULL)) < 0)
+		return r;
+	if (agent_token_check(pl->node_token, NULL, 0) < 0)
+		return rb_errf(p->err, p->errlen,
+		               "plan: node_token: expected 32 to 64 lowercase hex digits");
+	pl->has_stage2 = true;
+	return 0;
+}
+
 static int parse_root(struct pctx *p, const json_t *root, const char *mac, struct agent_plan *pl)
 {
 	char buf[AGENT_URL_MAX], norm[18];
@@ -413,9 +536,18 @@ static int parse_root(struct pctx *p, const json_t *root, const char *mac, struc
 	}
 	if (!img || json_is_null(img))
 		return rb_errf(p->err, p->errlen, "plan: image is missing (action is image)");
-	if ((r = parse_image(p, img, pl)) < 0)
+	if ((r = parse_image(p, img, pl)) < 0 || (r = parse_disk_fields(p, root, pl)) < 0)
 		return r;
-	return parse_disk_fields(p, root, pl);
+	return parse_stage2(p, root, pl);
+}
+
+void agent_plan_fini(struct agent_plan *pl)
+{
+	free(pl->packages);
+	free(pl->post.ssh_keys);
+	pl->packages = NULL;
+	pl->post.ssh_keys = NULL;
+	pl->n_packages = pl->post.n_ssh_keys = 0;
 }
 
 int agent_plan_parse(const char *data, size_t len, const char *mac, struct agent_plan *ret,
@@ -438,6 +570,8 @@ int agent_plan_parse(const char *data, size_t len, const char *mac, struct agent
 	r = parse_root(&p, root, mac, pl);
 	if (r == 0)
 		*ret = *pl;
+	else
+		agent_plan_fini(pl);
 	free(pl);
 	json_decref(root);
 	return r;

@@ -8,12 +8,14 @@
 
 #include "agent/wipe.h"
 
-#define AGENT_CMDLINE_MAX 65536 /* /proc/cmdline is read up to this many bytes */
-#define AGENT_URL_MAX     1024
-#define AGENT_TOKEN_MIN   32
-#define AGENT_TOKEN_MAX   64
-#define AGENT_PLAN_MAX    (64U * 1024) /* a plan document larger than this is refused */
-#define AGENT_DISK_MAX    256
+#define AGENT_CMDLINE_MAX   65536 /* /proc/cmdline is read up to this many bytes */
+#define AGENT_URL_MAX       1024
+#define AGENT_TOKEN_MIN     32
+#define AGENT_TOKEN_MAX     64
+#define AGENT_PLAN_MAX      (1024U * 1024) /* a plan document larger than this is refused */
+#define AGENT_PLAN_PKGS_MAX 10000          /* packages in a plan */
+#define AGENT_PLAN_KEYS_MAX 256            /* SSH keys in a plan */
+#define AGENT_DISK_MAX      256
 
 enum agent_mode {
 	AGENT_MODE_UNSET = 0,
@@ -78,6 +80,21 @@ struct agent_plan {
 	enum agent_wipe_mode wipe;
 	bool grow_last_partition;
 	enum agent_after after;
+	/* Stage 2: set when the plan has "post_install" (a server that knows
+	 * stage 2 always sends it with "packages" and "node_token"). */
+	bool has_stage2;
+	struct agent_plan_pkg {
+		char name[65], version[65]; /* exact, resolved by the server */
+	} * packages;
+	size_t n_packages;
+	struct {
+		char hostname[254];     /* "" = leave the image's */
+		char kernel_args[1025]; /* "" = none */
+		char **ssh_keys;        /* one allocation; NULL when none */
+		size_t n_ssh_keys;
+		unsigned root_partition; /* 0 = the largest ext4/xfs partition */
+	} post;
+	char node_token[AGENT_TOKEN_MAX + 1]; /* the installed agent's, "" without stage 2 */
 };
 
 /* Parses the plan. -EINVAL with a message naming the field (and what was
@@ -87,5 +104,8 @@ struct agent_plan {
  * for that MAC. */
 int agent_plan_parse(const char *data, size_t len, const char *mac, struct agent_plan *ret,
                      char *err, size_t errlen);
+/* Frees what a parsed plan owns (packages, SSH keys); the plan stays
+ * usable without them. A plan that was never parsed must be zeroed. */
+void agent_plan_fini(struct agent_plan *pl);
 
 const char *agent_after_name(enum agent_after a);

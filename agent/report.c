@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -150,11 +151,104 @@ static int status_errno(long st)
 	}
 }
 
-/* One API request (body NULL: GET), retried up to retries times on
- * transient failures. 0 on a 2xx with the body in *ret (if ret is not
- * NULL; NUL-terminated, caller frees); else -errno and a reason in err. */
+static int oom_err(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+/* The ETag of a reply, for a conditional GET. */
+struct cond {
+	const char *etag;      /* sent as If-None-Match, "" = none */
+	char got[64];          /* the reply's ETag, "" = none */
+	bool not_modified;     /* a 304 */
+	struct curl_slist *hd; /* a->hdrs plus If-None-Match */
+};
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *ud)
+{
+	struct cond *c = ud;
+	size_t len = size * n, k;
+
+	if (len > 5 && !strncasecmp(buf, "ETag:", 5)) {
+		const char *v = buf + 5;
+
+		while (v < buf + len && (*v == ' ' || *v == '\t'))
+			v++;
+		k = (size_t)(buf + len - v);
+		while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+			k--;
+		if (k < sizeof(c->got)) {
+			memcpy(c->got, v, k);
+			c->got[k] = '\0';
+			for (size_t i = 0; i < k; i++) /* printable, or none at all */
+				if ((unsigned char)c->got[i] < 0x21 ||
+				    (unsigned char)c->got[i] > 0x7e)
+					c->got[0] = '\0';
+		}
+	}
+	return len;
+}
+
+static int api_do(struct agent_api *a, const char *path, const char *body, struct cond *cond,
+                  unsigned retries, char **ret, size_t *ret_len, char *err, size_t errlen);
+
 int agent_api_call(struct agent_api *a, const char *path, const char *body, unsigned retries,
                    char **ret, size_t *ret_len, char *err, size_t errlen)
+{
+	return api_do(a, path, body, NULL, retries, ret, ret_len, err, errlen);
+}
+
+int agent_api_get_cond(struct agent_api *a, const char *path, const char *etag, unsigned retries,
+                       bool *ret_not_modified, char ret_etag[64], char **ret, size_t *ret_len,
+                       char *err, size_t errlen)
+{
+	struct cond c = { .etag = etag ? etag : "" };
+	char hdr[100];
+	int r;
+
+	for (struct curl_slist *h = a->hdrs; h; h = h->next) {
+		struct curl_slist *n = curl_slist_append(c.hd, h->data);
+
+		if (!n) {
+			curl_slist_free_all(c.hd);
+			return oom_err(err, errlen);
+		}
+		c.hd = n;
+	}
+	if (c.etag[0]) {
+		struct curl_slist *n;
+
+		snprintf(hdr, sizeof(hdr), "If-None-Match: %.80s", c.etag);
+		n = curl_slist_append(c.hd, hdr);
+		if (!n) {
+			curl_slist_free_all(c.hd);
+			return oom_err(err, errlen);
+		}
+		c.hd = n;
+	}
+	*ret = NULL;
+	*ret_len = 0;
+	r = api_do(a, path, NULL, &c, retries, ret, ret_len, err, errlen);
+	curl_slist_free_all(c.hd);
+	if (r < 0)
+		return r;
+	*ret_not_modified = c.not_modified;
+	memcpy(ret_etag, c.got, sizeof(c.got));
+	if (c.not_modified) { /* no body */
+		free(*ret);
+		*ret = NULL;
+		*ret_len = 0;
+	}
+	return 0;
+}
+
+/* One API request (body NULL: GET), retried up to retries times on
+ * transient failures. 0 on a 2xx (or a 304 to a conditional GET) with the
+ * body in *ret (if ret is not NULL; NUL-terminated, caller frees); else
+ * -errno and a reason in err. */
+static int api_do(struct agent_api *a, const char *path, const char *body, struct cond *cond,
+                  unsigned retries, char **ret, size_t *ret_len, char *err, size_t errlen)
 {
 	const char *method = body ? "POST" : "GET";
 	char url[sizeof(a->base) + 32], msg[256];
@@ -181,7 +275,12 @@ int agent_api_call(struct agent_api *a, const char *path, const char *body, unsi
 		curl_easy_setopt(a->easy, CURLOPT_TIMEOUT, (long)a->timeout_s * 3);
 		curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(a->easy, CURLOPT_USERAGENT, "rackboot-agent/1");
-		curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, a->hdrs);
+		curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, cond ? cond->hd : a->hdrs);
+		if (cond) {
+			cond->got[0] = '\0';
+			curl_easy_setopt(a->easy, CURLOPT_HEADERFUNCTION, header_cb);
+			curl_easy_setopt(a->easy, CURLOPT_HEADERDATA, cond);
+		}
 		curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, reply_write);
 		curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, &b);
 		if (body) {
@@ -208,6 +307,11 @@ int agent_api_call(struct agent_api *a, const char *path, const char *body, unsi
 		}
 		curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &st);
 		if (st >= 200 && st < 300) {
+			r = 0;
+			break;
+		}
+		if (st == 304 && cond && cond->etag[0]) {
+			cond->not_modified = true;
 			r = 0;
 			break;
 		}
@@ -261,6 +365,13 @@ static void one_line(const char *in, char *out, size_t outlen)
 int agent_post_status(struct agent_api *a, const char *state, const char *step, const char *message,
                       const struct agent_progress *p, unsigned retries, char *err, size_t errlen)
 {
+	return agent_post_status_ex(a, state, step, message, p, NULL, retries, err, errlen);
+}
+
+int agent_post_status_ex(struct agent_api *a, const char *state, const char *step,
+                         const char *message, const struct agent_progress *p, json_t *extra,
+                         unsigned retries, char *err, size_t errlen)
+{
 	char line[MSG_MAX + 1];
 	json_t *o = json_object();
 	char *body = NULL;
@@ -282,6 +393,8 @@ int agent_post_status(struct agent_api *a, const char *state, const char *step, 
 	    (json_object_set_new(o, "bytes_done", json_integer((json_int_t)p->done)) < 0 ||
 	     json_object_set_new(o, "bytes_total", json_integer((json_int_t)p->total)) < 0 ||
 	     json_object_set_new(o, "rate", json_integer((json_int_t)p->rate)) < 0))
+		goto out;
+	if (extra && json_object_update(o, extra) < 0)
 		goto out;
 	body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 	if (!body)

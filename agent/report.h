@@ -51,11 +51,25 @@ void agent_api_fini(struct agent_api *a);
 int agent_api_call(struct agent_api *a, const char *path, const char *body, unsigned retries,
                    char **ret, size_t *ret_len, char *err, size_t errlen);
 
+/* A conditional GET (stage 3's desired state): If-None-Match etag (NULL or
+ * "" for none). 0 with *ret_not_modified (a 304, *ret NULL) or the body in
+ * *ret, and the reply's ETag in ret_etag ("" when none or not printable).
+ * Errors as agent_api_call(). */
+int agent_api_get_cond(struct agent_api *a, const char *path, const char *etag, unsigned retries,
+                       bool *ret_not_modified, char ret_etag[64], char **ret, size_t *ret_len,
+                       char *err, size_t errlen);
+
 /* POSTs a status report; step, message and p may be NULL. step and
  * message are sent as one line of printable ASCII, cut to the server's
  * limits (256 and 1000 characters). */
 int agent_post_status(struct agent_api *a, const char *state, const char *step, const char *message,
                       const struct agent_progress *p, unsigned retries, char *err, size_t errlen);
+/* The same with the members of extra (a JSON object, may be NULL) added to
+ * the body: "installed", "reboot_required". */
+struct json_t;
+int agent_post_status_ex(struct agent_api *a, const char *state, const char *step,
+                         const char *message, const struct agent_progress *p, struct json_t *extra,
+                         unsigned retries, char *err, size_t errlen);
 
 /* Starts a thread that posts {state, step, bytes_done, bytes_total, rate}
  * every second on its own connection, from what agent_reporter_update()

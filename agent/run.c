@@ -19,7 +19,12 @@
  *      (writer.c or plain.c) with a progress report about once a second
  *      (report.c's thread), the grow of the last partition (grow.c) if
  *      asked, status "imaged" with a one-line account.
- *   5. The after action: sync, then reboot(2) or power off. --no-after skips
+ *   5. Stage 2 when the plan has one (agent/stage2.c): status "installing"
+ *      with a step per package, the root partition mounted, the plan's
+ *      packages installed with their dependencies, the post-install
+ *      settings and the installed agent written, unmounted; then "imaged"
+ *      carries what is installed ("installed": image and packages).
+ *   6. The after action: sync, then reboot(2) or power off. --no-after skips
  *      it for tests.
  * Any failure posts status "failed" with a one-line reason (best effort:
  * the server may be what failed) and exits 1. As PID 1 (an initramfs that
@@ -54,6 +59,7 @@
 #include "agent/plain.h"
 #include "agent/plan.h"
 #include "agent/report.h"
+#include "agent/stage2.h"
 #include "agent/wipe.h"
 #include "agent/writer.h"
 #include "common/catalog.h"
@@ -242,6 +248,7 @@ struct run {
 	char reason[REASON_MAX];
 	char summary[REASON_MAX];
 	struct agent_progress written; /* the image's final progress, for "imaged" */
+	json_t *installed;             /* stage 2's packages, for "imaged" */
 };
 
 static int fail(struct run *r, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -479,6 +486,30 @@ static int status(struct run *r, const char *state, const char *step, const char
 	return 0;
 }
 
+/* "imaged" with the summary, the image's byte counts and, after stage 2,
+ * what is installed. */
+static int status_imaged(struct run *r)
+{
+	json_t *extra = NULL;
+	char err[768];
+	int e;
+
+	if (r->installed) {
+		extra = json_pack("{s:{s:{s:s, s:s}, s:O}}", "installed", "image", "name",
+		                  r->plan.image.name, "version", r->plan.image.version, "packages",
+		                  r->installed);
+		if (!extra)
+			return fail(r, -ENOMEM, "out of memory");
+	}
+	e = agent_post_status_ex(&r->api, "imaged", "done", r->summary, &r->written, extra,
+	                         RB_MIN(r->o->retries, 3U), err, sizeof(err));
+	json_decref(extra);
+	if (e < 0)
+		return fail(r, e, "reporting state imaged: %s", err);
+	log_info("state imaged: done");
+	return 0;
+}
+
 static int do_wipe(struct run *r, char *report, size_t replen)
 {
 	struct agent_reporter rp;
@@ -616,10 +647,81 @@ static int do_plain(struct run *r, struct agent_plain_opts *po, char *report, si
 	return 0;
 }
 
+static void stage2_step(void *arg, const char *step)
+{
+	struct run *r = arg;
+	char err[256];
+
+	log_info("state installing: %s", step);
+	if (agent_post_status(&r->api, "installing", step, NULL, NULL, 0, err, sizeof(err)) < 0)
+		log_debug("installing report lost: %s", err);
+}
+
+/* Whether the profile asks stage 2 for anything beyond the installed
+ * agent: packages, a host name, keys, kernel arguments, a root partition. */
+static bool stage2_wanted(const struct agent_plan *p)
+{
+	return p->n_packages || p->post.hostname[0] || p->post.n_ssh_keys ||
+	       p->post.kernel_args[0] || p->post.root_partition;
+}
+
+/* Stage 2 into the imaged disk. Where it cannot run (a plain file target,
+ * an image without an ext4/xfs partition: not a Linux root) it is skipped
+ * with a warning when the profile asks for nothing but the installed
+ * agent, and a failure otherwise (the node would lack what its profile
+ * needs). */
+static int do_stage2(struct run *r, char *report, size_t replen)
+{
+	struct agent_stage2_opts so = { .plan = &r->plan,
+		                        .target = r->target,
+		                        .server = r->c.server,
+		                        .mac = r->c.mac,
+		                        .pubs = (const struct rb_key *const *)r->keys,
+		                        .n_pubs = r->n_keys,
+		                        .pubdir = r->o->pubdir ? r->o->pubdir : DEFAULT_PUBDIR,
+		                        .timeout_s = r->o->timeout_s,
+		                        .script_timeout_s = r->o->script_timeout_s,
+		                        .step = stage2_step,
+		                        .step_arg = r };
+	char err[2048];
+	struct stat st;
+	int e;
+
+	report[0] = '\0';
+	if (stat(r->target, &st) == 0 && !S_ISBLK(st.st_mode)) {
+		if (stage2_wanted(&r->plan))
+			return fail(r, -ENOTBLK,
+			            "stage 2: %s is not a block device, and the profile has %zu "
+			            "package(s) and settings for its root partition",
+			            r->target, r->plan.n_packages);
+		log_warn("stage 2 skipped: %s is not a block device (the profile asks for "
+		         "nothing but the installed agent)",
+		         r->target);
+		rb_errf(report, replen, "; stage 2 skipped (not a block device)");
+		return 0;
+	}
+	if ((e = status(r, "installing", "stage 2", NULL, NULL)) < 0)
+		return e;
+	e = agent_stage2(&so, &r->installed, report + 2, replen - 2, err, sizeof(err));
+	if (e == -ENOENT && !stage2_wanted(&r->plan)) {
+		log_warn("stage 2 skipped: %s (the profile asks for nothing but the installed "
+		         "agent)",
+		         err);
+		rb_errf(report, replen, "; stage 2 skipped (no ext4/xfs root partition)");
+		return 0;
+	}
+	if (e < 0)
+		return fail(r, e, "stage 2: %s", err);
+	report[0] = ';';
+	report[1] = ' ';
+	log_info("%s", report + 2);
+	return 0;
+}
+
 static int do_provision(struct run *r)
 {
 	bool rackboot = strcmp(r->plan.image.type, "rackboot") == 0;
-	char wrep[256], irep[512], growrep[256] = "";
+	char wrep[256], irep[512], growrep[256] = "", s2rep[REASON_MAX] = "";
 	struct agent_plain_opts po = { 0 };
 	uint64_t disk_size = 0;
 	char err[512];
@@ -651,10 +753,12 @@ static int do_provision(struct run *r)
 		rb_errf(growrep, sizeof(growrep), "; grow %s", rep);
 		log_info("%s", rep);
 	}
-	snprintf(r->summary, sizeof(r->summary), "%s; %s%s", irep, wrep, growrep);
+	if (r->plan.has_stage2 && (e = do_stage2(r, s2rep, sizeof(s2rep))) < 0)
+		return e;
+	snprintf(r->summary, sizeof(r->summary), "%s; %s%s%s", irep, wrep, growrep, s2rep);
 	/* With the image's byte counts: each report replaces the server's
 	 * progress record, and "imaged" should still show what was written. */
-	return status(r, "imaged", "done", r->summary, &r->written);
+	return status_imaged(r);
 }
 
 static int do_after(struct run *r)
@@ -729,6 +833,8 @@ out:
 	agent_api_fini(&r->api);
 	for (size_t k = 0; k < r->n_keys; k++)
 		rb_key_free(r->keys[k]);
+	agent_plan_fini(&r->plan);
+	json_decref(r->installed);
 	free(r);
 	return rc;
 }
@@ -741,8 +847,10 @@ static void usage(FILE *o)
 	      "                          [--pubdir DIR] [--target DEV] [--sysroot DIR]\n"
 	      "                          [--no-after] [--cmdline FILE] [--timeout-s N]\n"
 	      "                          [--retries N] [--max-rate BYTES_PER_S]\n"
+	      "                          [--script-timeout-s N]\n"
 	      "Gets this node's plan from rackbootd and carries it out: inventory, wipe,\n"
-	      "image, grow, then reboot or power off as the plan says.\n"
+	      "image, grow, stage 2 (packages, post-install settings, the installed agent),\n"
+	      "then reboot or power off as the plan says.\n"
 	      "  --server/--mac/--token/--mode  override rackboot.* of the kernel command line\n"
 	      "  --pubdir DIR    trusted public keys *.pub (default " DEFAULT_PUBDIR ")\n"
 	      "  --target DEV    write here instead of the plan's (or the picked) disk\n"
@@ -752,6 +860,7 @@ static void usage(FILE *o)
 	      "  --timeout-s N   connect timeout and stall window per request (default 30)\n"
 	      "  --retries N     attempts after the first for the plan (default 8)\n"
 	      "  --max-rate B    image bytes/s per transfer (default unlimited)\n"
+	      "  --script-timeout-s N  limit of each stage-2 package script (default 300)\n"
 	      "Exit: 0 done, 1 failure (reported to the server as state failed), 2 usage.\n",
 	      o);
 }
@@ -788,6 +897,7 @@ int agent_cmd_run(int argc, char **argv)
 		{ "timeout-s", required_argument, NULL, 'o' },
 		{ "retries", required_argument, NULL, 'R' },
 		{ "max-rate", required_argument, NULL, 'X' },
+		{ "script-timeout-s", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -845,6 +955,13 @@ int agent_cmd_run(int argc, char **argv)
 				return 2;
 			}
 			o.max_rate = (uint64_t)v;
+			break;
+		case 'S':
+			if (rb_strtonum(optarg, 1, 86400, &v) < 0) {
+				fputs("rackboot-agent run: --script-timeout-s: 1..86400\n", stderr);
+				return 2;
+			}
+			o.script_timeout_s = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);

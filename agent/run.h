@@ -10,13 +10,14 @@
 struct agent_run_opts {
 	const char *cmdline_path;                /* default /proc/cmdline */
 	const char *server, *mac, *token, *mode; /* override the command line when set */
-	const char *pubdir;  /* trusted keys, *.pub; default /etc/rackboot/trusted */
-	const char *target;  /* overrides the plan's disk */
-	const char *sysroot; /* inventory and disk discovery root; default "/" */
-	bool no_after;       /* never reboot or power off */
-	unsigned timeout_s;  /* connect timeout and stall window per request */
-	unsigned retries;    /* extra attempts for the plan and state changes */
-	uint64_t max_rate;   /* image bytes/s per transfer, 0 = unlimited */
+	const char *pubdir;        /* trusted keys, *.pub; default /etc/rackboot/trusted */
+	const char *target;        /* overrides the plan's disk */
+	const char *sysroot;       /* inventory and disk discovery root; default "/" */
+	bool no_after;             /* never reboot or power off */
+	unsigned timeout_s;        /* connect timeout and stall window per request */
+	unsigned retries;          /* extra attempts for the plan and state changes */
+	uint64_t max_rate;         /* image bytes/s per transfer, 0 = unlimited */
+	unsigned script_timeout_s; /* stage 2 package scripts; 0 = 300 */
 };
 
 /* Picks the disk to image when the plan leaves it to the agent: among

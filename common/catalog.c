@@ -849,3 +849,99 @@ const struct img_cat_plain *img_catalog_find_plain(const struct img_catalog *c, 
 			return &c->plain[i];
 	return NULL;
 }
+
+/* ---- version order (dpkg's verrevcmp) ---- */
+
+static int at(const char *p, const char *end)
+{
+	return p < end ? (unsigned char)*p : 0;
+}
+
+static bool is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int order(int c)
+{
+	if (is_digit(c))
+		return 0;
+	if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
+		return c;
+	if (c == '~')
+		return -1;
+	if (c)
+		return c + 256;
+	return 0;
+}
+
+static int verrevcmp(const char *a, const char *ae, const char *b, const char *be)
+{
+	while (a < ae || b < be) {
+		int first_diff = 0;
+
+		while ((a < ae && !is_digit(at(a, ae))) || (b < be && !is_digit(at(b, be)))) {
+			int ac = order(at(a, ae)), bc = order(at(b, be));
+
+			if (ac != bc)
+				return ac - bc;
+			a++;
+			b++;
+		}
+		while (at(a, ae) == '0')
+			a++;
+		while (at(b, be) == '0')
+			b++;
+		while (is_digit(at(a, ae)) && is_digit(at(b, be))) {
+			if (!first_diff)
+				first_diff = at(a, ae) - at(b, be);
+			a++;
+			b++;
+		}
+		if (is_digit(at(a, ae)))
+			return 1;
+		if (is_digit(at(b, be)))
+			return -1;
+		if (first_diff)
+			return first_diff;
+	}
+	return 0;
+}
+
+struct vparts {
+	const char *ep, *epe, *up, *upe, *rev, *reve;
+};
+
+static void split_version(const char *s, struct vparts *v)
+{
+	const char *end = s + strlen(s), *colon = strchr(s, ':'), *hyphen;
+
+	v->ep = s;
+	v->epe = colon ? colon : s; /* no epoch: "" which orders as 0 */
+	v->up = colon ? colon + 1 : s;
+	hyphen = strrchr(v->up, '-');
+	v->upe = hyphen ? hyphen : end;
+	v->rev = hyphen ? hyphen + 1 : end;
+	v->reve = end;
+}
+
+static int sign(int x)
+{
+	return (x > 0) - (x < 0);
+}
+
+int img_pkg_version_cmp(const char *a, const char *b)
+{
+	struct vparts x, y;
+	int r;
+
+	split_version(a, &x);
+	split_version(b, &y);
+	/* Epochs are digit strings: verrevcmp compares them as numbers of any length. */
+	r = verrevcmp(x.ep, x.epe, y.ep, y.epe);
+	if (r == 0)
+		r = verrevcmp(x.up, x.upe, y.up, y.upe);
+	if (r == 0)
+		r = verrevcmp(x.rev, x.reve, y.rev, y.reve);
+	return sign(r);
+}

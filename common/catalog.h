@@ -89,6 +89,12 @@ int img_catalog_add_package(struct img_catalog *c, const struct img_cat_package 
  * manifest name plus '~' (sorts before everything, as in 1.0~rc1). */
 bool img_pkg_version_is_valid(const char *s);
 
+/* dpkg's order: [epoch:]upstream[-revision], each compared as runs of
+ * non-digits (letters before other characters, '~' before everything, even
+ * the end) and numbers. <0, 0, >0 as strcmp. Never fails: any string has a
+ * place in the order. (The agent's resolver and rackbootd's plan share it.) */
+int img_pkg_version_cmp(const char *a, const char *b);
+
 /* Parses one relation string: 0, or -EINVAL if it does not follow the
  * grammar above exactly (one space before '(', one after OP). */
 int img_dep_parse(const char *s, struct img_dep *ret);

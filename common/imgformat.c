@@ -1,4 +1,5 @@
-/* Disk image format detection by magic bytes.
+/* Disk image format detection by magic bytes (and, for VMDK text
+ * descriptors, the line structure QEMU's probe accepts).
  *
  * The imager takes raw disks (plain or gzip/xz/zstd-compressed) and tar
  * archives; virtual-disk containers are refused, because their allocation
@@ -33,6 +34,7 @@ static const struct magic magics[] = {
 	M("qcow2", 0, "QFI\xfb", true),
 	M("qed", 0, "QED\0", true),
 	M("vmdk", 0, "KDMV", true),
+	M("vmdk", 0, "COWD", true), /* VMDK3 (ESX 2 / Workstation 3) sparse */
 	M("vmdk", 0, "# Disk DescriptorFile", true),
 	M("vhdx", 0, "vhdxfile", true),
 	M("vhd", 0, "conectix", true),
@@ -75,10 +77,52 @@ static bool match(const uint8_t *buf, size_t len, const struct magic *m)
 	       memcmp(buf + m->off, m->bytes, m->len) == 0;
 }
 
+/* A VMDK text descriptor as QEMU's vmdk_probe() finds one, whatever its
+ * first comment says: '#' comment lines and lines of spaces, then
+ * "version=1", "2" or "3" ending the line. Its extent lines name other
+ * files, which any tool that probes the format would open: a disk
+ * written from one must not look like it. */
+static bool is_vmdk_descriptor(const uint8_t *b, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		if (b[i] == '#') {
+			while (i < len && b[i] != '\n')
+				i++;
+			i++;
+			continue;
+		}
+		if (b[i] == ' ') {
+			while (i < len && b[i] == ' ')
+				i++;
+			if (i < len && b[i] == '\r')
+				i++;
+			if (i == len || b[i] != '\n')
+				return false;
+			i++;
+			continue;
+		}
+		if (len - i >= 10 && memcmp(b + i, "version=", 8) == 0 && b[i + 8] >= '1' &&
+		    b[i + 8] <= '3')
+			return b[i + 9] == '\n' ||
+			       (b[i + 9] == '\r' && len - i >= 11 && b[i + 10] == '\n');
+		return false;
+	}
+	return false;
+}
+
 int img_detect_format(const void *head, size_t len, const char **ret_name, bool *ret_refused)
 {
 	const uint8_t *b = head;
 
+	/* First: comment lines may carry any bytes, "55aa" at 510 or "ustar"
+	 * at 257 included, and QEMU would still take the file for a VMDK. */
+	if (is_vmdk_descriptor(b, len)) {
+		*ret_name = "vmdk";
+		*ret_refused = true;
+		return 0;
+	}
 	for (size_t i = 0; i < RB_ARRAY_SIZE(magics); i++) {
 		if (match(b, len, &magics[i])) {
 			*ret_name = magics[i].name;

@@ -1,8 +1,9 @@
 /* Disk image format detection by magic bytes. Formats the imager can read
  * (raw, compressed raw, tar) are accepted; virtual-disk containers (qcow2,
- * VMDK, VHD, VHDX, VDI) are refused with a message that says how to convert
- * them. Pure: the caller reads the head (>= 4 KiB advised) and, for fixed
- * VHD, the last 512 bytes of the file. */
+ * VMDK sparse and text descriptors as QEMU probes them, VHD, VHDX, VDI)
+ * are refused with a message that says how to convert them. Pure: the
+ * caller reads the head (>= 4 KiB advised) and, for fixed VHD, the last
+ * 512 bytes of the file. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

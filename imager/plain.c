@@ -114,6 +114,29 @@ static int inner_detect(const char *path, const char **ret_name, bool *ret_refus
 	    archive_read_next_header(a, &ent) != ARCHIVE_OK)
 		goto out;
 	*ret_tar = archive_format(a) != ARCHIVE_FORMAT_RAW;
+	/* libarchive peels every layer (filter_all), the agent only the one
+	 * the kind names: a second compression would reach the disk as it
+	 * is. archive_filter_count() counts the "none" reader too. */
+	if (archive_filter_count(a) > 2) {
+		/* filter 0 is the innermost; a static name: a is freed below */
+		switch (archive_filter_code(a, 0)) {
+		case ARCHIVE_FILTER_GZIP:
+			*ret_name = "gzip";
+			break;
+		case ARCHIVE_FILTER_XZ:
+			*ret_name = "xz";
+			break;
+		case ARCHIVE_FILTER_ZSTD:
+			*ret_name = "zstd";
+			break;
+		default:
+			*ret_name = "compressed";
+			break;
+		}
+		*ret_refused = true;
+		e = 0;
+		goto out;
+	}
 	if (!*ret_tar) {
 		size_t got = 0;
 		while (got < sizeof(head)) {
@@ -174,6 +197,13 @@ int img_plain_kind(const char *path, const char **ret_kind, char *err, size_t er
 	if (e < 0) {
 		snprintf(err, errlen, "%s: the %s data does not decompress", path, name);
 		return e;
+	}
+	if (refused && img_format_advice(inner) == NULL) {
+		snprintf(err, errlen,
+		         "%s: %s data inside %s: compressed twice; the agent decompresses once: "
+		         "decompress it to the disk image and compress that once",
+		         path, inner, name);
+		return -EINVAL;
 	}
 	if (refused) {
 		refuse_msg(inner, err, errlen);

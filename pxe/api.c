@@ -1,21 +1,25 @@
-/* JSON API handlers under /api/v1/:
- *   GET  /api/v1/nodes                   all nodes (registry_nodes_json)
- *   GET  /api/v1/nodes/<mac>             one node: its last 50 events, the
- *                                        latest inventory, the live progress
+/* JSON API handlers under /api/v1/ for agents (the operator endpoints,
+ * /api/v1/nodes[/<mac>[/actions/...]], images, profiles and package sets,
+ * are pxe/api_ops.c's: api_handle() hands them over):
  *   GET  /api/v1/nodes/<mac>/plan        what the agent does on this boot;
  *                                        the profile is the registry's, else
  *                                        the first rule (pxe/rules.c) its
  *                                        stored inventory matches, else
  *                                        default_profile ("profile_source")
  *   POST /api/v1/nodes/<mac>/inventory   the agent's inventory document
- *   POST /api/v1/nodes/<mac>/status      the agent's state and progress
+ *   POST /api/v1/nodes/<mac>/status      the agent's state and progress, and
+ *                                        from stages 2 and 3 what is installed
+ *   GET  /api/v1/nodes/<mac>/desired     what the installed node's agent
+ *                                        converges to (ETag, If-None-Match)
  * HEAD is answered like GET (http.c drops the body). A method a path does
  * not take is 405, a malformed MAC 400, an unknown node or path 404; every
  * error is a JSON object {"error": "...", "status": N} built with jansson.
  *
- * The three agent endpoints need "Authorization: Bearer <token>" with the
- * token of the node's latest boot script (api_token_issue()); the registry
- * holds only its SHA-256, compared in constant time. Bodies are parsed
+ * The agent endpoints need "Authorization: Bearer <token>": the plan the
+ * token of the node's latest boot script (api_token_issue()), /desired the
+ * long-lived node token a provisioning plan hands out for the installed
+ * agent, inventory and status either. The registry holds only their
+ * SHA-256, compared in constant time. Bodies are parsed
  * strictly (duplicate keys, wrong types, negative numbers, unknown states,
  * over-long strings: 400); keys the server does not know are ignored so
  * that a newer agent may add some.
@@ -48,7 +52,10 @@
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "pxe/api_ops.h"
 #include "pxe/config.h"
+#include "pxe/events.h"
+#include "pxe/pkgplan.h"
 #include "pxe/registry.h"
 #include "pxe/rules.h"
 
@@ -79,10 +86,22 @@ struct api {
 	size_t n_buckets; /* power of two */
 	struct progress *newest, *oldest;
 	size_t n, cap;
+	struct api_ops *ops;      /* the operator endpoints */
+	struct rb_events *events; /* live progress events, borrowed */
 };
 
-/* States an agent may report; "discovered" ends a discovery boot. */
-static const char *const agent_states[] = { "wiping", "imaging", "imaged", "failed", "discovered" };
+/* States an agent may report; "discovered" ends a discovery boot,
+ * "installing" is stage 2, "ready" and "updating" come from the installed
+ * node's agent, "reimage" from that agent going back to stage 1. */
+static const char *const agent_states[] = { "wiping", "imaging",    "imaged",
+	                                    "failed", "discovered", "installing",
+	                                    "ready",  "updating",   "reimage" };
+#define AGENT_STATES_TEXT                                                                          \
+	"wiping, imaging, imaged, failed, discovered, installing, ready, updating, reimage"
+
+/* Which tokens an agent endpoint takes. */
+#define AUTH_BOOT 1u /* the latest boot script's */
+#define AUTH_NODE 2u /* the installed agent's, handed out by a provisioning plan */
 static const char *const provision_states[] = { "provisioning", "wiping", "imaging", "installing",
 	                                        "reimage" };
 
@@ -121,6 +140,18 @@ int api_new(const struct rb_config *cfg, struct registry *reg, int repo_fd, size
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&api->lock, NULL);
+	{
+		char err[400];
+		int r = api_ops_new(api, cfg, reg, repo_fd, &api->ops, err, sizeof(err));
+
+		if (r < 0) {
+			if (r != -ENOMEM)
+				log_error("operator tokens: %s (fix the line or remove the file)",
+				          err);
+			api_free(api);
+			return r;
+		}
+	}
 	*ret = api;
 	return 0;
 }
@@ -133,9 +164,20 @@ void api_free(struct api *api)
 		next = p->newer;
 		free(p);
 	}
+	api_ops_free(api->ops);
 	free(api->buckets);
 	pthread_mutex_destroy(&api->lock);
 	free(api);
+}
+
+struct api_ops *api_ops_of(struct api *api)
+{
+	return api->ops;
+}
+
+void api_set_events(struct api *api, struct rb_events *events)
+{
+	api->events = events;
 }
 
 /* ---- live progress table -------------------------------------------------- */
@@ -248,6 +290,11 @@ static json_t *progress_json(struct api *api, const uint8_t mac[6])
 	return doc;
 }
 
+json_t *api_progress_json(struct api *api, const uint8_t mac[6])
+{
+	return progress_json(api, mac);
+}
+
 /* ---- replies -------------------------------------------------------------- */
 
 static int reply_doc(struct api_reply *ret, unsigned status, json_t *doc)
@@ -285,15 +332,6 @@ static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt,
 	return reply_error(ret, status, msg);
 }
 
-/* Takes ownership of body (a JSON document from the registry). */
-static int reply_ok(struct api_reply *ret, char *body)
-{
-	ret->status = 200;
-	ret->body = body;
-	ret->len = strlen(body);
-	return 0;
-}
-
 static int reply_registry_error(struct api_reply *ret, int r)
 {
 	if (r == -ENOMEM)
@@ -319,12 +357,11 @@ static void token_hash(const char *token, size_t len, char ret_hex[RB_SHA256_HEX
 	rb_hex(h, sizeof(h), ret_hex);
 }
 
-int api_token_issue(struct registry *reg, const uint8_t mac[6], char ret_token[API_TOKEN_LEN + 1])
+/* API_TOKEN_LEN lowercase hex from getrandom, and its hash. */
+static int token_new(char token[API_TOKEN_LEN + 1], char hex[RB_SHA256_HEX_LEN + 1])
 {
 	uint8_t raw[API_TOKEN_LEN / 2];
-	char token[API_TOKEN_LEN + 1], hex[RB_SHA256_HEX_LEN + 1];
 	size_t got = 0;
-	int r;
 
 	while (got < sizeof(raw)) {
 		ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
@@ -338,6 +375,17 @@ int api_token_issue(struct registry *reg, const uint8_t mac[6], char ret_token[A
 	rb_hex(raw, sizeof(raw), token);
 	explicit_bzero(raw, sizeof(raw));
 	token_hash(token, API_TOKEN_LEN, hex);
+	return 0;
+}
+
+int api_token_issue(struct registry *reg, const uint8_t mac[6], char ret_token[API_TOKEN_LEN + 1])
+{
+	char token[API_TOKEN_LEN + 1], hex[RB_SHA256_HEX_LEN + 1];
+	int r;
+
+	r = token_new(token, hex);
+	if (r < 0)
+		return r;
 	r = registry_token_set(reg, mac, hex);
 	if (r < 0) {
 		explicit_bzero(token, sizeof(token));
@@ -348,14 +396,14 @@ int api_token_issue(struct registry *reg, const uint8_t mac[6], char ret_token[A
 	return 0;
 }
 
-/* "Bearer <token>" matching the hash stored for the node's latest boot. */
-static bool token_ok(const struct registry_node *node, const char *auth)
+/* "Bearer <token>" matching a stored hash (64 hex; "" matches nothing). */
+static bool token_ok(const char *stored, const char *auth)
 {
 	char hex[RB_SHA256_HEX_LEN + 1];
 	const char *t;
 	size_t len;
 
-	if (!auth || strlen(node->token_sha256) != RB_SHA256_HEX_LEN)
+	if (!auth || strlen(stored) != RB_SHA256_HEX_LEN)
 		return false;
 	len = strnlen(auth, API_AUTH_MAX + 1);
 	if (len > API_AUTH_MAX || strncasecmp(auth, "Bearer ", 7) != 0)
@@ -369,13 +417,27 @@ static bool token_ok(const struct registry_node *node, const char *auth)
 	if (len == 0)
 		return false;
 	token_hash(t, len, hex);
-	return CRYPTO_memcmp(hex, node->token_sha256, RB_SHA256_HEX_LEN) == 0;
+	return CRYPTO_memcmp(hex, stored, RB_SHA256_HEX_LEN) == 0;
 }
 
-/* Looks the node up and checks its token: 0 with *ret_node, or a reply. */
+/* The installed agent's token (AUTH_NODE). */
+static bool node_token_ok(struct api *api, const uint8_t mac[6], const char *auth)
+{
+	struct registry_installed inst;
+	bool ok;
+
+	if (registry_installed_get(api->reg, mac, &inst) < 0)
+		return false;
+	ok = token_ok(inst.node_token_sha256, auth);
+	registry_installed_fini(&inst);
+	return ok;
+}
+
+/* Looks the node up and checks its token (one of the kinds in auth): 0
+ * with *ret_node, or a reply. */
 static int agent_node(struct api *api, const char *macstr, const struct api_request *rq,
-                      uint8_t mac[6], struct registry_node *ret_node, struct api_reply *ret,
-                      bool *replied)
+                      unsigned auth, uint8_t mac[6], struct registry_node *ret_node,
+                      struct api_reply *ret, bool *replied)
 {
 	int r;
 
@@ -388,10 +450,19 @@ static int agent_node(struct api *api, const char *macstr, const struct api_requ
 			log_debug("api: registry_node_get: %s", strerror(-r));
 		return reply_registry_error(ret, r);
 	}
-	if (!token_ok(ret_node, rq->authorization))
+	if (!((auth & AUTH_BOOT) && token_ok(ret_node->token_sha256, rq->authorization)) &&
+	    !((auth & AUTH_NODE) && node_token_ok(api, mac, rq->authorization)))
+		return reply_error(
+		        ret, 403,
+		        auth == AUTH_NODE ? "missing or wrong node token (send \"Authorization: "
+		                            "Bearer <token>\" of /etc/rackboot/agent.conf, which "
+		                            "the node's last provisioning wrote)"
+		                          : "missing or wrong boot token (send \"Authorization: "
+		                            "Bearer <rackboot.token>\" of the node's latest boot)");
+	/* A retired node is out of service: its agent gets nothing. */
+	if (strcmp(ret_node->state, "retired") == 0)
 		return reply_error(ret, 403,
-		                   "missing or wrong boot token (send \"Authorization: Bearer "
-		                   "<rackboot.token>\" of the node's latest boot)");
+		                   "node is retired (an operator provisions it to bring it back)");
 	*replied = false;
 	return 0;
 }
@@ -453,41 +524,40 @@ static const char *plain_type(const char *kind)
 /* The catalogue entry for the profile: its version ("latest" resolved to
  * the greatest by strverscmp; an image entry wins a tie with a plain one)
  * and type. 0, or -ENOENT with why. */
-static int resolve_image(const struct img_catalog *cat, const struct rb_profile *p,
+static int resolve_image(const struct img_catalog *cat, const char *name, const char *version,
                          char ret_version[65], const char **ret_type, char *why, size_t whylen)
 {
 	const struct img_cat_image *img = NULL;
 	const struct img_cat_plain *pl = NULL;
 	const char *best = NULL;
 
-	if (strcmp(p->version, "latest") == 0) {
+	if (strcmp(version, "latest") == 0) {
 		for (size_t i = 0; i < cat->n_images; i++)
-			if (!strcmp(cat->images[i].name, p->image) &&
+			if (!strcmp(cat->images[i].name, name) &&
 			    (!best || strverscmp(cat->images[i].version, best) > 0)) {
 				img = &cat->images[i];
 				best = img->version;
 			}
 		for (size_t i = 0; i < cat->n_plain; i++)
-			if (!strcmp(cat->plain[i].name, p->image) &&
+			if (!strcmp(cat->plain[i].name, name) &&
 			    (!best || strverscmp(cat->plain[i].version, best) > 0)) {
 				pl = &cat->plain[i];
 				img = NULL;
 				best = pl->version;
 			}
 		if (!best) {
-			rb_errf(why, whylen, "no image \"%s\" in the repository catalogue",
-			        p->image);
+			rb_errf(why, whylen, "no image \"%s\" in the repository catalogue", name);
 			return -ENOENT;
 		}
 	} else {
-		img = img_catalog_find_image(cat, p->image, p->version);
+		img = img_catalog_find_image(cat, name, version);
 		if (!img)
-			pl = img_catalog_find_plain(cat, p->image, p->version);
+			pl = img_catalog_find_plain(cat, name, version);
 		if (!img && !pl) {
 			rb_errf(why, whylen,
 			        "no version \"%s\" of image \"%s\" in the repository "
 			        "catalogue",
-			        p->version, p->image);
+			        version, name);
 			return -ENOENT;
 		}
 	}
@@ -535,59 +605,159 @@ static int pick_profile(struct api *api, const struct registry_node *node, const
 	return 0;
 }
 
-static int plan_provision(struct api *api, const struct api_request *rq,
-                          const struct registry_node *node, const char *macstr,
-                          struct api_reply *ret)
-{
-	const struct rb_config *cfg = api->cfg;
-	const char *pname = NULL;
+/* What the node is to run: the operator's desired image and version
+ * (h2's operator fields) or the profile's, and the package sets. */
+struct node_want {
+	struct registry_operator op;
 	const struct rb_profile *p;
-	struct img_catalog *cat = NULL;
-	char why[400], version[65], repo[1100], source[80];
-	const char *type = NULL;
+	const char *image, *version; /* before "latest" is resolved */
+	char source[80];
+};
+
+/* The node's profile and operator fields: 0, a reply (*replied), or
+ * -ENOMEM. */
+static int node_want(struct api *api, const struct registry_node *node, struct node_want *w,
+                     struct api_reply *ret, bool *replied)
+{
+	const char *pname = NULL;
 	int r;
 
-	r = pick_profile(api, node, &pname, source);
+	*replied = true;
+	r = registry_operator_get(api->reg, node->mac, NULL, &w->op);
+	if (r == 0)
+		r = pick_profile(api, node, &pname, w->source);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
-		log_debug("api: plan: inventory: %s", strerror(-r));
+		log_debug("api: plan: node: %s", strerror(-r));
 		return reply_registry_error(ret, r);
 	}
-	p = rb_config_profile(cfg, pname);
 	if (!pname || !*pname)
 		return reply_error(ret, 409,
 		                   "node has no profile: none is set in the registry, no rule "
 		                   "in rackbootd.conf matches it and there is no "
 		                   "default_profile");
-	if (!p)
+	w->p = rb_config_profile(api->cfg, pname);
+	if (!w->p)
 		return reply_errorf(ret, 409,
 		                    "node has no profile: profile \"%s\" is not defined in "
 		                    "rackbootd.conf",
 		                    pname);
-	r = load_catalog(api, &cat, why, sizeof(why));
-	if (r == -ENOMEM)
-		return r;
+	w->image = *w->op.desired_image ? w->op.desired_image : w->p->image;
+	w->version = *w->op.desired_image || *w->op.desired_version
+	                     ? (*w->op.desired_version ? w->op.desired_version : "latest")
+	                     : w->p->version;
+	*replied = false;
+	return 0;
+}
+
+/* The node's package sets resolved against cat: 0 with *ret_sets and
+ * *ret_pkgs, a 409 reply (*replied), or -ENOMEM. */
+static int node_packages(struct api *api, const struct node_want *w, const struct img_catalog *cat,
+                         json_t **ret_sets, json_t **ret_pkgs, struct api_reply *ret, bool *replied)
+{
+	char why[400];
+	int r;
+
+	*replied = true;
+	*ret_sets = *ret_pkgs = NULL;
+	r = pkgplan_sets(api->cfg, w->p, w->op.desired_package_sets, ret_sets, why, sizeof(why));
 	if (r == 0)
-		r = resolve_image(cat, p, version, &type, why, sizeof(why));
-	img_catalog_free(cat);
-	if (r == -ENOMEM)
+		r = pkgplan_resolve(api->cfg, cat, *ret_sets, ret_pkgs, why, sizeof(why));
+	if (r == -ENOMEM) {
+		json_decref(*ret_sets);
 		return r;
-	if (r < 0)
-		return reply_errorf(ret, 409, "profile \"%s\": %s", p->name, why);
+	}
+	if (r < 0) {
+		json_decref(*ret_sets);
+		*ret_sets = NULL;
+		return reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+	}
+	*replied = false;
+	return 0;
+}
+
+static int plan_provision(struct api *api, const struct api_request *rq,
+                          const struct registry_node *node, const char *macstr,
+                          struct api_reply *ret)
+{
+	const struct rb_config *cfg = api->cfg;
+	struct node_want *w = calloc(1, sizeof(*w));
+	struct img_catalog *cat = NULL;
+	json_t *sets = NULL, *pkgs = NULL, *post = NULL, *doc;
+	char why[400], version[65], repo[1100];
+	char token[API_TOKEN_LEN + 1] = "", hash[RB_SHA256_HEX_LEN + 1];
+	const char *type = NULL;
+	bool replied;
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	r = node_want(api, node, w, ret, &replied);
+	if (replied)
+		goto out;
+	if (w->op.held) {
+		r = reply_error(ret, 409,
+		                "node is held: an operator stopped its provisioning and updates "
+		                "(release it to go on)");
+		goto out;
+	}
+	r = load_catalog(api, &cat, why, sizeof(why));
+	if (r == 0)
+		r = resolve_image(cat, w->image, w->version, version, &type, why, sizeof(why));
+	if (r == -ENOMEM)
+		goto out;
+	if (r < 0) {
+		r = reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		goto out;
+	}
+	r = node_packages(api, w, cat, &sets, &pkgs, ret, &replied);
+	if (replied)
+		goto out;
+	r = pkgplan_post_install(w->p, node->mac, node->ip, node->hostname, &post, why,
+	                         sizeof(why));
+	if (r == -ENOMEM)
+		goto out;
+	if (r < 0) {
+		r = reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		goto out;
+	}
+	/* A fresh node token for the installed agent: only its hash is kept,
+	 * and only a GET hands one out (HEAD shows the shape). */
+	if (strcmp(rq->method, "GET") == 0) {
+		r = token_new(token, hash);
+		if (r == 0)
+			r = registry_node_token_set(api->reg, node->mac, hash);
+		if (r < 0) {
+			log_debug("api: plan: node token: %s", strerror(-r));
+			r = r == -ENOMEM ? r : reply_error(ret, 503, "cannot store the node token");
+			goto out;
+		}
+	} else {
+		memset(token, '0', API_TOKEN_LEN);
+	}
 	if (*cfg->repo_url)
 		snprintf(repo, sizeof(repo), "%s", cfg->repo_url);
 	else
 		snprintf(repo, sizeof(repo), "%s/repo", rq->base ? rq->base : "");
-	return reply_doc(
-	        ret, 200,
-	        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, "
-	                  "s:s}",
-	                  "mac", macstr, "mode", "provision", "state", node->state, "action",
-	                  "image", "profile", p->name, "profile_source", source, "image", "repo",
-	                  repo, "name", p->image, "version", version, "type", type, "disk", p->disk,
-	                  "wipe", rb_wipe_name(p->wipe), "grow_last_partition",
-	                  (int)p->grow_last_partition, "after", rb_after_name(p->after)));
+	doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, "
+	                "s:s, s:O, s:O, s:O, s:s}",
+	                "mac", macstr, "mode", "provision", "state", node->state, "action", "image",
+	                "profile", w->p->name, "profile_source", w->source, "image", "repo", repo,
+	                "name", w->image, "version", version, "type", type, "disk", w->p->disk,
+	                "wipe", *w->op.reimage_wipe ? w->op.reimage_wipe : rb_wipe_name(w->p->wipe),
+	                "grow_last_partition", (int)w->p->grow_last_partition, "after",
+	                rb_after_name(w->p->after), "package_sets", sets, "packages", pkgs,
+	                "post_install", post, "node_token", token);
+	r = reply_doc(ret, 200, doc);
+out:
+	explicit_bzero(token, sizeof(token));
+	json_decref(sets);
+	json_decref(pkgs);
+	json_decref(post);
+	img_catalog_free(cat);
+	free(w);
+	return r;
 }
 
 static int handle_plan(struct api *api, const struct api_request *rq, const char *macstr,
@@ -599,7 +769,7 @@ static int handle_plan(struct api *api, const struct api_request *rq, const char
 	bool replied;
 	int r;
 
-	r = agent_node(api, macstr, rq, mac, &node, ret, &replied);
+	r = agent_node(api, macstr, rq, AUTH_BOOT, mac, &node, ret, &replied);
 	if (replied)
 		return r;
 	rb_mac_format(mac, m);
@@ -651,7 +821,7 @@ static int handle_inventory(struct api *api, const struct api_request *rq, const
 	bool replied;
 	int r;
 
-	r = agent_node(api, macstr, rq, mac, &node, ret, &replied);
+	r = agent_node(api, macstr, rq, AUTH_BOOT | AUTH_NODE, mac, &node, ret, &replied);
 	if (replied)
 		return r;
 	r = load_body(rq, &doc, ret, &replied);
@@ -724,16 +894,12 @@ static int parse_status(json_t *doc, struct progress *rec, struct api_reply *ret
 
 	*bad = true;
 	if (!json_is_string(st))
-		return reply_error(ret, 400,
-		                   "\"state\" is required: one of wiping, imaging, imaged, failed, "
-		                   "discovered");
+		return reply_error(ret, 400, "\"state\" is required: one of " AGENT_STATES_TEXT);
 	s = json_string_value(st);
 	for (size_t i = 0; i < RB_ARRAY_SIZE(agent_states); i++)
 		known = known || strcmp(s, agent_states[i]) == 0;
 	if (!known || strlen(s) != json_string_length(st))
-		return reply_error(ret, 400,
-		                   "\"state\" must be one of wiping, imaging, imaged, failed, "
-		                   "discovered");
+		return reply_error(ret, 400, "\"state\" must be one of " AGENT_STATES_TEXT);
 	snprintf(rec->state, sizeof(rec->state), "%s", s);
 	*bad = false;
 	r = get_string(doc, "step", rec->step, API_STEP_MAX, ret, bad);
@@ -754,18 +920,91 @@ static int parse_status(json_t *doc, struct progress *rec, struct api_reply *ret
 	return 0;
 }
 
+/* A package (or image) {"name", "version"} an agent reports. */
+static bool name_version_ok(json_t *v, bool image)
+{
+	const char *n = json_string_value(json_object_get(v, "name"));
+	const char *ver = json_string_value(json_object_get(v, "version"));
+
+	return json_is_object(v) && n && ver && img_name_is_valid(n) &&
+	       (image ? img_name_is_valid(ver) : img_pkg_version_is_valid(ver));
+}
+
+/* The optional "installed" and "reboot_required" of a status body: 0 with
+ * *ret_text (compact JSON of what the server keeps, NULL when absent) and
+ * *ret_reboot (-1 when absent), or a 400 reply (*bad). */
+static int parse_installed(json_t *doc, char **ret_text, int *ret_reboot, struct api_reply *ret,
+                           bool *bad)
+{
+	json_t *inst = json_object_get(doc, "installed"),
+	       *rb = json_object_get(doc, "reboot_required");
+	json_t *img, *pkgs, *keep, *clean, *v;
+	size_t i;
+
+	*ret_text = NULL;
+	*ret_reboot = -1;
+	*bad = true;
+	if (rb && !json_is_null(rb)) {
+		if (!json_is_boolean(rb))
+			return reply_error(ret, 400, "\"reboot_required\" must be true or false");
+		*ret_reboot = json_is_true(rb);
+	}
+	if (!inst || json_is_null(inst)) {
+		*bad = false;
+		return 0;
+	}
+	img = json_object_get(inst, "image");
+	pkgs = json_object_get(inst, "packages");
+	if (!json_is_object(inst) || (img && !json_is_null(img) && !name_version_ok(img, true)) ||
+	    (pkgs && !json_is_array(pkgs)) || json_array_size(pkgs) > 10000)
+		return reply_error(ret, 400,
+		                   "\"installed\" must be {\"image\": {\"name\", \"version\"}, "
+		                   "\"packages\": [{\"name\", \"version\"}, ...]} (at most 10000)");
+	json_array_foreach(pkgs, i, v)
+	{
+		if (!name_version_ok(v, false))
+			return reply_errorf(ret, 400,
+			                    "\"installed\": packages[%zu] must be {\"name\", "
+			                    "\"version\"} of a catalogue package",
+			                    i);
+	}
+	/* only what the server keeps: the image and each package's name and version */
+	keep = json_object();
+	clean = json_array();
+	if (keep && clean &&
+	    (!img || json_is_null(img) || json_object_set(keep, "image", img) == 0)) {
+		json_array_foreach(pkgs, i, v) json_array_append_new(
+		        clean, json_pack("{s:O, s:O}", "name", json_object_get(v, "name"),
+		                         "version", json_object_get(v, "version")));
+		if (json_array_size(clean) == json_array_size(pkgs) &&
+		    json_object_set(keep, "packages", clean) == 0)
+			*ret_text = json_dumps(keep, JSON_COMPACT);
+	}
+	json_decref(clean);
+	json_decref(keep);
+	if (!*ret_text)
+		return -ENOMEM;
+	if (strlen(*ret_text) > REGISTRY_INSTALLED_MAX) {
+		free(*ret_text);
+		*ret_text = NULL;
+		return reply_error(ret, 413, "\"installed\" is too large");
+	}
+	*bad = false;
+	return 0;
+}
+
 static int handle_status(struct api *api, const struct api_request *rq, const char *macstr,
                          struct api_reply *ret)
 {
 	struct registry_node node;
 	struct progress *rec;
 	json_t *doc = NULL;
-	char event[24];
+	char event[24], *installed = NULL;
 	uint8_t mac[6];
 	bool replied, bad = false;
-	int r;
+	int r, reboot = -1;
 
-	r = agent_node(api, macstr, rq, mac, &node, ret, &replied);
+	r = agent_node(api, macstr, rq, AUTH_BOOT | AUTH_NODE, mac, &node, ret, &replied);
 	if (replied)
 		return r;
 	r = load_body(rq, &doc, ret, &replied);
@@ -778,14 +1017,18 @@ static int handle_status(struct api *api, const struct api_request *rq, const ch
 		return -ENOMEM;
 	}
 	r = parse_status(doc, rec, ret, &bad);
+	if (!bad)
+		r = parse_installed(doc, &installed, &reboot, ret, &bad);
 	json_decref(doc);
-	if (bad)
+	if (bad || r < 0)
 		goto out;
 	memcpy(rec->mac, mac, 6);
 	rec->updated_ms = (int64_t)(rb_wall_usec() / 1000);
 	r = progress_put(api, rec);
 	if (r < 0)
 		goto out;
+	events_publish_progress(api->events, mac, rec->state, rec->step, rec->message,
+	                        rec->bytes_done, rec->bytes_total, rec->rate, rec->updated_ms);
 	if (strcmp(rec->state, node.state) != 0) {
 		snprintf(event, sizeof(event), "agent.%s", rec->state);
 		r = registry_node_transition(api->reg, mac, rec->state, event,
@@ -796,46 +1039,120 @@ static int handle_status(struct api *api, const struct api_request *rq, const ch
 			goto out;
 		}
 	}
+	if (installed || reboot >= 0) {
+		r = registry_installed_set(api->reg, mac, installed, reboot);
+		if (r < 0) {
+			log_debug("api: status: installed: %s", strerror(-r));
+			r = reply_registry_error(ret, r);
+			goto out;
+		}
+	}
 	r = reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", rec->state));
 out:
+	free(installed);
 	free(rec);
 	return r;
 }
 
-/* ---- reads ---------------------------------------------------------------- */
+/* ---- desired state (the installed node's agent) --------------------------- */
 
-static int handle_nodes(struct api *api, struct api_reply *ret)
+/* Whether an If-None-Match value ("*", or a list of entity tags, weak
+ * ones too) names etag (quotes included). */
+static bool etag_matches(const char *inm, const char *etag)
 {
-	char *body = NULL;
-	int r = registry_nodes_json(api->reg, &body);
+	size_t n = strlen(etag);
 
-	if (r < 0) {
-		log_debug("api: registry_nodes_json: %s", strerror(-r));
-		return reply_registry_error(ret, r);
+	if (!inm || !*etag)
+		return false;
+	while (*inm) {
+		const char *end;
+
+		while (*inm == ' ' || *inm == ',' || *inm == '\t')
+			inm++;
+		if (!strncmp(inm, "W/", 2))
+			inm += 2;
+		if (*inm == '*')
+			return true;
+		end = inm;
+		while (*end && *end != ',')
+			end++;
+		while (end > inm && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if ((size_t)(end - inm) == n && !strncmp(inm, etag, n))
+			return true;
+		inm = *end ? end + 1 : end;
 	}
-	return reply_ok(ret, body);
+	return false;
 }
 
-static int handle_node(struct api *api, const char *macstr, struct api_reply *ret)
+static int handle_desired(struct api *api, const struct api_request *rq, const char *macstr,
+                          struct api_reply *ret)
 {
-	json_t *doc = NULL, *prog;
+	struct registry_node node;
+	struct registry_installed inst = { 0 };
+	struct node_want *w = NULL;
+	struct img_catalog *cat = NULL;
+	json_t *sets = NULL, *pkgs = NULL, *doc = NULL;
+	const char *type, *iname = NULL, *iver = NULL;
+	char why[400], version[65], gen[PKGPLAN_GENERATION_LEN + 1];
 	uint8_t mac[6];
+	bool replied, reimage;
 	int r;
 
-	if (rb_mac_parse(macstr, mac) < 0)
-		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
-	r = registry_node_doc(api->reg, mac, API_MAX_EVENTS, &doc);
-	if (r < 0) {
-		if (r != -ENOENT)
-			log_debug("api: registry_node_doc: %s", strerror(-r));
-		return reply_registry_error(ret, r);
-	}
-	prog = progress_json(api, mac);
-	if (!prog || json_object_set_new(doc, "progress", prog) < 0) {
-		json_decref(doc);
+	r = agent_node(api, macstr, rq, AUTH_NODE, mac, &node, ret, &replied);
+	if (replied)
+		return r;
+	w = calloc(1, sizeof(*w));
+	if (!w)
 		return -ENOMEM;
+	r = node_want(api, &node, w, ret, &replied);
+	if (replied)
+		goto out;
+	r = load_catalog(api, &cat, why, sizeof(why));
+	if (r == 0)
+		r = resolve_image(cat, w->image, w->version, version, &type, why, sizeof(why));
+	if (r == -ENOMEM)
+		goto out;
+	if (r < 0) {
+		r = reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		goto out;
 	}
-	return reply_doc(ret, 200, doc);
+	r = node_packages(api, w, cat, &sets, &pkgs, ret, &replied);
+	if (replied)
+		goto out;
+	r = registry_installed_get(api->reg, mac, &inst);
+	if (r < 0) {
+		r = r == -ENOMEM ? r : reply_registry_error(ret, r);
+		goto out;
+	}
+	iname = json_string_value(
+	        json_object_get(json_object_get(inst.installed, "image"), "name"));
+	iver = json_string_value(
+	        json_object_get(json_object_get(inst.installed, "image"), "version"));
+	/* An operator's reimage (the node is back in a provisioning state) or
+	 * a desired image other than the one the agent says it runs. */
+	reimage = api_state_provisions(node.state) ||
+	          (iname && iver && (strcmp(iname, w->image) || strcmp(iver, version)));
+	r = pkgplan_desired(w->op.held != 0, w->image, version, pkgs, reimage, &doc, gen);
+	if (r < 0)
+		goto out;
+	snprintf(ret->etag, sizeof(ret->etag), "\"%s\"", gen);
+	if (etag_matches(rq->if_none_match, ret->etag)) {
+		json_decref(doc);
+		ret->status = 304;
+		ret->body = strdup("");
+		ret->len = 0;
+		r = ret->body ? 0 : -ENOMEM;
+		goto out;
+	}
+	r = reply_doc(ret, 200, doc);
+out:
+	registry_installed_fini(&inst);
+	json_decref(sets);
+	json_decref(pkgs);
+	img_catalog_free(cat);
+	free(w);
+	return r;
 }
 
 /* ---- routing -------------------------------------------------------------- */
@@ -849,19 +1166,16 @@ int api_handle(struct api *api, const struct api_request *rq, struct api_reply *
 	char macstr[24];
 
 	memset(ret, 0, sizeof(*ret));
+	if (api_ops_path(path))
+		return api_ops_handle(api->ops, rq, ret);
 	if (strncmp(path, API_NODES, n) != 0 || (path[n] != '\0' && path[n] != '/'))
 		return reply_error(ret, 404, "no such API endpoint");
 	rest = path[n] == '/' ? path + n + 1 : "";
 	/* The path is matched first so that an unknown endpoint is 404
 	 * whatever the method. */
 	slash = strchr(rest, '/');
-	if (!slash) {
-		if (!read_only)
-			return reply_method(ret, "GET, HEAD");
-		if (!*rest)
-			return handle_nodes(api, ret);
-		return handle_node(api, rest, ret);
-	}
+	if (!slash) /* the node itself: api_ops.c */
+		return reply_error(ret, 404, "no such API endpoint");
 	if ((size_t)(slash - rest) >= sizeof(macstr))
 		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
 	memcpy(macstr, rest, (size_t)(slash - rest));
@@ -881,5 +1195,15 @@ int api_handle(struct api *api, const struct api_request *rq, struct api_reply *
 			return reply_method(ret, "POST");
 		return handle_status(api, rq, macstr, ret);
 	}
+	if (strcmp(slash, "/desired") == 0) {
+		if (!read_only)
+			return reply_method(ret, "GET, HEAD");
+		return handle_desired(api, rq, macstr, ret);
+	}
 	return reply_error(ret, 404, "no such API endpoint");
+}
+
+int api_catalog_load(struct api *api, struct img_catalog **ret, char *why, size_t whylen)
+{
+	return load_catalog(api, ret, why, whylen);
 }

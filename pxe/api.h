@@ -21,7 +21,9 @@ struct api_request {
 	const char *body;          /* NULL when there is none; not NUL-terminated */
 	size_t body_len;           /* at most API_BODY_MAX */
 	const char *authorization; /* the header's value, NULL if absent */
+	const char *query;         /* raw query string (after '?', still encoded), NULL if none */
 	const char *base;          /* "http://host:port" the node reached us at */
+	const char *if_none_match; /* the header's value, NULL if absent */
 };
 
 struct api_reply {
@@ -29,6 +31,8 @@ struct api_reply {
 	char *body;      /* JSON document, malloc'ed, owned by the caller */
 	size_t len;
 	const char *allow; /* for 405: the methods the path takes (static) */
+	char etag[40];     /* "" or the ETag header's value, quotes included; a 304
+	                      has no body */
 };
 
 /* cfg, reg and repo_fd (the repository root as an O_PATH directory fd, or
@@ -55,3 +59,20 @@ bool api_state_provisions(const char *state);
  * getrandom) and stores its SHA-256 in the registry, replacing the one of
  * the node's previous boot. The token is valid once this returns 0. */
 int api_token_issue(struct registry *reg, const uint8_t mac[6], char ret_token[API_TOKEN_LEN + 1]);
+
+/* For the operator API (pxe/api_ops.c), which api_handle() hands its
+ * paths to and which shares the api's state: */
+struct json_t;
+struct img_catalog;
+struct api_ops;
+struct rb_events;
+/* The node's live progress record as JSON, or JSON null; NULL only
+ * without memory. */
+struct json_t *api_progress_json(struct api *api, const uint8_t mac[6]);
+/* Reads the repository's catalog.json: 0, or -errno with why. */
+int api_catalog_load(struct api *api, struct img_catalog **ret, char *why, size_t whylen);
+/* The operator side (tokens), owned by the api. */
+struct api_ops *api_ops_of(struct api *api);
+/* Where agents' progress reports are published as live events (borrowed;
+ * NULL = nowhere). Set once, before requests are served. */
+void api_set_events(struct api *api, struct rb_events *events);

@@ -5,6 +5,7 @@
  * whole and never applied. Must never touch sockets or the registry. */
 #include "pxe/config.h"
 #include "common/manifest.h"
+#include "common/nodecfg.h"
 #include "common/util.h"
 #include "pxe/ipxe_script.h"
 
@@ -33,6 +34,10 @@ enum kind {
 	K_TEXT_OR_EMPTY,     /* printable ASCII without quotes or backslashes */
 	K_MAC_GLOB,          /* "" or hex digits, ':', '*' and '?' */
 	K_HOST_GLOB,         /* "" or letters, digits, ".-_", '*' and '?' */
+	K_PKG_WANT,          /* "NAME" or "NAME=VERSION" (rb_pkg_want_parse()) */
+	K_HOST_PATTERN,      /* rb_hostname_pattern_ok() */
+	K_SSH_KEY,           /* rb_ssh_key_ok() */
+	K_KERNEL_ARGS,       /* rb_kernel_args_ok() */
 };
 
 struct rule {
@@ -79,6 +84,7 @@ static const struct rule rules[] = {
 	{ "http", "boot_root", K_PATH, 0, 0, NULL },
 	{ "http", "repo_root", K_PATH, 0, 0, NULL },
 	{ "http", "threads", K_RANGE, 1, 256, NULL },
+	{ "api", "heartbeat_s", K_RANGE, 1, 300, NULL },
 	{ "http", "max_conns", K_RANGE, 1, 100000, NULL },
 	{ "http", "repo_url", K_URL_OR_EMPTY, 0, 0, NULL },
 	{ "registry", "path", K_NAME, 0, 4095, NULL },
@@ -87,6 +93,12 @@ static const struct rule rules[] = {
 	{ "profile", "wipe", K_ENUM, 0, 0, wipe_modes },
 	{ "profile", "after", K_ENUM, 0, 0, after_actions },
 	{ "profile", "disk", K_DEV_PATH_OR_EMPTY, 0, 0, NULL },
+	{ "profile", "package_sets", K_IMG_NAME, 1, 0, NULL },
+	{ "profile", "kernel_args", K_KERNEL_ARGS, 0, 0, NULL },
+	{ "profile", "hostname", K_HOST_PATTERN, 0, 0, NULL },
+	{ "profile", "ssh_keys", K_SSH_KEY, 0, 0, NULL },
+	{ "profile", "root_partition", K_RANGE, 0, 128, NULL },
+	{ "package_set", "packages", K_PKG_WANT, 0, 0, NULL },
 	{ "rule", "profile", K_IMG_NAME, 1, 0, NULL },
 	{ "rule", "gpu_vendor", K_PCI_ID_OR_EMPTY, 0, 0, NULL },
 	{ "rule", "min_gpus", K_RANGE, 0, 1024, NULL },
@@ -335,6 +347,57 @@ static int check_value(cfg_t *cfg, const struct rule *r, cfg_opt_t *opt, unsigne
 		}
 		return 0;
 	}
+	case K_PKG_WANT: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+		char n[65], v[65];
+
+		if (!s || rb_pkg_want_parse(s, n, v) < 0) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected \"NAME\" (the newest in the catalogue) or "
+			          "\"NAME=VERSION\" (exact), like \"cuda-runtime=12.4.1-1\"",
+			          name, s ? s : "");
+			return -1;
+		}
+		return 0;
+	}
+	case K_HOST_PATTERN: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && !rb_hostname_pattern_ok(s)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected \"\" or a host name of letters, digits, "
+			          "'-' and '.' (labels of 1 to 63) where {mac} and {ip} may stand "
+			          "for the node's, like \"gpu-{mac}\"",
+			          name, s);
+			return -1;
+		}
+		return 0;
+	}
+	case K_SSH_KEY: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (!s || !rb_ssh_key_ok(s)) {
+			cfg_error(cfg,
+			          "%s = \"%.40s...\": expected an OpenSSH public key line like "
+			          "\"ssh-ed25519 AAAA... ops@site\" (no options, no quotes)",
+			          name, s ? s : "");
+			return -1;
+		}
+		return 0;
+	}
+	case K_KERNEL_ARGS: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+
+		if (s && !rb_kernel_args_ok(s)) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected words of letters, digits and ._,:/+=@%%- "
+			          "separated by single spaces (at most %d characters), like "
+			          "\"modprobe.blacklist=nouveau iommu=pt\"",
+			          name, s, RB_KERNEL_ARGS_MAX);
+			return -1;
+		}
+		return 0;
+	}
 	case K_URL_OR_EMPTY: {
 		const char *s = cfg_opt_getnstr(opt, idx);
 
@@ -456,6 +519,34 @@ static int validate_profile(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int validate_package_set(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	unsigned n = cfg_size(sec, "packages");
+
+	if (!img_name_is_valid(cfg_title(sec))) {
+		cfg_error(cfg,
+		          "package_set \"%s\": expected a name of 1 to 64 letters, digits and "
+		          "._+- not starting with '.'",
+		          cfg_title(sec));
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char a[65], av[65], b[65], bv[65];
+
+		if (rb_pkg_want_parse(cfg_getnstr(sec, "packages", i), a, av) < 0)
+			return -1; /* reported by the option's validator */
+		for (unsigned j = 0; j < i; j++)
+			if (rb_pkg_want_parse(cfg_getnstr(sec, "packages", j), b, bv) == 0 &&
+			    !strcmp(a, b)) {
+				cfg_error(cfg, "package_set \"%s\": package \"%s\" is named twice",
+				          cfg_title(sec), a);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 static int validate_rule(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
@@ -548,6 +639,15 @@ static cfg_opt_t registry_opts[] = {
 	CFG_END(),
 };
 
+/* The operator API (pxe/api_ops.c): where the hashes of operator tokens
+ * are ("" = <state_dir>/tokens) and whether /metrics needs one too. */
+static cfg_opt_t api_opts[] = {
+	CFG_STR("tokens_file", "", CFGF_NONE),
+	CFG_BOOL("metrics_auth", cfg_false, CFGF_NONE),
+	CFG_INT("heartbeat_s", 15, CFGF_NONE),
+	CFG_END(),
+};
+
 static cfg_opt_t discovery_opts[] = {
 	CFG_STR("kernel", "vmlinuz", CFGF_NONE),
 	CFG_STR("initrd", "initrd.img", CFGF_NONE),
@@ -562,6 +662,16 @@ static cfg_opt_t profile_opts[] = {
 	CFG_BOOL("grow_last_partition", cfg_false, CFGF_NONE),
 	CFG_STR("after", "reboot", CFGF_NONE),
 	CFG_STR("disk", "", CFGF_NONE),
+	CFG_STR_LIST("package_sets", "{}", CFGF_NONE),
+	CFG_STR("kernel_args", "", CFGF_NONE),
+	CFG_STR("hostname", "", CFGF_NONE),
+	CFG_STR_LIST("ssh_keys", "{}", CFGF_NONE),
+	CFG_INT("root_partition", 0, CFGF_NONE),
+	CFG_END(),
+};
+
+static cfg_opt_t package_set_opts[] = {
+	CFG_STR_LIST("packages", "{}", CFGF_NONE),
 	CFG_END(),
 };
 
@@ -585,8 +695,10 @@ static cfg_opt_t root_opts[] = {
 	CFG_SEC("tftp", tftp_opts, CFGF_NONE),
 	CFG_SEC("http", http_opts, CFGF_NONE),
 	CFG_SEC("registry", registry_opts, CFGF_NONE),
+	CFG_SEC("api", api_opts, CFGF_NONE),
 	CFG_SEC("discovery", discovery_opts, CFGF_NONE),
 	CFG_SEC("profile", profile_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("package_set", package_set_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("rule", rule_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
 };
@@ -608,6 +720,7 @@ static void install_validators(cfg_t *cfg)
 	}
 	cfg_set_validate_func(cfg, "dhcp|host", validate_host);
 	cfg_set_validate_func(cfg, "profile", validate_profile);
+	cfg_set_validate_func(cfg, "package_set", validate_package_set);
 	cfg_set_validate_func(cfg, "rule", validate_rule);
 }
 
@@ -633,6 +746,7 @@ void rb_config_free(struct rb_config *c)
 		          &c->repo_url,
 		          &c->default_profile,
 		          &c->db_path,
+		          &c->api_tokens_file,
 		          &c->discovery_kernel,
 		          &c->discovery_initrd,
 		          &c->discovery_cmdline };
@@ -640,7 +754,14 @@ void rb_config_free(struct rb_config *c)
 	for (size_t i = 0; i < RB_ARRAY_SIZE(strs); i++)
 		free(*strs[i]);
 	free(c->hosts);
+	for (size_t i = 0; i < c->n_profiles; i++) {
+		free(c->profiles[i].package_sets);
+		free(c->profiles[i].ssh_keys);
+	}
 	free(c->profiles);
+	for (size_t i = 0; i < c->n_package_sets; i++)
+		free(c->package_sets[i].pkgs);
+	free(c->package_sets);
 	free(c->rules);
 	free(c);
 }
@@ -705,6 +826,65 @@ const char *rb_after_name(enum rb_after a)
 	return (size_t)a < RB_ARRAY_SIZE(after_actions) - 1 ? after_actions[a] : "none";
 }
 
+/* A string list as one allocation: the pointers, then the strings. */
+static int dup_list(cfg_t *s, const char *key, char ***ret, size_t *ret_n)
+{
+	size_t n = cfg_size(s, key), bytes = 0;
+	char **v, *at;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(cfg_getnstr(s, key, (unsigned)i)) + 1;
+	v = malloc(n * sizeof(*v) + bytes);
+	if (!v)
+		return -ENOMEM;
+	at = (char *)(v + n);
+	for (size_t i = 0; i < n; i++) {
+		const char *str = cfg_getnstr(s, key, (unsigned)i);
+		size_t k = strlen(str) + 1;
+
+		memcpy(at, str, k);
+		v[i] = at;
+		at += k;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+static int extract_package_sets(cfg_t *cfg, struct rb_config *c)
+{
+	size_t n = cfg_size(cfg, "package_set");
+
+	if (!n)
+		return 0;
+	c->package_sets = calloc(n, sizeof(*c->package_sets));
+	if (!c->package_sets)
+		return -ENOMEM;
+	c->n_package_sets = n;
+	for (size_t i = 0; i < n; i++) {
+		cfg_t *s = cfg_getnsec(cfg, "package_set", (unsigned)i);
+		struct rb_package_set *ps = &c->package_sets[i];
+		size_t k = cfg_size(s, "packages");
+
+		snprintf(ps->name, sizeof(ps->name), "%s", cfg_title(s));
+		ps->line = s->line;
+		if (!k)
+			continue;
+		ps->pkgs = calloc(k, sizeof(*ps->pkgs));
+		if (!ps->pkgs)
+			return -ENOMEM;
+		ps->n_pkgs = k;
+		for (size_t j = 0; j < k; j++) /* checked by the validators */
+			rb_pkg_want_parse(cfg_getnstr(s, "packages", (unsigned)j), ps->pkgs[j].name,
+			                  ps->pkgs[j].version);
+	}
+	return 0;
+}
+
 static int extract_profiles(cfg_t *cfg, struct rb_config *c)
 {
 	c->n_profiles = cfg_size(cfg, "profile");
@@ -725,6 +905,14 @@ static int extract_profiles(cfg_t *cfg, struct rb_config *c)
 		p->after = (enum rb_after)choice_index(after_actions, cfg_getstr(s, "after"));
 		p->grow_last_partition = cfg_getbool(s, "grow_last_partition");
 		snprintf(p->disk, sizeof(p->disk), "%s", cfg_getstr(s, "disk"));
+		snprintf(p->kernel_args, sizeof(p->kernel_args), "%s",
+		         cfg_getstr(s, "kernel_args"));
+		snprintf(p->hostname, sizeof(p->hostname), "%s", cfg_getstr(s, "hostname"));
+		p->root_partition = (unsigned)cfg_getint(s, "root_partition");
+		p->line = s->line;
+		if (dup_list(s, "package_sets", &p->package_sets, &p->n_package_sets) < 0 ||
+		    dup_list(s, "ssh_keys", &p->ssh_keys, &p->n_ssh_keys) < 0)
+			return -ENOMEM;
 	}
 	return 0;
 }
@@ -841,6 +1029,9 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 	c->http_max_conns = (unsigned)cfg_getint(ht, "max_conns");
 
 	r |= dup_str(&c->db_path, cfg_getstr(rg, "path"));
+	r |= dup_str(&c->api_tokens_file, cfg_getstr(cfg_getsec(cfg, "api"), "tokens_file"));
+	c->metrics_auth = cfg_getbool(cfg_getsec(cfg, "api"), "metrics_auth");
+	c->api_heartbeat_s = (unsigned)cfg_getint(cfg_getsec(cfg, "api"), "heartbeat_s");
 	r |= dup_str(&c->discovery_kernel, cfg_getstr(di, "kernel"));
 	r |= dup_str(&c->discovery_initrd, cfg_getstr(di, "initrd"));
 	r |= dup_str(&c->discovery_cmdline, cfg_getstr(di, "cmdline"));
@@ -848,6 +1039,9 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 	if (r)
 		return -ENOMEM;
 	r = extract_profiles(cfg, c);
+	if (r < 0)
+		return r;
+	r = extract_package_sets(cfg, c);
 	if (r < 0)
 		return r;
 	return extract_rules(cfg, c);
@@ -910,6 +1104,59 @@ static bool in_subnet(struct in_addr a, struct in_addr net, struct in_addr mask)
 	return (a.s_addr & mask.s_addr) == (net.s_addr & mask.s_addr);
 }
 
+/* The first package two sets pin to different versions, or NULL. */
+static const char *set_clash(const struct rb_package_set *a, const struct rb_package_set *b,
+                             const char **ret_va, const char **ret_vb)
+{
+	for (size_t x = 0; x < a->n_pkgs; x++)
+		for (size_t y = 0; y < b->n_pkgs; y++)
+			if (!strcmp(a->pkgs[x].name, b->pkgs[y].name) &&
+			    strcmp(a->pkgs[x].version, b->pkgs[y].version)) {
+				*ret_va = a->pkgs[x].version;
+				*ret_vb = b->pkgs[y].version;
+				return a->pkgs[x].name;
+			}
+	return NULL;
+}
+
+/* Each profile's package sets exist, and no two of them pin one package to
+ * different versions (the plan could satisfy only one). */
+static int check_profile_sets(const struct rb_config *c, const char *where)
+{
+	for (size_t i = 0; i < c->n_profiles; i++) {
+		const struct rb_profile *p = &c->profiles[i];
+
+		for (size_t j = 0; j < p->n_package_sets; j++) {
+			const struct rb_package_set *a =
+			        rb_config_package_set(c, p->package_sets[j]);
+			const char *clash = NULL, *va = NULL, *vb = NULL;
+
+			if (!a) {
+				fprintf(err_out,
+				        "%s:%d: profile \"%s\": package set \"%s\" is not defined "
+				        "(add package_set \"%s\" { packages = {...} } or name a "
+				        "defined one)\n",
+				        where, p->line, p->name, p->package_sets[j],
+				        p->package_sets[j]);
+				return -EINVAL;
+			}
+			for (size_t k = 0; k < j && !clash; k++)
+				clash = set_clash(rb_config_package_set(c, p->package_sets[k]), a,
+				                  &vb, &va);
+			if (clash) {
+				fprintf(err_out,
+				        "%s:%d: profile \"%s\": its package sets want different "
+				        "versions of %s (\"%s\" in an earlier set, \"%s\" in "
+				        "\"%s\"; \"\" = the "
+				        "newest)\n",
+				        where, p->line, p->name, clash, vb, va, a->name);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Rules that involve several values, checked once everything is known. */
 static int check_whole(const struct rb_config *c, const char *where)
 {
@@ -970,6 +1217,8 @@ static int check_whole(const struct rb_config *c, const char *where)
 			        c->rules[i].profile);
 			return -EINVAL;
 		}
+	if (check_profile_sets(c, where) < 0)
+		return -EINVAL;
 	if (c->tftp_enable && c->dhcp_port == c->tftp_port) {
 		fprintf(err_out, "%s: dhcp port and tftp port are both %u\n", where, c->dhcp_port);
 		return -EINVAL;
@@ -1025,6 +1274,11 @@ int rb_config_load(const char *path, const struct rb_config_overrides *ovr, FILE
 	r = apply_overrides(c, ovr);
 	if (r < 0)
 		goto err_parse;
+	/* After the overrides: --state-dir moves the default tokens file. */
+	if (!*c->api_tokens_file && join_path(&c->api_tokens_file, c->state_dir, "tokens") < 0) {
+		r = -ENOMEM;
+		goto err_parse;
+	}
 	r = check_whole(c, path ? path : "rackbootd");
 	if (r < 0)
 		goto err_parse;
@@ -1088,6 +1342,8 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 	        c->repo_url);
 	fprintf(o, "\tthreads = %u\n\tmax_conns = %u\n}\n", c->http_threads, c->http_max_conns);
 	fprintf(o, "registry {\n\tpath = \"%s\"\n}\n", c->db_path);
+	fprintf(o, "api {\n\ttokens_file = \"%s\"\n\tmetrics_auth = %s\n\theartbeat_s = %u\n}\n",
+	        c->api_tokens_file, c->metrics_auth ? "true" : "false", c->api_heartbeat_s);
 	fprintf(o, "discovery {\n\tkernel = \"%s\"\n\tinitrd = \"%s\"\n\tcmdline = \"%s\"\n}\n",
 	        c->discovery_kernel, c->discovery_initrd, c->discovery_cmdline);
 	for (size_t i = 0; i < c->n_profiles; i++) {
@@ -1097,8 +1353,24 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 		        p->image, p->version);
 		fprintf(o, "\twipe = \"%s\"\n\tgrow_last_partition = %s\n", rb_wipe_name(p->wipe),
 		        p->grow_last_partition ? "true" : "false");
-		fprintf(o, "\tafter = \"%s\"\n\tdisk = \"%s\"\n}\n", rb_after_name(p->after),
-		        p->disk);
+		fprintf(o, "\tafter = \"%s\"\n\tdisk = \"%s\"\n", rb_after_name(p->after), p->disk);
+		fprintf(o, "\tpackage_sets = {");
+		for (size_t j = 0; j < p->n_package_sets; j++)
+			fprintf(o, "%s\"%s\"", j ? ", " : "", p->package_sets[j]);
+		fprintf(o, "}\n\tkernel_args = \"%s\"\n\thostname = \"%s\"\n\tssh_keys = {",
+		        p->kernel_args, p->hostname);
+		for (size_t j = 0; j < p->n_ssh_keys; j++)
+			fprintf(o, "%s\"%s\"", j ? ", " : "", p->ssh_keys[j]);
+		fprintf(o, "}\n\troot_partition = %u\n}\n", p->root_partition);
+	}
+	for (size_t i = 0; i < c->n_package_sets; i++) {
+		const struct rb_package_set *ps = &c->package_sets[i];
+
+		fprintf(o, "package_set \"%s\" {\n\tpackages = {", ps->name);
+		for (size_t j = 0; j < ps->n_pkgs; j++)
+			fprintf(o, "%s\"%s%s%s\"", j ? ", " : "", ps->pkgs[j].name,
+			        *ps->pkgs[j].version ? "=" : "", ps->pkgs[j].version);
+		fprintf(o, "}\n}\n");
 	}
 	/* Values were checked to hold no quotes or backslashes. */
 	for (size_t i = 0; i < c->n_rules; i++) {
@@ -1121,6 +1393,16 @@ const struct rb_profile *rb_config_profile(const struct rb_config *c, const char
 	for (size_t i = 0; i < c->n_profiles; i++)
 		if (!strcmp(c->profiles[i].name, name))
 			return &c->profiles[i];
+	return NULL;
+}
+
+const struct rb_package_set *rb_config_package_set(const struct rb_config *c, const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < c->n_package_sets; i++)
+		if (!strcmp(c->package_sets[i].name, name))
+			return &c->package_sets[i];
 	return NULL;
 }
 

@@ -42,6 +42,30 @@ struct rb_profile {
 	bool grow_last_partition;
 	enum rb_after after;
 	char disk[128]; /* "" = the agent picks; else an absolute path under /dev/ */
+	/* Stage 2 (common/nodecfg.h checks each value) */
+	char **package_sets; /* names of defined package_set sections, in order */
+	size_t n_package_sets;
+	char kernel_args[1025]; /* appended to the installed boot config; "" = none */
+	char hostname[254];     /* pattern with {mac} and {ip}; "" = leave it */
+	char **ssh_keys;        /* authorized_keys lines for root */
+	size_t n_ssh_keys;
+	unsigned root_partition; /* 0 = the largest ext4/xfs partition, else its number */
+	int line;                /* where the section ends (its "}"), for errors */
+};
+
+/* A package a set wants: an exact version, or "" for the catalogue's
+ * newest when a plan is made. */
+struct rb_pkg_want {
+	char name[65];
+	char version[65];
+};
+
+/* One `package_set "NAME" { packages = {...} }` section. */
+struct rb_package_set {
+	char name[65]; /* img_name_is_valid() */
+	struct rb_pkg_want *pkgs;
+	size_t n_pkgs;
+	int line;
 };
 
 /* Picks a profile for a node without one in the registry: one
@@ -114,6 +138,11 @@ struct rb_config {
 	/* Registry */
 	char *db_path; /* "" = <state_dir>/registry.db */
 
+	/* Operator API */
+	char *api_tokens_file; /* hashes of operator tokens; "" in the file = <state_dir>/tokens */
+	bool metrics_auth;     /* /metrics needs an operator token too */
+	unsigned api_heartbeat_s; /* event stream: a comment after this long idle */
+
 	/* What unknown nodes boot (discovery), relative to the HTTP boot root */
 	char *discovery_kernel;
 	char *discovery_initrd;
@@ -122,6 +151,8 @@ struct rb_config {
 	/* Provisioning profiles, and the one for nodes the registry names none */
 	struct rb_profile *profiles;
 	size_t n_profiles;
+	struct rb_package_set *package_sets;
+	size_t n_package_sets;
 	char *default_profile; /* "" = none */
 
 	/* Rules in file order: the first that matches a node's inventory
@@ -152,6 +183,8 @@ void rb_config_free(struct rb_config *cfg);
 void rb_config_print(const struct rb_config *cfg, FILE *out);
 /* The profile called name, NULL if none is (or name is NULL or ""). */
 const struct rb_profile *rb_config_profile(const struct rb_config *cfg, const char *name);
+/* The package set called name, NULL if none is. */
+const struct rb_package_set *rb_config_package_set(const struct rb_config *cfg, const char *name);
 const char *rb_wipe_name(enum rb_wipe w);
 const char *rb_after_name(enum rb_after a);
 /* Boot file for an option 93 architecture, NULL if none is configured. */

@@ -1,4 +1,5 @@
-/* Files built into rackbootd at compile time (default iPXE templates). */
+/* Files built into rackbootd at compile time: the default iPXE templates
+ * (rb_embedded_files) and the web dashboard (rb_ui_files, pxe/ui.c). */
 #pragma once
 #include <stddef.h>
 

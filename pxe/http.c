@@ -12,7 +12,12 @@
  *                     operator may still place e.g. menu.ipxe there).
  *   /boot/<path>      static files below cfg->http_boot_root
  *   /repo/<path>      static files below cfg->repo_root
- *   /api/...          the JSON API (api.c); errors there are JSON
+ *   /api/...          the JSON API (api.c, api_ops.c); errors there are JSON
+ *   /api/v1/events    the operator event stream (text/event-stream, events.c):
+ *                     a long-lived response whose connection is suspended
+ *                     while there is nothing to send
+ *   /metrics          Prometheus text (metrics.c)
+ *   /ui/...           the web dashboard (ui.c), built into the binary
  *
  * Each discovery or provision script carries a fresh boot token
  * (rackboot.token= on the kernel line) whose hash api_token_issue() writes
@@ -48,6 +53,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -63,23 +69,33 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "pxe/api.h"
+#include "pxe/api_ops.h"
 #include "pxe/config.h"
 #include "pxe/embedded.h"
+#include "pxe/events.h"
 #include "pxe/ipxe_script.h"
+#include "pxe/metrics.h"
 #include "pxe/netif.h"
 #include "pxe/registry.h"
+#include "pxe/ui.h"
 
 #define HTTP_CONN_TIMEOUT_S 60
 #define HTTP_LISTEN_BACKLOG 511
 #define HTTP_LOG_URI_MAX    200
+#define HTTP_QUERY_MAX      4096
 
 struct http_server {
 	const struct rb_config *cfg;
 	struct registry *reg;
 	struct MHD_Daemon *mhd;
 	struct api *api;
+	struct rb_events *events;
 	int boot_fd, repo_fd, tmpl_fd; /* tmpl_fd -1: embedded templates */
 	atomic_uint_fast64_t requests, errors, bytes_sent;
+	pthread_mutex_t stats_lock; /* the DHCP and TFTP counters below */
+	bool have_dhcp, have_tftp;
+	struct dhcp_stats dhcp;
+	struct tftp_stats tftp;
 };
 
 /* Per request, made in the URI log callback (the first thing MHD calls,
@@ -93,7 +109,9 @@ struct http_req {
 	bool script;  /* a per-node iPXE script, noted on its own */
 	bool upload;  /* an API POST whose body is collected */
 	bool too_big; /* ... and it passed API_BODY_MAX: the rest is dropped */
+	bool query_too_long;
 	unsigned status;
+	char *query;    /* raw query string (after '?'), NULL if none */
 	char *req_body; /* collected API request body, at most API_BODY_MAX */
 	size_t req_len, req_cap;
 	uint64_t body_len; /* bytes the response body carries */
@@ -108,6 +126,8 @@ static const char *status_text(unsigned status)
 	switch (status) {
 	case 400:
 		return "Bad Request";
+	case 401:
+		return "Unauthorized";
 	case 403:
 		return "Forbidden";
 	case 404:
@@ -118,6 +138,8 @@ static const char *status_text(unsigned status)
 		return "Conflict";
 	case 413:
 		return "Payload Too Large";
+	case 414:
+		return "URI Too Long";
 	case 416:
 		return "Range Not Satisfiable";
 	case 503:
@@ -462,10 +484,11 @@ static bool looks_like_script(const char *rel)
  * it never writes a disk, and the agent can report. The provisioning
  * sub-states (wiping, imaging, installing) keep booting the agent (the
  * same list gives the plan its mode, api_state_provisions()); "imaged"
- * (the agent wrote the disk) boots it like "ready". */
+ * (the agent wrote the disk) boots it like "ready"; so does "retired". */
 static const char *template_for_state(const char *state)
 {
-	static const char *local[] = { "ready", "imaged", "localboot", "updating" };
+	/* "retired": out of service, never the agent again (api_ops.c). */
+	static const char *local[] = { "ready", "imaged", "localboot", "updating", "retired" };
 
 	if (api_state_provisions(state))
 		return "provision.ipxe";
@@ -659,6 +682,9 @@ static enum MHD_Result serve_api(struct MHD_Connection *con, struct http_req *rq
 		.authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
 		                                             MHD_HTTP_HEADER_AUTHORIZATION),
 		.base = base,
+		.if_none_match = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+		                                             MHD_HTTP_HEADER_IF_NONE_MATCH),
+		.query = rq->query,
 	};
 	struct api_reply rep;
 	struct MHD_Response *resp;
@@ -666,11 +692,232 @@ static enum MHD_Result serve_api(struct MHD_Connection *con, struct http_req *rq
 	base_url(rq->srv, con, base, sizeof(base), server);
 	if (api_handle(rq->srv->api, &req, &rep) < 0)
 		return MHD_NO;
-	resp = buffer_response(rep.body, rep.len, true, "application/json");
+	if (rep.status == 304) { /* /desired unchanged: no body, no type */
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		free(rep.body);
+	} else {
+		resp = buffer_response(rep.body, rep.len, true, "application/json");
+	}
 	if (resp && rep.status == 405 && rep.allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep.allow);
+	if (resp && rep.status == 401)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        "Bearer realm=\"rackboot\"");
+	if (resp && rep.etag[0]) /* /desired: a 304 has no body */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep.etag);
 	if (resp)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return queue(con, rq, rep.status, resp, rep.len);
+}
+
+/* ---- event stream and metrics --------------------------------------------- */
+
+/* One event stream response: the connection (to suspend and resume it)
+ * and its subscription. Freed with the response (sse_free). */
+struct sse_conn {
+	struct http_server *srv;
+	struct MHD_Connection *con;
+	struct events_sub *sub;
+};
+
+static void sse_suspend(void *ud)
+{
+	struct sse_conn *c = ud;
+
+	MHD_suspend_connection(c->con);
+}
+
+static void sse_resume(void *ud)
+{
+	struct sse_conn *c = ud;
+
+	MHD_resume_connection(c->con);
+}
+
+static const struct events_sub_ops sse_ops = { .suspend = sse_suspend, .resume = sse_resume };
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sse_conn *c = cls;
+	ssize_t n = events_sub_read(c->sub, buf, max);
+
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	atomic_fetch_add_explicit(&c->srv->bytes_sent, (uint64_t)n, memory_order_relaxed);
+	return n;
+}
+
+static void sse_free(void *cls)
+{
+	struct sse_conn *c = cls;
+
+	events_unsubscribe(c->sub);
+	free(c);
+}
+
+/* The operator token of a request: the Authorization header, or for
+ * clients that cannot set headers (a browser's EventSource) the
+ * access_token query parameter (RFC 6750 2.3; never logged). 0, or a
+ * queued 401. */
+static enum MHD_Result authorize(struct MHD_Connection *con, struct http_req *rq, bool allow_query,
+                                 bool *ok)
+{
+	const char *auth =
+	        MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *q = allow_query ? MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND,
+	                                                          "access_token")
+	                            : NULL;
+	char name[RB_OPTOKEN_NAME_MAX + 1], header[RB_OPTOKEN_LEN + 64];
+	struct MHD_Response *resp;
+	const char *msg;
+	json_t *doc;
+	char *body;
+	size_t len;
+
+	*ok = false;
+	if (!auth && q && strlen(q) <= RB_OPTOKEN_LEN + 32) {
+		snprintf(header, sizeof(header), "Bearer %s", q);
+		auth = header;
+	}
+	if (api_ops_authorize(api_ops_of(rq->srv->api), auth, name, &msg) == 0) {
+		*ok = true;
+		return MHD_YES;
+	}
+	doc = json_pack("{s:s, s:i}", "error", msg, "status", 401);
+	body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!body)
+		return MHD_NO;
+	len = strlen(body);
+	resp = buffer_response(body, len, true, "application/json");
+	if (resp)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        "Bearer realm=\"rackboot\"");
+	return queue(con, rq, 401, resp, len);
+}
+
+/* GET /api/v1/events: server-sent events (events.c). Last-Event-ID (the
+ * header, or last_event_id in the query) resumes after that event. */
+static enum MHD_Result serve_events(struct MHD_Connection *con, struct http_req *rq,
+                                    const char *url)
+{
+	const char *lei = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Last-Event-ID");
+	struct MHD_Response *resp;
+	struct sse_conn *c;
+	long long last_id = -1;
+	bool ok;
+	int r;
+
+	if (authorize(con, rq, true, &ok) != MHD_YES || !ok)
+		return rq->queued ? MHD_YES : MHD_NO;
+	if (!lei)
+		lei = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "last_event_id");
+	if (lei && rb_strtonum(lei, 0, INT64_MAX, &last_id) < 0)
+		return send_error(con, rq, url, 400,
+		                  "Last-Event-ID must be the id of an event (a number)");
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return MHD_NO;
+	c->srv = rq->srv;
+	c->con = con;
+	r = events_subscribe(rq->srv->events, last_id, &sse_ops, c, &c->sub);
+	if (r < 0) {
+		free(c);
+		if (r == -ENOMEM)
+			return MHD_NO;
+		return send_error(con, rq, url, 503,
+		                  r == -EBUSY ? "too many event stream clients; retry later"
+		                              : "shutting down");
+	}
+	if (rq->head) { /* the headers only: no subscription */
+		events_unsubscribe(c->sub);
+		free(c);
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		if (resp)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+			                        "text/event-stream");
+		return queue(con, rq, 200, resp, 0);
+	}
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, c, sse_free);
+	if (!resp) {
+		events_unsubscribe(c->sub);
+		free(c);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	/* nginx and similar proxies would otherwise hold the stream back. */
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	return queue(con, rq, 200, resp, 0);
+}
+
+void http_server_set_stats(struct http_server *srv, const struct dhcp_stats *dhcp,
+                           const struct tftp_stats *tftp)
+{
+	pthread_mutex_lock(&srv->stats_lock);
+	srv->have_dhcp = dhcp != NULL;
+	srv->have_tftp = tftp != NULL;
+	if (dhcp)
+		srv->dhcp = *dhcp;
+	if (tftp)
+		srv->tftp = *tftp;
+	pthread_mutex_unlock(&srv->stats_lock);
+}
+
+/* GET /metrics: Prometheus text. Needs an operator token only with
+ * api.metrics_auth = true. */
+static enum MHD_Result serve_metrics(struct MHD_Connection *con, struct http_req *rq,
+                                     const char *url)
+{
+	struct http_server *srv = rq->srv;
+	struct rb_metrics m = { 0 };
+	json_t *states = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	bool ok;
+	int r;
+
+	if (srv->cfg->metrics_auth && (authorize(con, rq, false, &ok) != MHD_YES || !ok))
+		return rq->queued ? MHD_YES : MHD_NO;
+	r = registry_state_counts(srv->reg, &states, &m.nodes_held);
+	if (r < 0)
+		return send_error(con, rq, url, r == -ENOMEM ? 503 : 500, "registry error");
+	pthread_mutex_lock(&srv->stats_lock);
+	m.have_dhcp = srv->have_dhcp;
+	m.have_tftp = srv->have_tftp;
+	m.dhcp = srv->dhcp;
+	m.tftp = srv->tftp;
+	pthread_mutex_unlock(&srv->stats_lock);
+	http_server_stats(srv, &m.http);
+	events_get_stats(srv->events, &m.events);
+	m.nodes_by_state = states;
+	m.registry_dropped = registry_dropped(srv->reg);
+	r = metrics_format(&m, &text, &len);
+	json_decref(states);
+	if (r < 0)
+		return MHD_NO;
+	return queue(con, rq, 200,
+	             buffer_response(text, len, true, "text/plain; version=0.0.4; charset=utf-8"),
+	             len);
+}
+
+/* ---- web dashboard -------------------------------------------------------- */
+
+/* /ui and below: the dashboard's files built into the binary (ui.c), with
+ * the headers ui.c chose (CSP, caching, ETag). */
+static enum MHD_Result serve_ui(struct MHD_Connection *con, struct http_req *rq, const char *url)
+{
+	struct MHD_Response *resp;
+	struct ui_reply rep;
+
+	ui_handle(url,
+	          MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH),
+	          &rep);
+	resp = MHD_create_response_from_buffer(rep.len, (void *)rep.body, MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	for (size_t i = 0; i < rep.n_headers; i++)
+		MHD_add_response_header(resp, rep.headers[i].name, rep.headers[i].value);
 	return queue(con, rq, rep.status, resp, rep.len);
 }
 
@@ -757,7 +1004,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		if (!has_body(con))
 			return MHD_YES;
 		if (!rq->bad_uri && api_path_matches(url) &&
-		    strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+		    (strcmp(method, MHD_HTTP_METHOD_POST) == 0 ||
+		     strcmp(method, MHD_HTTP_METHOD_PATCH) == 0))
 			return upload_start(con, rq, url);
 	}
 	if (*upload_data_size) {
@@ -774,6 +1022,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		return send_error(con, rq, url, 400, "bad URI");
 	if (rq->too_big)
 		return send_error(con, rq, url, 413, "request body larger than 1 MiB");
+	if (rq->query_too_long)
+		return send_error(con, rq, url, 414, "query string too long");
+	if (strcmp(url, "/api/v1/events") == 0) {
+		if (!read_only)
+			return send_error(con, rq, url, 405, "the event stream takes GET");
+		if (has_body(con))
+			return send_error(con, rq, url, 413, "request bodies are not accepted");
+		return serve_events(con, rq, url);
+	}
 	if (api_path_matches(url)) {
 		if (read_only && has_body(con))
 			return send_error(con, rq, url, 413, "request bodies are not accepted");
@@ -783,6 +1040,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		return send_error(con, rq, url, 405, NULL);
 	if (has_body(con))
 		return send_error(con, rq, url, 413, "request bodies are not accepted");
+	if (ui_path_matches(url))
+		return serve_ui(con, rq, url);
+	if (strcmp(url, "/metrics") == 0)
+		return serve_metrics(con, rq, url);
 	if (strncmp(url, "/boot/", 6) == 0) {
 		if (looks_like_script(url + 6))
 			return serve_script(con, rq, url, url + 6);
@@ -804,12 +1065,25 @@ static bool has_encoded_nul(const char *uri)
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
 {
 	struct http_req *rq = calloc(1, sizeof(*rq));
+	const char *q;
 
 	if (!rq)
 		return NULL;
 	rq->srv = cls;
 	rq->bad_uri = has_encoded_nul(uri);
-	rb_escape(rq->uri, sizeof(rq->uri), uri, strlen(uri));
+	q = strchr(uri, '?');
+	if (q && strlen(q + 1) > HTTP_QUERY_MAX) {
+		rq->query_too_long = true;
+	} else if (q) {
+		rq->query = strdup(q + 1);
+		if (!rq->query) {
+			free(rq);
+			return NULL;
+		}
+	}
+	/* The access log never shows a token given in the query. */
+	rb_escape(rq->uri, sizeof(rq->uri), uri,
+	          q && strstr(q, "access_token=") ? (size_t)(q - uri) : strlen(uri));
 	return rq;
 }
 
@@ -850,6 +1124,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		atomic_fetch_add_explicit(&srv->bytes_sent, rq->body_len, memory_order_relaxed);
 	note_boot_file(srv, con, rq, toe);
 	free(rq->req_body);
+	free(rq->query);
 	if (rb_log_level() >= LOG_DEBUG) {
 		char peer[INET6_ADDRSTRLEN];
 
@@ -897,7 +1172,10 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 		.sin_port = htons(cfg->http_port),
 		.sin_addr = cfg->server_addr,
 	};
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	/* Suspend/resume: event stream connections leave the poll set while
+	 * they have nothing to send. */
+	unsigned flags =
+	        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	int r;
 
 	srv = calloc(1, sizeof(*srv));
@@ -906,6 +1184,7 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 	srv->cfg = cfg;
 	srv->reg = reg;
 	srv->boot_fd = srv->repo_fd = srv->tmpl_fd = -1;
+	pthread_mutex_init(&srv->stats_lock, NULL);
 	r = open_dir(cfg->http_boot_root, &srv->boot_fd);
 	if (r < 0) {
 		log_error("http: boot_root %s: %s", cfg->http_boot_root, strerror(-r));
@@ -925,6 +1204,17 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 	r = api_new(cfg, reg, srv->repo_fd, API_PROGRESS_MAX, &srv->api);
 	if (r < 0)
 		goto err_free;
+	r = events_new(reg, cfg->api_heartbeat_s, &srv->events);
+	if (r < 0)
+		goto err_free;
+	api_set_events(srv->api, srv->events);
+	if (api_ops_token_count(api_ops_of(srv->api)) == 0)
+		log_warn("operator API: no tokens in %s: every operator request is refused "
+		         "(401) until one is made with: rackbootd token create NAME",
+		         cfg->api_tokens_file);
+	else
+		log_info("operator API: %zu tokens in %s",
+		         api_ops_token_count(api_ops_of(srv->api)), cfg->api_tokens_file);
 
 	errno = 0;
 	/* The logger goes first so that MHD's own option parsing uses it. */
@@ -954,8 +1244,12 @@ void http_server_free(struct http_server *srv)
 {
 	if (!srv)
 		return;
+	/* Suspended event streams must be resumed before MHD stops (it
+	 * refuses to stop with suspended connections); they then end. */
+	events_close_all(srv->events);
 	if (srv->mhd)
 		MHD_stop_daemon(srv->mhd);
+	events_free(srv->events);
 	api_free(srv->api);
 	if (srv->boot_fd >= 0)
 		close(srv->boot_fd);
@@ -963,6 +1257,7 @@ void http_server_free(struct http_server *srv)
 		close(srv->repo_fd);
 	if (srv->tmpl_fd >= 0)
 		close(srv->tmpl_fd);
+	pthread_mutex_destroy(&srv->stats_lock);
 	free(srv);
 }
 

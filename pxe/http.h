@@ -21,3 +21,10 @@ struct http_stats {
 	uint64_t requests, errors, bytes_sent;
 };
 void http_server_stats(const struct http_server *srv, struct http_stats *ret);
+
+struct dhcp_stats;
+struct tftp_stats;
+/* The DHCP and TFTP counters /metrics shows: server.c copies them here
+ * from the loop thread (NULL = that server does not run). Thread-safe. */
+void http_server_set_stats(struct http_server *srv, const struct dhcp_stats *dhcp,
+                           const struct tftp_stats *tftp);

@@ -58,6 +58,10 @@ struct registry {
 	bool stop;
 	bool thread_started;
 	pthread_t thread;
+	void (*event_hook)(void *); /* under qlock; called after events are committed */
+	void *event_hook_ud;
+	unsigned hook_calls;      /* hook calls running now (qlock) */
+	pthread_cond_t hook_idle; /* signalled when hook_calls drops to 0 */
 };
 
 static const char schema[] =
@@ -67,7 +71,13 @@ static const char schema[] =
         "  mac TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
         "  arch TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',"
         "  state TEXT NOT NULL DEFAULT 'new', profile TEXT NOT NULL DEFAULT '',"
-        "  hostname TEXT NOT NULL DEFAULT '', token_sha256 TEXT NOT NULL DEFAULT '');"
+        "  hostname TEXT NOT NULL DEFAULT '', token_sha256 TEXT NOT NULL DEFAULT '',"
+        "  labels TEXT NOT NULL DEFAULT '{}', rack TEXT NOT NULL DEFAULT '',"
+        "  desired_image TEXT NOT NULL DEFAULT '', desired_version TEXT NOT NULL DEFAULT '',"
+        "  desired_package_sets TEXT NOT NULL DEFAULT '', held INTEGER NOT NULL DEFAULT 0,"
+        "  reimage_wipe TEXT NOT NULL DEFAULT '',"
+        "  node_token_sha256 TEXT NOT NULL DEFAULT '', installed TEXT NOT NULL DEFAULT '',"
+        "  reboot_required INTEGER NOT NULL DEFAULT 0);"
         "CREATE TABLE IF NOT EXISTS events ("
         "  id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
         "  event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');"
@@ -80,11 +90,45 @@ static const char schema[] =
  * migrate() adds each one PRAGMA table_info does not list. */
 static const char *const added_node_columns[][2] = {
 	{ "token_sha256", "TEXT NOT NULL DEFAULT ''" },
+	/* operator (api_ops.c) */
+	{ "labels", "TEXT NOT NULL DEFAULT '{}'" },
+	{ "rack", "TEXT NOT NULL DEFAULT ''" },
+	{ "desired_image", "TEXT NOT NULL DEFAULT ''" },
+	{ "desired_version", "TEXT NOT NULL DEFAULT ''" },
+	{ "desired_package_sets", "TEXT NOT NULL DEFAULT ''" },
+	{ "held", "INTEGER NOT NULL DEFAULT 0" },
+	{ "reimage_wipe", "TEXT NOT NULL DEFAULT ''" },
+	/* installed node (agent stages 2 and 3) */
+	{ "node_token_sha256", "TEXT NOT NULL DEFAULT ''" },
+	{ "installed", "TEXT NOT NULL DEFAULT ''" },
+	{ "reboot_required", "INTEGER NOT NULL DEFAULT 0" },
 };
 
 static int64_t now_ms(void)
 {
 	return (int64_t)(rb_wall_usec() / 1000);
+}
+
+/* Tells the listener (the event stream) that events were committed.
+ * Called with no registry lock held. */
+static void event_hook_call(struct registry *reg)
+{
+	void (*fn)(void *);
+	void *ud;
+
+	pthread_mutex_lock(&reg->qlock);
+	fn = reg->event_hook;
+	ud = reg->event_hook_ud;
+	if (fn)
+		reg->hook_calls++;
+	pthread_mutex_unlock(&reg->qlock);
+	if (!fn)
+		return;
+	fn(ud);
+	pthread_mutex_lock(&reg->qlock);
+	if (--reg->hook_calls == 0)
+		pthread_cond_broadcast(&reg->hook_idle);
+	pthread_mutex_unlock(&reg->qlock);
 }
 
 static int open_db(const char *path, sqlite3 **ret)
@@ -226,6 +270,7 @@ static void *writer_main(void *arg)
 		}
 		pthread_mutex_unlock(&reg->qlock);
 		write_batch(reg, batch, n);
+		event_hook_call(reg);
 		pthread_mutex_lock(&reg->qlock);
 		reg->written += n;
 		pthread_cond_broadcast(&reg->done);
@@ -247,6 +292,7 @@ int registry_open(const char *path, struct registry **ret)
 	pthread_mutex_init(&reg->qlock, NULL);
 	pthread_cond_init(&reg->qcond, NULL);
 	pthread_cond_init(&reg->done, NULL);
+	pthread_cond_init(&reg->hook_idle, NULL);
 	reg->q = calloc(QUEUE_CAP, sizeof(*reg->q));
 	if (!reg->q) {
 		r = -ENOMEM;
@@ -297,6 +343,7 @@ void registry_free(struct registry *reg)
 	pthread_mutex_destroy(&reg->qlock);
 	pthread_cond_destroy(&reg->qcond);
 	pthread_cond_destroy(&reg->done);
+	pthread_cond_destroy(&reg->hook_idle);
 	free(reg);
 }
 
@@ -546,6 +593,8 @@ out:
 	if (r == -EIO)
 		log_debug("registry: %s %s: %s", event, m, sqlite3_errmsg(reg->rdb));
 	pthread_mutex_unlock(&reg->rlock);
+	if (r == 0)
+		event_hook_call(reg);
 	return r;
 }
 
@@ -610,7 +659,23 @@ out:
 	return 0;
 }
 
-static json_t *node_row_json(sqlite3_stmt *st)
+/* Operator columns, selected after the first 8 of NODE_COLS. */
+#define OP_COLS                                                                                    \
+	"labels, rack, desired_image, desired_version, desired_package_sets, held, "               \
+	"reimage_wipe"
+#define OP_COL0 8
+/* A summary of the stored inventory for node lists (null without one, or
+ * when the stored document does not parse), the column after OP_COLS. */
+#define HW_COL                                                                                     \
+	"(SELECT CASE WHEN json_valid(doc) THEN json_object("                                      \
+	"'gpus', json_extract(doc, '$.counts.gpus'), "                                             \
+	"'cpu_model', json_extract(doc, '$.cpu.model'), "                                          \
+	"'memory_bytes', json_extract(doc, '$.memory.total_bytes'), "                              \
+	"'disks', json_extract(doc, '$.counts.disks')) END "                                       \
+	"FROM inventory WHERE inventory.mac = nodes.mac)"
+#define HW_COL0 (OP_COL0 + 7)
+
+static json_t *node_row_json_base(sqlite3_stmt *st)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "mac",
 	                 (const char *)sqlite3_column_text(st, 0), "state",
@@ -623,7 +688,52 @@ static json_t *node_row_json(sqlite3_stmt *st)
 	                 (json_int_t)sqlite3_column_int64(st, 7));
 }
 
-#define NODE_COLS "mac, state, profile, arch, hostname, ip, first_seen, last_seen"
+/* A stored JSON text as a value of the wanted type, else fallback (new). */
+static json_t *stored_json(const unsigned char *text, bool object, json_t *fallback)
+{
+	json_t *v = text && *text ? json_loads((const char *)text, JSON_DECODE_ANY, NULL) : NULL;
+
+	if (v && (object ? json_is_object(v) : json_is_array(v))) {
+		json_decref(fallback);
+		return v;
+	}
+	json_decref(v);
+	return fallback;
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+
+	return s ? (const char *)s : "";
+}
+
+/* The node object of a row: NODE_COLS, the operator fields included. */
+static json_t *node_row_json(sqlite3_stmt *st)
+{
+	json_t *n = node_row_json_base(st), *op;
+
+	if (!n)
+		return NULL;
+	op = json_pack("{s:o, s:s, s:{s:s, s:s, s:o}, s:b, s:s, s:o}", "labels",
+	               stored_json(sqlite3_column_text(st, OP_COL0), true, json_object()), "rack",
+	               col_text(st, OP_COL0 + 1), "desired", "image", col_text(st, OP_COL0 + 2),
+	               "version", col_text(st, OP_COL0 + 3), "package_sets",
+	               stored_json(sqlite3_column_text(st, OP_COL0 + 4), false, json_null()),
+	               "held", sqlite3_column_int(st, OP_COL0 + 5) != 0, "reimage_wipe",
+	               col_text(st, OP_COL0 + 6), "hardware",
+	               stored_json(sqlite3_column_text(st, HW_COL0), true, json_null()));
+	if (!op || json_object_update(n, op) < 0) {
+		json_decref(op);
+		json_decref(n);
+		return NULL;
+	}
+	json_decref(op);
+	return n;
+}
+
+#define NODE_COLS                                                                                  \
+	"mac, state, profile, arch, hostname, ip, first_seen, last_seen, " OP_COLS ", " HW_COL
 
 static int dump(json_t *doc, char **ret)
 {
@@ -641,35 +751,12 @@ static int dump(json_t *doc, char **ret)
 
 int registry_nodes_json(struct registry *reg, char **ret)
 {
-	static const char sql[] = "SELECT " NODE_COLS " FROM nodes ORDER BY mac";
-	json_t *arr = json_array(), *doc = NULL;
-	sqlite3_stmt *st = NULL;
-	int s, r = -EIO;
+	json_t *arr = NULL;
+	int r = registry_nodes_doc(reg, &arr);
 
-	if (!arr)
-		return -ENOMEM;
-	pthread_mutex_lock(&reg->rlock);
-	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
-		goto out;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *n = node_row_json(st);
-
-		if (!n || json_array_append_new(arr, n) < 0) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
-	if (s == SQLITE_DONE)
-		r = 0;
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&reg->rlock);
-	if (r < 0) {
-		json_decref(arr);
+	if (r < 0)
 		return r;
-	}
-	doc = json_pack("{s:o}", "nodes", arr);
-	return dump(doc, ret);
+	return dump(json_pack("{s:o}", "nodes", arr), ret);
 }
 
 int registry_node_doc(struct registry *reg, const uint8_t mac[6], size_t max_events, json_t **ret)
@@ -756,4 +843,424 @@ int registry_node_json(struct registry *reg, const uint8_t mac[6], size_t max_ev
 	if (r < 0)
 		return r;
 	return dump(doc, ret);
+}
+
+/* ---- operator --------------------------------------------------------------- */
+
+/* Reads the node row and its operator fields. Caller holds rlock. */
+static int read_node_op(sqlite3 *db, const uint8_t mac[6], struct registry_node *ret_node,
+                        struct registry_operator *ret_op)
+{
+	static const char sql[] = "SELECT state, profile, arch, hostname, ip, first_seen, "
+	                          "last_seen, token_sha256, " OP_COLS " FROM nodes WHERE mac = ?1";
+	sqlite3_stmt *st = NULL;
+	char m[18];
+	int r = -EIO, s;
+
+	rb_mac_format(mac, m);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s == SQLITE_DONE) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (s != SQLITE_ROW)
+		goto out;
+	if (ret_node) {
+		memset(ret_node, 0, sizeof(*ret_node));
+		memcpy(ret_node->mac, mac, 6);
+		col_copy(ret_node->state, sizeof(ret_node->state), st, 0);
+		col_copy(ret_node->profile, sizeof(ret_node->profile), st, 1);
+		col_copy(ret_node->arch, sizeof(ret_node->arch), st, 2);
+		col_copy(ret_node->hostname, sizeof(ret_node->hostname), st, 3);
+		col_copy(ret_node->ip, sizeof(ret_node->ip), st, 4);
+		ret_node->first_seen = sqlite3_column_int64(st, 5);
+		ret_node->last_seen = sqlite3_column_int64(st, 6);
+		col_copy(ret_node->token_sha256, sizeof(ret_node->token_sha256), st, 7);
+	}
+	if (ret_op) {
+		memset(ret_op, 0, sizeof(*ret_op));
+		col_copy(ret_op->labels, sizeof(ret_op->labels), st, OP_COL0);
+		if (!*ret_op->labels)
+			snprintf(ret_op->labels, sizeof(ret_op->labels), "{}");
+		col_copy(ret_op->rack, sizeof(ret_op->rack), st, OP_COL0 + 1);
+		col_copy(ret_op->desired_image, sizeof(ret_op->desired_image), st, OP_COL0 + 2);
+		col_copy(ret_op->desired_version, sizeof(ret_op->desired_version), st, OP_COL0 + 3);
+		col_copy(ret_op->desired_package_sets, sizeof(ret_op->desired_package_sets), st,
+		         OP_COL0 + 4);
+		ret_op->held = sqlite3_column_int(st, OP_COL0 + 5) != 0;
+		col_copy(ret_op->reimage_wipe, sizeof(ret_op->reimage_wipe), st, OP_COL0 + 6);
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int registry_operator_get(struct registry *reg, const uint8_t mac[6],
+                          struct registry_node *ret_node, struct registry_operator *ret_op)
+{
+	int r;
+
+	pthread_mutex_lock(&reg->rlock);
+	r = read_node_op(reg->rdb, mac, ret_node, ret_op);
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+/* Binds the operator fields as ?first .. ?first+6. */
+static void bind_op(sqlite3_stmt *st, int first, const struct registry_operator *op)
+{
+	sqlite3_bind_text(st, first, op->labels, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 1, op->rack, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 2, op->desired_image, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 3, op->desired_version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 4, op->desired_package_sets, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, first + 5, op->held ? 1 : 0);
+	sqlite3_bind_text(st, first + 6, op->reimage_wipe, -1, SQLITE_STATIC);
+}
+
+static int insert_event(sqlite3 *db, const char *mac, const char *event, const char *detail,
+                        int64_t ts)
+{
+	static const char sql[] =
+	        "INSERT INTO events(mac, event, detail, ts_ms) VALUES(?1, ?2, ?3, ?4)";
+	char ev[24], det[512];
+	const char *texts[] = { mac, ev, det };
+
+	copy_field(ev, sizeof(ev), event);
+	copy_field(det, sizeof(det), detail ? detail : "");
+	return exec_bound(db, sql, texts, 3, ts);
+}
+
+int registry_operator_change(struct registry *reg, const uint8_t mac[6], registry_decide_fn decide,
+                             void *ud)
+{
+	static const char sql[] =
+	        "UPDATE nodes SET state = ?2, profile = ?3, hostname = ?4, "
+	        "labels = ?5, rack = ?6, desired_image = ?7, desired_version = ?8, "
+	        "desired_package_sets = ?9, held = ?10, reimage_wipe = ?11 "
+	        "WHERE mac = ?1";
+	struct registry_operator *op = malloc(sizeof(*op));
+	struct registry_node node;
+	char m[18], event[24] = "", detail[512] = "";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!op)
+		return -ENOMEM;
+	rb_mac_format(mac, m);
+	registry_flush(reg);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_exec(reg->rdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		r = -EIO;
+		goto out;
+	}
+	r = read_node_op(reg->rdb, mac, &node, op);
+	if (r == 0)
+		r = decide(&node, op, event, detail, ud);
+	if (r < 0)
+		goto rollback;
+	r = -EIO;
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, node.state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, node.profile, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, node.hostname, -1, SQLITE_STATIC);
+	bind_op(st, 5, op);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto rollback;
+	r = insert_event(reg->rdb, m, event, detail, now_ms());
+	if (r == 0 && sqlite3_exec(reg->rdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		r = -EIO;
+	if (r == 0)
+		goto out;
+rollback:
+	if (r == -EIO)
+		log_debug("registry: operator change %s: %s", m, sqlite3_errmsg(reg->rdb));
+	sqlite3_exec(reg->rdb, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	free(op);
+	if (r == 0)
+		event_hook_call(reg);
+	return r;
+}
+
+int registry_node_register(struct registry *reg, const struct registry_node *node,
+                           const struct registry_operator *op, const char *event,
+                           const char *detail)
+{
+	static const char sql[] =
+	        "INSERT INTO nodes(mac, first_seen, last_seen, state, profile, hostname, labels, "
+	        "rack, desired_image, desired_version, desired_package_sets, held, reimage_wipe) "
+	        "VALUES(?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+	sqlite3_stmt *st = NULL;
+	int64_t ts = now_ms();
+	char m[18];
+	int r = -EIO, s;
+
+	rb_mac_format(node->mac, m);
+	registry_flush(reg);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_exec(reg->rdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, ts / 1000);
+	sqlite3_bind_text(st, 3, *node->state ? node->state : "new", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, node->profile, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, node->hostname, -1, SQLITE_STATIC);
+	bind_op(st, 6, op);
+	s = sqlite3_step(st);
+	if (s == SQLITE_CONSTRAINT) {
+		r = -EEXIST;
+		goto rollback;
+	}
+	if (s != SQLITE_DONE)
+		goto rollback;
+	r = insert_event(reg->rdb, m, event, detail, ts);
+	if (r == 0 && sqlite3_exec(reg->rdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		r = -EIO;
+	if (r == 0)
+		goto out;
+rollback:
+	if (r == -EIO)
+		log_debug("registry: register %s: %s", m, sqlite3_errmsg(reg->rdb));
+	sqlite3_exec(reg->rdb, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r == 0)
+		event_hook_call(reg);
+	return r;
+}
+
+int registry_nodes_doc(struct registry *reg, json_t **ret)
+{
+	static const char sql[] = "SELECT " NODE_COLS " FROM nodes ORDER BY mac";
+	json_t *arr = json_array();
+	sqlite3_stmt *st = NULL;
+	int s, r = -EIO;
+
+	if (!arr)
+		return -ENOMEM;
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *n = node_row_json(st);
+
+		if (!n || json_array_append_new(arr, n) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (s == SQLITE_DONE)
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret = arr;
+	return 0;
+}
+
+int registry_state_counts(struct registry *reg, json_t **ret, uint64_t *ret_held)
+{
+	static const char sql[] =
+	        "SELECT state, count(*), sum(held != 0) FROM nodes GROUP BY state ORDER BY state";
+	json_t *obj = json_object();
+	sqlite3_stmt *st = NULL;
+	uint64_t held = 0;
+	int s, r = -EIO;
+
+	if (!obj)
+		return -ENOMEM;
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		if (json_object_set_new(obj, col_text(st, 0),
+		                        json_integer(sqlite3_column_int64(st, 1))) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		held += (uint64_t)sqlite3_column_int64(st, 2);
+	}
+	if (s == SQLITE_DONE)
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		json_decref(obj);
+		return r;
+	}
+	*ret = obj;
+	*ret_held = held;
+	return 0;
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+int registry_events_since(struct registry *reg, int64_t after_id, size_t limit, json_t **ret)
+{
+	static const char sql[] = "SELECT e.id, e.mac, e.ts_ms, e.event, e.detail, "
+	                          "COALESCE(n.state, '') FROM events e "
+	                          "LEFT JOIN nodes n ON n.mac = e.mac "
+	                          "WHERE e.id > ?1 ORDER BY e.id LIMIT ?2";
+	json_t *arr = json_array();
+	sqlite3_stmt *st = NULL;
+	int s, r = -EIO;
+
+	if (!arr)
+		return -ENOMEM;
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, after_id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *e = json_pack(
+		        "{s:I, s:s, s:I, s:s, s:s, s:s}", "id",
+		        (json_int_t)sqlite3_column_int64(st, 0), "mac", col_text(st, 1), "ts_ms",
+		        (json_int_t)sqlite3_column_int64(st, 2), "event", col_text(st, 3), "detail",
+		        col_text(st, 4), "state", col_text(st, 5));
+
+		if (!e || json_array_append_new(arr, e) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (s == SQLITE_DONE)
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret = arr;
+	return 0;
+}
+
+int registry_last_event_id(struct registry *reg, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = -EIO;
+
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, "SELECT COALESCE(max(id), 0) FROM events", -1, &st,
+	                       NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*ret = sqlite3_column_int64(st, 0);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+void registry_set_event_hook(struct registry *reg, void (*fn)(void *), void *ud)
+{
+	pthread_mutex_lock(&reg->qlock);
+	reg->event_hook = fn;
+	reg->event_hook_ud = ud;
+	/* A call of the previous hook may be running: when this returns, none
+	 * is, so its owner may free what ud points to. */
+	while (reg->hook_calls)
+		pthread_cond_wait(&reg->hook_idle, &reg->qlock);
+	pthread_mutex_unlock(&reg->qlock);
+}
+
+/* ---- installed node: the agent's long-lived token and what it reported ---- */
+
+/* One UPDATE of the node's row with text ?1 (mac) and ?2, or -ENOENT. */
+static int set_node_text(struct registry *reg, const char *sql, const uint8_t mac[6],
+                         const char *text, int64_t num)
+{
+	const char *texts[2];
+	char m[18];
+	int r;
+
+	rb_mac_format(mac, m);
+	texts[0] = m;
+	texts[1] = text;
+	pthread_mutex_lock(&reg->rlock);
+	r = exec_bound(reg->rdb, sql, texts, 2, num);
+	if (r == -EIO)
+		log_debug("registry: %s: %s", m, sqlite3_errmsg(reg->rdb));
+	pthread_mutex_unlock(&reg->rlock);
+	return r;
+}
+
+int registry_node_token_set(struct registry *reg, const uint8_t mac[6], const char *sha256_hex)
+{
+	return set_node_text(reg, "UPDATE nodes SET node_token_sha256 = ?2 WHERE mac = ?1", mac,
+	                     sha256_hex, 0);
+}
+
+int registry_installed_set(struct registry *reg, const uint8_t mac[6], const char *installed,
+                           int reboot_required)
+{
+	return set_node_text(reg,
+	                     "UPDATE nodes SET installed = CASE WHEN ?2 IS NULL THEN installed "
+	                     "ELSE ?2 END, reboot_required = CASE WHEN ?3 < 0 THEN "
+	                     "reboot_required ELSE ?3 END WHERE mac = ?1",
+	                     mac, installed, reboot_required);
+}
+
+int registry_installed_get(struct registry *reg, const uint8_t mac[6],
+                           struct registry_installed *ret)
+{
+	static const char sql[] = "SELECT node_token_sha256, installed, reboot_required "
+	                          "FROM nodes WHERE mac = ?1";
+	struct registry_installed v = { 0 };
+	sqlite3_stmt *st = NULL;
+	char m[18];
+	int r = -EIO, s;
+
+	rb_mac_format(mac, m);
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s == SQLITE_DONE) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (s != SQLITE_ROW)
+		goto out;
+	snprintf(v.node_token_sha256, sizeof(v.node_token_sha256), "%s", col_text(st, 0));
+	/* Stored as the server wrote them; a row that no longer parses reads
+	 * as nothing reported. */
+	v.installed = stored_json(sqlite3_column_text(st, 1), true, NULL);
+	v.reboot_required = sqlite3_column_int(st, 2) != 0;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		registry_installed_fini(&v);
+		return r;
+	}
+	*ret = v;
+	return 0;
+}
+
+void registry_installed_fini(struct registry_installed *v)
+{
+	json_decref(v->installed);
+	v->installed = NULL;
 }

@@ -35,6 +35,29 @@ static void on_signal(struct rb_io *io, int fd, uint32_t events, void *userdata)
 	rb_loop_quit(userdata);
 }
 
+/* /metrics reads the DHCP and TFTP counters from HTTP threads; they live
+ * on the loop thread, so the loop copies them over once a second. */
+struct stats_copy {
+	struct rb_timer *timer;
+	struct dhcp_server *dhcp;
+	struct tftp_server *tftp;
+	struct http_server *http;
+};
+
+static void copy_stats(struct rb_timer *t, void *userdata)
+{
+	struct stats_copy *sc = userdata;
+	struct dhcp_stats d;
+	struct tftp_stats f;
+
+	if (sc->dhcp)
+		dhcp_server_stats(sc->dhcp, &d);
+	if (sc->tftp)
+		tftp_server_stats(sc->tftp, &f);
+	http_server_set_stats(sc->http, sc->dhcp ? &d : NULL, sc->tftp ? &f : NULL);
+	rb_timer_arm(t, rb_now_usec() + 1000000);
+}
+
 static int resolve_addresses(struct rb_config *cfg)
 {
 	struct netif_info ni;
@@ -88,6 +111,7 @@ int rb_server_run(struct rb_config *cfg)
 	struct tftp_server *tftp = NULL;
 	struct http_server *http = NULL;
 	struct rb_io *sigio = NULL;
+	struct stats_copy sc = { 0 };
 	char dbpath[4200];
 	sigset_t mask;
 	int sfd = -1, r;
@@ -150,6 +174,13 @@ int rb_server_run(struct rb_config *cfg)
 	r = rb_drop_privileges(cfg->user, cfg->state_dir);
 	if (r < 0)
 		goto out;
+	sc.dhcp = dhcp;
+	sc.tftp = tftp;
+	sc.http = http;
+	r = rb_timer_new(loop, copy_stats, &sc, &sc.timer);
+	if (r < 0)
+		goto out;
+	copy_stats(sc.timer, &sc);
 	log_info("rackbootd ready: dhcp %s, tftp %s, http port %u",
 	         cfg->dhcp_mode == RB_DHCP_FULL    ? "full"
 	         : cfg->dhcp_mode == RB_DHCP_PROXY ? "proxy"
@@ -157,6 +188,7 @@ int rb_server_run(struct rb_config *cfg)
 	         cfg->tftp_enable ? "on" : "off", cfg->http_port);
 	r = rb_loop_run(loop);
 out:
+	rb_timer_free(sc.timer);
 	http_server_free(http);
 	tftp_server_free(tftp);
 	dhcp_server_free(dhcp);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes a C file that holds the given files as NUL-terminated strings:
    const struct rb_embedded_file rb_embedded_files[] = { {"name", data, len}, ... };
-Used to build the default iPXE templates into rackbootd, and (with
+Used to build the default iPXE templates into rackbootd, the web dashboard
+(templates/web/, --symbol rb_ui_files) into rackbootd, and (with
 --symbol img_initramfs_files) the initramfs /init into rackboot-image.
 Usage: embed-files.py [--symbol NAME] OUT INPUT..."""
 import os

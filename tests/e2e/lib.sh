@@ -106,13 +106,17 @@ e2e_qemu() {
 
 # e2e_rackbootd NS BINARY CONF LOG: starts rackbootd in NS (verbose, to LOG),
 # waits until it is ready; exits the test if it does not start. Sets
-# E2E_RACKBOOTD_PID.
+# E2E_RACKBOOTD_PID, and E2E_OPAUTH to an "Authorization: Bearer ..."
+# header with an operator token made as an operator makes one (the
+# running server picks it up from its tokens file).
 e2e_rackbootd() {
 	ip netns exec "$1" "$2" -c "$3" -v >"$4" 2>&1 &
 	E2E_RACKBOOTD_PID=$!
 	E2E_PIDS="$E2E_PIDS $E2E_RACKBOOTD_PID"
 	e2e_wait_for "$4" "rackbootd ready" 20 "$E2E_RACKBOOTD_PID" || {
 		echo "FAIL: rackbootd did not start"; cat "$4"; exit 1; }
+	E2E_OPAUTH="Authorization: Bearer $("$2" -c "$3" token create "e2e-$$-$(date +%s%N)" 2>/dev/null)" || {
+		echo "FAIL: rackbootd token create"; exit 1; }
 }
 
 # e2e_wait_for FILE PATTERN SECONDS [PID]: wait for a line; fails on timeout
@@ -227,5 +231,104 @@ poweroff -f
 EOI
 	chmod 755 "$d/init" "$d/etc/udhcpc.script"
 	(cd "$d" && find . | cpio -o -H newc --quiet | gzip) >"$out"
+	rm -rf "$d"
+}
+
+# e2e_installed_disk OUT SIZE_MIB MARKER INITRAMFS: a small bootable Linux
+# disk, what a tenant's image is in these tests. MBR with syslinux's boot
+# code, one bootable ext4 partition from 1 MiB to SIZE_MIB - 4 MiB (the last
+# MiBs belong to no partition, like a real disk's slack); its root is the
+# busybox, rackboot-agent, libraries and modules of INITRAMFS (a product
+# initramfs built with --modules ...,ext4,crc32c_generic), with busybox init:
+# /etc/init.d/rcS brings the NIC up by DHCP, prints "MARKER up", then runs
+# /etc/init.d/rackboot-agent start when stage 2 installed one. Booted by
+# extlinux: /boot/vmlinuz and /boot/initrd (INITRAMFS with an /init that
+# loads its modules, mounts /dev/vda1 and switch_roots), kernel line from
+# /boot/extlinux/extlinux.conf. The root is mounted read-only (the disk
+# stays byte-identical to the image while it runs) unless E2E_ROOT_MODE=rw
+# (a node whose installed agent changes it). Needs extlinux and a loop mount.
+e2e_installed_disk() {
+	out=$1 size=$2 marker=$3 initrd=$4
+	d=$(mktemp -d)
+	mkdir -p "$d/root" "$d/over" "$d/mnt"
+	case $(head -c 4 "$initrd" | od -An -tx1 | tr -d ' ') in
+	28b52ffd) zstd -dc "$initrd" ;;
+	*) gzip -dc "$initrd" ;;
+	esac | (cd "$d/root" && cpio -id --quiet) || return 1
+	rm -f "$d/root/init"
+	mkdir -p "$d/root/sbin" "$d/root/boot/extlinux" "$d/root/proc" "$d/root/sys" \
+		"$d/root/dev" "$d/root/run" "$d/root/tmp" "$d/root/var/lib" "$d/root/var/log" \
+		"$d/root/etc/init.d"
+	ln -sf /bin/busybox "$d/root/sbin/init"
+	# The applets as a distribution has them (the root may be read-only)
+	for a in $("$d/root/bin/busybox" --list); do
+		[ -e "$d/root/bin/$a" ] || ln -s busybox "$d/root/bin/$a"
+	done
+	printf '::sysinit:/etc/init.d/rcS\n::ctrlaltdel:/sbin/reboot -f\n' >"$d/root/etc/inittab"
+	cat >"$d/root/etc/init.d/rcS" <<EOR
+#!/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+mount -t devtmpfs dev /dev
+mount -t tmpfs run /run
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+hostname -F /etc/hostname 2>/dev/null
+ip link set lo up
+n=0
+until udhcpc -i eth0 -n -q -t 5 -s /etc/rackboot/udhcpc.script >/dev/null 2>&1; do
+	n=\$((n + 1)); [ "\$n" -lt 5 ] || break; sleep 2
+done
+echo "$marker up: \$(hostname) \$(ip -4 -o addr show eth0 | awk '{ print \$4 }')"
+[ -x /etc/init.d/rackboot-agent ] && /etc/init.d/rackboot-agent start
+EOR
+	chmod 755 "$d/root/etc/init.d/rcS"
+	cp "$E2E_VMLINUZ" "$d/root/boot/vmlinuz"
+	# The installed system's initrd: the same modules, an /init that
+	# mounts the root partition and hands over to it.
+	mkdir -p "$d/over"
+	cat >"$d/over/init" <<'EOI'
+#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /sysroot
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev
+while read -r ko; do /bin/busybox insmod "$ko" 2>/dev/null; done </etc/modules
+n=0
+while [ ! -b /dev/vda1 ] && [ "$n" -lt 30 ]; do /bin/busybox sleep 1; n=$((n + 1)); done
+mode=ro
+case " $(/bin/busybox cat /proc/cmdline) " in *" rw "*) mode=rw ;; esac
+/bin/busybox mount -t ext4 -o "$mode" /dev/vda1 /sysroot || { echo "cannot mount /dev/vda1"; /bin/busybox sleep 5; /bin/busybox reboot -f; }
+/bin/busybox umount /proc /dev
+exec /bin/busybox switch_root /sysroot /sbin/init
+EOI
+	chmod 755 "$d/over/init"
+	cp "$initrd" "$d/root/boot/initrd"
+	(cd "$d/over" && echo init | cpio -o -H newc --quiet | gzip -1) >>"$d/root/boot/initrd"
+	cat >"$d/root/boot/extlinux/extlinux.conf" <<EOX
+SERIAL 0 115200
+DEFAULT linux
+PROMPT 0
+TIMEOUT 0
+LABEL linux
+	KERNEL /boot/vmlinuz
+	INITRD /boot/initrd
+	APPEND root=/dev/vda1 ${E2E_ROOT_MODE:-ro} console=ttyS0 panic=-1 quiet
+EOX
+	psize=$((size - 5))
+	rm -f "$out"
+	truncate -s "${size}M" "$out"
+	printf 'label: dos\nlabel-id: 0x52ac0b07\nstart=2048, size=%s, type=83, bootable\n' "$((psize * 2048))" |
+		sfdisk -q "$out" || return 1
+	# syslinux 6 reads ext4 without the 64bit and metadata_csum features
+	truncate -s "${psize}M" "$d/part.img"
+	E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -O ^64bit,^metadata_csum,^orphan_file,^extent,^flex_bg,^huge_file \
+		-L rackroot -d "$d/root" "$d/part.img" || return 1
+	mount -o loop "$d/part.img" "$d/mnt" || return 1
+	extlinux --install "$d/mnt/boot/extlinux" >/dev/null 2>&1
+	rc=$?
+	umount "$d/mnt"
+	[ "$rc" -eq 0 ] || { echo "extlinux --install failed" >&2; return 1; }
+	dd if="$d/part.img" of="$out" bs=1M seek=1 conv=notrunc status=none
+	dd if=/usr/lib/syslinux/mbr/mbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
 	rm -rf "$d"
 }

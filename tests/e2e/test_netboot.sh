@@ -115,7 +115,7 @@ EOP
 		exit 1
 	fi
 	echo "$fw/$mode: left the network boot for the local disk in $(($(date +%s) - start))s"
-	api=$(ip netns exec "$ns" curl -sf "http://10.77.0.1:8080/api/v1/nodes/$mac")
+	api=$(ip netns exec "$ns" curl -sf -H "$E2E_OPAUTH" "http://10.77.0.1:8080/api/v1/nodes/$mac")
 	echo "API: $api" | head -c 1500; echo
 	echo "$api" | grep -q '"detail": *"localboot.ipxe"' || { echo "FAIL: no localboot.ipxe script event"; exit 1; }
 	! grep -qa "RACKBOOT-E2E-MARKER" "$work/serial.log" || { echo "FAIL: the installed node booted the network kernel"; exit 1; }
@@ -165,7 +165,7 @@ grep -qa "RACKBOOT-E2E-MARKER firmware: $want_fw" "$work/serial.log" ||
 	{ echo "FAIL: booted firmware is not $want_fw"; fail=1; }
 
 # The registry saw every boot step of this MAC.
-api=$(ip netns exec "$ns" curl -sf "http://10.77.0.1:8080/api/v1/nodes/$mac") ||
+api=$(ip netns exec "$ns" curl -sf -H "$E2E_OPAUTH" "http://10.77.0.1:8080/api/v1/nodes/$mac") ||
 	{ echo "FAIL: API has no node $mac"; fail=1; api=""; }
 echo "API: $api" | head -c 2000; echo
 for ev in "\(dhcp\|proxy\)\." http.script "http.file.*\"vmlinuz" "http.file.*\"initrd.img"; do

@@ -1,14 +1,19 @@
 /* Fuzz target: the small parsers of plain images and rootfs tarballs. The
  * first byte picks one: 'r' a Content-Range value (from the server), 'g'
  * GPT entries read back from a disk (LBA size 512, or 4096 when the second
- * byte is odd), anything else a catalogue path joined to a repository URL.
+ * byte is odd), 'h' the head of a raw image's data (agent_plain_check_head:
+ * format magics and VMDK descriptors), anything else a catalogue path
+ * joined to a repository URL.
  * Oracles: an accepted range is ordered and formats back to itself; a GPT
- * entry found is ordered; a joined URL holds only unreserved characters
- * and percent escapes, and decodes back to the path. */
+ * entry found is ordered; a head is accepted or refused with a reason, and
+ * one starting with a container magic is refused; a joined URL holds only
+ * unreserved characters and percent escapes, and decodes back to the
+ * path. */
 #include "agent/plain.h"
 #include "agent/rootfs.h"
 #include "agent/stream.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +50,26 @@ static void fuzz_gpt(const uint8_t *d, size_t n)
 		if (agent_gpt_entry(d + 1, n - 1, lbs, i, &first, &last) == 0 &&
 		    (first == 0 || last < first))
 			abort();
+}
+
+static void fuzz_head(const uint8_t *d, size_t n)
+{
+	static const char *const magics[] = { "QFI\xfb", "KDMV", "COWD", "vhdxfile", "conectix" };
+	uint8_t *exact = malloc(n ? n : 1); /* exact size: an overread is caught */
+	char err[512] = "";
+	int r;
+
+	if (!exact)
+		return;
+	memcpy(exact, d, n);
+	r = agent_plain_check_head(exact, n, "http://h/repo/plain/x", "raw", err, sizeof(err));
+	if ((r != 0 && r != -EINVAL) || (r < 0 && !strstr(err, "nothing was written")))
+		abort();
+	for (size_t i = 0; i < sizeof(magics) / sizeof(magics[0]); i++)
+		if (n >= strlen(magics[i]) && memcmp(d, magics[i], strlen(magics[i])) == 0 &&
+		    r == 0)
+			abort();
+	free(exact);
 }
 
 static int unhex(char c)
@@ -90,6 +115,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (data[0] == 'g') {
 		fuzz_gpt(data + 1, size - 1);
+		return 0;
+	}
+	if (data[0] == 'h') {
+		fuzz_head(data + 1, size - 1);
 		return 0;
 	}
 	s = malloc(size);

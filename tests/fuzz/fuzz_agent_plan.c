@@ -77,6 +77,13 @@ static void fuzz_plan(const char *s, size_t n)
 	} else if (p.has_image) {
 		abort();
 	}
+	/* stage 2: names and versions path-safe, a lowercase hex node token */
+	if (p.has_stage2 && agent_token_check(p.node_token, NULL, 0) < 0)
+		abort();
+	for (size_t i = 0; i < p.n_packages; i++)
+		if (!img_name_is_valid(p.packages[i].name) || strchr(p.packages[i].version, '/'))
+			abort();
+	agent_plan_fini(&p);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -14,7 +14,9 @@
 # ("../", an absolute path, a file through a symlink of the package or of
 # the root, a hard link to /etc/passwd, a path twice as a directory and a
 # file, a .rackboot/ payload member) change nothing in the root and nothing
-# outside it. A package of another arch, a wrong key and a bad
+# outside it, also as upgrades of installed packages (the staged
+# rename-swap path). pkg-remove keeps paths another package lists and a
+# failing postrm undoes the removal. A package of another arch, a wrong key and a bad
 # NAME=VERSION are refused.
 set -u
 
@@ -348,6 +350,85 @@ inst base=1.0 >"$T/o" 2>"$T/e" &&
 	[ "$(python3 -c 'import json,sys; print(",".join(p["name"] for p in json.load(open(sys.argv[1]))["packages"]))' \
 		"$ROOT/var/lib/rackboot/installed.json")" = "lib,app,base" ] &&
 	ok "reinstall replaces the package's entry" || bad "reinstall: $(cat "$T/e")"
+
+# ---- an upgrade of an installed package from a hostile archive ----
+# (the same checks as above, on the staged rename-swap path of an upgrade)
+python3 - "$T" <<'EOF2' || bad "building hostile upgrades"
+import io, json, subprocess, sys, tarfile
+T = sys.argv[1]
+def build(out, name, version, members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        meta = json.dumps({"name": name, "version": version, "arch": "all", "depends": [],
+                           "conflicts": [], "scripts": []}).encode()
+        ti = tarfile.TarInfo(".rackboot/meta.json"); ti.size = len(meta); ti.mode = 0o644
+        t.addfile(ti, io.BytesIO(meta))
+        for m in members:
+            ti = tarfile.TarInfo(m["name"]); ti.mode = 0o644
+            data = m.get("data", b"")
+            if m.get("type") == "sym":
+                ti.type = tarfile.SYMTYPE; ti.linkname = m["link"]; data = b""
+            elif m.get("type") == "hard":
+                ti.type = tarfile.LNKTYPE; ti.linkname = m["link"]; data = b""
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    z = subprocess.run(["zstd", "-q", "-c"], input=buf.getvalue(), capture_output=True,
+                       check=True).stdout
+    open(f"{T}/{out}.tar.zst", "wb").write(z)
+build("up-dotdot", "base", "1.1", [{"name": "usr/bin/hello", "data": b"new hello"},
+                                   {"name": "../../outside/up", "data": b"escaped"}])
+build("up-sym", "lib", "2.2", [{"name": "usr/lib/libx.so.1", "data": b"new"},
+                               {"name": "usr/lib/esc", "type": "sym", "link": T + "/outside"},
+                               {"name": "usr/lib/esc/pwned", "data": b"escaped"}])
+build("up-hard", "app", "3.1", [{"name": "etc/app.conf", "data": b"x"},
+                                {"name": "etc/shadow-link", "type": "hard", "link": "/etc/shadow"}])
+EOF2
+for h in up-dotdot up-sym up-hard; do index "$T/$h.tar.zst" || bad "index $h"; done
+ln -s "$T/outside" "$ROOT/lnk"
+snapshot "$ROOT" "$T/before"
+snapshot "$T/outside" "$T/obefore"
+for spec in base=1.1 lib=2.2 app=3.1; do
+	inst "$spec" >"$T/o" 2>"$T/e"
+	rc=$?
+	snapshot "$ROOT" "$T/after"
+	snapshot "$T/outside" "$T/oafter"
+	if [ $rc -eq 1 ] && grep -q "refused" "$T/e" && same "$T/before" "$T/after" &&
+		same "$T/obefore" "$T/oafter"; then
+		ok "hostile upgrade $spec refused, the installed version and the outside untouched"
+	else
+		bad "hostile upgrade $spec (rc $rc): $(cat "$T/e")"
+	fi
+done
+rm "$ROOT/lnk"
+
+# ---- pkg-remove: a path another package lists stays; a failing postrm undoes it ----
+mkdir -p "$T/pk/share/tree/usr/bin" "$T/pk/sticky/tree/srv/sticky"
+echo "shared hello" >"$T/pk/share/tree/usr/bin/hello"
+echo "share" >"$T/pk/share/tree/usr/bin/share"
+pkg share 1.0 all '{}'
+echo "sticky" >"$T/pk/sticky/tree/srv/sticky/data"
+printf 'echo "sticky postrm fails"\nexit 2\n' >"$T/pk/sticky/postrm"
+pkg sticky 1.0 all '{"postrm": "postrm"}'
+index "$T/share.tar.zst" && index "$T/sticky.tar.zst" || bad "index share, sticky"
+inst share=1.0 sticky=1.0 >"$T/o" 2>"$T/e" || bad "install share, sticky: $(cat "$T/e")"
+"$AGENT" pkg-remove --root "$ROOT" -q share >"$T/o" 2>"$T/e"
+rc=$?
+if [ $rc -eq 0 ] && [ ! -e "$ROOT/usr/bin/share" ] && [ -e "$ROOT/usr/bin/hello" ] &&
+	! grep -q '"share"' "$ROOT/var/lib/rackboot/installed.json"; then
+	ok "pkg-remove share: its own file gone, /usr/bin/hello (base lists it too) kept"
+else
+	bad "pkg-remove share (rc $rc): $(cat "$T/e")"
+fi
+snapshot "$ROOT" "$T/before"
+"$AGENT" pkg-remove --root "$ROOT" -q sticky >"$T/o" 2>"$T/e"
+rc=$?
+snapshot "$ROOT" "$T/after"
+[ $rc -eq 1 ] && grep -q "sticky 1.0: postrm script failed (exit status 2)" "$T/e" &&
+	same "$T/before" "$T/after" && ok "a failing postrm: exit 1, every file and the record as before" ||
+	bad "sticky (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head -5)"
+"$AGENT" pkg-remove --root "$ROOT" -q nothere >"$T/o" 2>"$T/e"
+[ $? -eq 1 ] && grep -q "nothere is not installed" "$T/e" && ok "removing a package that is not installed: exit 1" ||
+	bad "nothere: $(cat "$T/e")"
 
 if [ $FAILS -ne 0 ]; then
 	echo "$FAILS failure(s)"

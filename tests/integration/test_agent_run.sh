@@ -136,6 +136,8 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+# The node document is an operator endpoint: a token as an operator makes one.
+OPAUTH="Authorization: Bearer $("$SRV" -c "$T/rackbootd.conf" token create agent-run 2>/dev/null)"
 
 # sql STATEMENT: the registry changed as an operator would.
 sql() {
@@ -155,7 +157,7 @@ boot() {
 }
 # node MAC EXPR: a Python expression over GET /api/v1/nodes/<mac> (d)
 node() {
-	curl -sf "$B/api/v1/nodes/$1" >"$T/node.json" || { echo "(no node)"; return; }
+	curl -sf -H "$OPAUTH" "$B/api/v1/nodes/$1" >"$T/node.json" || { echo "(no node)"; return; }
 	python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$T/node.json"
 }
 events() { node "$1" '" ".join(e["event"] for e in d["events"] if e["event"].startswith("agent."))'; }
@@ -170,7 +172,7 @@ run_agent() {
 	"$AGENT" run --cmdline "$T/cmdline" --no-after --timeout-s 10 --retries 2 "$@" >"$out" 2>"$err" &
 	AGPID=$!
 	while kill -0 "$AGPID" 2>/dev/null; do
-		curl -s "$B/api/v1/nodes/$MAC" >>"$polls" && echo >>"$polls"
+		curl -s -H "$OPAUTH" "$B/api/v1/nodes/$MAC" >>"$polls" && echo >>"$polls"
 		sleep 0.2
 	done
 	wait "$AGPID"

@@ -154,6 +154,14 @@ script() {
 }
 
 auth() { echo "Authorization: Bearer $1"; }
+# The node document is an operator endpoint: an operator token, made the
+# way an operator makes one (in the state dir's tokens file, read by the
+# running server).
+OPAUTH=
+optoken() { # optoken CONF
+	t=$("$BIN" -c "$1" token create "api-plan-$$" 2>/dev/null) || { echo "token create failed"; exit 1; }
+	OPAUTH="Authorization: Bearer $t"
+}
 
 # --- a repository made by the real tools ----------------------------------
 mkdir -p "$TMP/repo" "$TMP/boot" "$TMP/state" "$TMP/rootfs"
@@ -199,13 +207,14 @@ EOF
 
 write_conf "$TMP/rackbootd.conf" deb
 start_server "$TMP/rackbootd.conf"
+optoken "$TMP/rackbootd.conf"
 
 T0=$(script $OLD)
 check "old registry: node boots the provision script" grep -q 'rackboot.mode=provision' "$TMP/script"
 st=$(code GET "$B/api/v1/nodes/$OLD/plan" -H "$(auth "$T0")")
 check "old registry: plan 200 for its profile (pinned debian12 9)" \
 	[ "$st" = 200 -a "$(jq_py 'd["image"]["version"], d["profile"], d["wipe"], d["after"], d["disk"]')" = "9 pinned full poweroff /dev/vdb" ]
-code GET "$B/api/v1/nodes/$OLD" >/dev/null
+code GET "$B/api/v1/nodes/$OLD" -H "$OPAUTH" >/dev/null
 check "old registry: node keeps its first_seen and old events" \
 	[ "$(jq_py 'd["first_seen"], d["events"][0]["event"]')" = "1000 dhcp.offer" ]
 
@@ -222,7 +231,7 @@ check "discovery plan: 200, action inventory, no image, poweroff" \
 st=$(code POST "$B/api/v1/nodes/$MAC/inventory" -H "$(auth "$TD")" \
 	-H 'Content-Type: application/json' --data '{"cpus":4,"memory_bytes":8589934592,"disks":[{"name":"vda","size":10737418240}]}')
 check "inventory POST is 200" [ "$st" = 200 ]
-code GET "$B/api/v1/nodes/$MAC" >/dev/null
+code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "node document shows the inventory and state discovered" \
 	[ "$(jq_py 'd["inventory"]["cpus"], d["inventory"]["disks"][0]["name"], d["state"]')" = "4 vda discovered" ]
 check "inventory wrote agent.inventory and agent.discovered events" \
@@ -296,11 +305,11 @@ status() { # status TOKEN JSON: prints the HTTP status
 	code POST "$B/api/v1/nodes/$MAC/status" -H "$(auth "$1")" -H 'Content-Type: application/json' --data "$2"
 }
 events() { # number of events of the node
-	code GET "$B/api/v1/nodes/$MAC" >/dev/null
+	code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 	jq_py 'len(d["events"])'
 }
 st=$(status "$TP" '{"state":"wiping","step":"wipe metadata"}')
-code GET "$B/api/v1/nodes/$MAC" >/dev/null
+code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "status wiping: 200, state written, event agent.wiping" \
 	[ "$st" = 200 -a "$(jq_py 'd["state"], d["events"][-1]["event"], d["events"][-1]["detail"]')" = "wiping agent.wiping wipe metadata" ]
 check "a node being wiped keeps booting the agent" \
@@ -312,11 +321,11 @@ n0=$(events)
 for i in 1 2 3; do
 	status "$TP" "{\"state\":\"imaging\",\"step\":\"write\",\"bytes_done\":$((i * 1048576)),\"bytes_total\":4194304,\"rate\":$((i * 1000))}" >/dev/null
 done
-code GET "$B/api/v1/nodes/$MAC" >/dev/null
+code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "progress is shown in GET /api/v1/nodes/<mac>" \
 	[ "$(jq_py 'd["progress"]["state"], d["progress"]["step"], d["progress"]["bytes_done"], d["progress"]["bytes_total"], d["progress"]["rate"], d["progress"]["updated_ms"] > 0')" = "imaging write 3145728 4194304 3000 True" ]
 check "progress-only reports write no events" [ "$(events)" = "$n0" ]
-st=$(status "$TP" '{"state":"ready"}')
+st=$(status "$TP" '{"state":"provisioning"}')
 check "status with a state the agent may not set is 400" \
 	sh -c "[ '$st' = 400 ] && grep -q 'must be one of' '$TMP/body'"
 st=$(status "$TP" '{"state":"bogus","step":"x"}')
@@ -327,7 +336,7 @@ st=$(status "$TP" '{"state":"failed"}')
 check "failed without a message is 400" [ "$st" = 400 ]
 st=$(status "$TP" '{"state":"imaging",')
 check "bad JSON is 400" [ "$st" = 400 ]
-code GET "$B/api/v1/nodes/$MAC" >/dev/null
+code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "rejected reports changed nothing" [ "$(jq_py 'd["state"], d["progress"]["bytes_done"]')" = "imaging 3145728" ]
 python3 -c 'import sys; sys.stdout.write("{\"state\":\"imaging\",\"step\":\"" + "x" * (1024 * 1024) + "\"}")' >"$TMP/big.json"
 st=$(code POST "$B/api/v1/nodes/$MAC/status" -H "$(auth "$TP")" --data-binary @"$TMP/big.json")
@@ -340,7 +349,7 @@ st=$(code GET "$B/api/v1/nodes/$MAC/status" -H "$(auth "$TP")" -D "$TMP/hdr")
 check "GET on status is 405 with Allow: POST" \
 	sh -c "[ '$st' = 405 ] && grep -qi '^Allow: POST' '$TMP/hdr'"
 st=$(status "$TP" '{"state":"imaged","step":"done","bytes_done":4194304,"bytes_total":4194304,"rate":0}')
-code GET "$B/api/v1/nodes/$MAC" >/dev/null
+code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "status imaged: state written with agent.imaged" \
 	[ "$st" = 200 -a "$(jq_py 'd["state"], d["events"][-1]["event"]')" = "imaged agent.imaged" ]
 curl -s -o "$TMP/script" "$B/boot/$MAC.ipxe"
@@ -367,7 +376,7 @@ st=$(code GET "$B/api/v1/nodes/$MAC/plan" -H "$(auth "$T2")")
 check "no profile and no default_profile: 409 node has no profile (token kept across a restart)" \
 	sh -c "[ '$st' = 409 ] && grep -q 'node has no profile' '$TMP/body'"
 st=$(status "$T2" '{"state":"failed","message":"no plan: node has no profile"}')
-code GET "$B/api/v1/nodes/$MAC" >/dev/null
+code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "status failed with a message: written with the message as detail" \
 	[ "$st" = 200 -a "$(jq_py 'd["state"], d["events"][-1]["event"], d["events"][-1]["detail"]')" = "failed agent.failed no plan: node has no profile" ]
 stop_server

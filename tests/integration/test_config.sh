@@ -31,12 +31,14 @@ check "printed config round-trips" cmp -s "$work/a" "$work/b"
 check "templates/rackbootd.conf is valid" test $? -eq 0
 # ... and so are its commented example profiles and rule, once uncommented
 # and made the default; --check-config then prints them back.
-sed 's/^# profile/profile/; s/^# rule/rule/; s/^#\t/\t/; s/^# }/}/; s/^default_profile = ""/default_profile = "debian12"/' \
+sed 's/^# profile/profile/; s/^# rule/rule/; s/^# package_set/package_set/; s/^#\t/\t/; s/^# }/}/; s/^default_profile = ""/default_profile = "debian12"/' \
 	"$RB_SRC/templates/rackbootd.conf" >"$work/profile.conf"
 "$rbd" -c "$work/profile.conf" --check-config >"$work/out" 2>&1
 check "example profile is valid" test $? -eq 0
 check "example profile printed back" grep -q '^profile "debian12" {' "$work/out"
 check "example default_profile printed back" grep -q '^default_profile = "debian12"' "$work/out"
+check "example package set printed back" \
+	sh -c "grep -q '^package_set \"gpu\" {' '$work/out' && grep -q 'packages = {\"nvidia-driver=550.54.15\", \"cuda-runtime\"}' '$work/out'"
 check "example rule printed back" \
 	sh -c "grep -q '^rule \"gpu\" {' '$work/out' && grep -q 'gpu_vendor = \"0x10de\"' '$work/out'"
 "$rbd" -c "$work/out" --check-config >"$work/out2" 2>&1

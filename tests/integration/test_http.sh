@@ -225,6 +225,13 @@ check "short MAC is 404" [ "$(code "$B/boot/52:54:00:aa:bb.ipxe")" = 404 ]
 check "HEAD on a script is 200" [ "$(curl -s -I -o /dev/null -w '%{http_code}' "$B/boot/$MAC.ipxe")" = 200 ]
 
 # --- API -------------------------------------------------------------------
+# The node list and document are operator endpoints: a token from the tokens
+# file the running server reads.
+OPTOK=$("$BIN" -c "$TMP/rackbootd.conf" token create http-test 2>/dev/null)
+OPAUTH="Authorization: Bearer $OPTOK"
+check "rackbootd token create prints an operator token" \
+	sh -c "echo '$OPTOK' | grep -Eqx 'rbo_[0-9a-f]{48}'"
+check "/api/v1/nodes without a token is 401" [ "$(code "$B/api/v1/nodes")" = 401 ]
 json_has_node() { # json_has_node FILE MAC
 	python3 - "$1" "$2" <<'EOF'
 import json, sys
@@ -236,7 +243,7 @@ EOF
 found=0
 i=0
 while [ $i -lt 50 ]; do
-	if [ "$(code "$B/api/v1/nodes")" = 200 ] && json_has_node "$TMP/body" $MAC 2>/dev/null; then
+	if [ "$(code "$B/api/v1/nodes" -H "$OPAUTH")" = 200 ] && json_has_node "$TMP/body" $MAC 2>/dev/null; then
 		found=1
 		break
 	fi
@@ -244,7 +251,7 @@ while [ $i -lt 50 ]; do
 	i=$((i + 1))
 done
 check "/api/v1/nodes lists the node that fetched its script (within 5 s)" [ $found = 1 ]
-st=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$B/api/v1/nodes/$MAC")
+st=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' -H "$OPAUTH" "$B/api/v1/nodes/$MAC")
 check "/api/v1/nodes/<mac> is 200 JSON" \
 	sh -c "[ '$st' = 200 ] && grep -qi '^Content-Type: application/json' '$TMP/hdr'"
 check "/api/v1/nodes/<mac> has the http.script event for discovery.ipxe" python3 - "$TMP/body" <<'EOF'
@@ -254,10 +261,10 @@ ev = doc.get("events", [])
 sys.exit(0 if any(e.get("event") == "http.script" and "discovery.ipxe" in e.get("detail", "")
                   for e in ev) else 1)
 EOF
-st=$(code "$B/api/v1/nodes/52:54:00:00:00:01")
+st=$(code "$B/api/v1/nodes/52:54:00:00:00:01" -H "$OPAUTH")
 check "unknown node is 404 JSON" sh -c "[ '$st' = 404 ] && python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))[\"error\"]' '$TMP/body'"
-check "bad MAC in the API is 400" [ "$(code "$B/api/v1/nodes/not-a-mac")" = 400 ]
-check "POST on the API is 405" [ "$(code "$B/api/v1/nodes" -X POST --data '{}')" = 405 ]
+check "bad MAC in the API is 400" [ "$(code "$B/api/v1/nodes/not-a-mac" -H "$OPAUTH")" = 400 ]
+check "PUT on the API is 405" [ "$(code "$B/api/v1/nodes" -H "$OPAUTH" -X PUT --data '{}')" = 405 ]
 check "unknown API path is 404 JSON" sh -c "[ \"\$(curl -s -o '$TMP/b2' -w '%{http_code}' '$B/api/v1/nope')\" = 404 ] && grep -q '\"error\"' '$TMP/b2'"
 
 stop_server

@@ -109,6 +109,74 @@ static void test_is_zero(void **state)
 	free(b);
 }
 
+/* The head of a raw kind's data, after its one decompression: what is
+ * refused before the target is touched, and what the reason says. */
+static void test_check_head(void **state)
+{
+	static const struct {
+		const char *what;
+		size_t off;
+		const char *bytes;
+		size_t len;
+		int ret;
+		const char *msg; /* substring of the reason */
+	} v[] = {
+		{ "qcow2 v3", 0, "QFI\xfb\0\0\0\3", 8, -EINVAL, "qemu-img convert -f qcow2" },
+		{ "qcow2 magic on a GPT disk", 0, "QFI\xfb", 4, -EINVAL, "qcow2 image" },
+		{ "vmdk sparse", 0, "KDMV", 4, -EINVAL, "VMDK image" },
+		{ "vmdk3 sparse", 0, "COWD", 4, -EINVAL, "VMDK image" },
+		{ "vmdk descriptor", 0, "# Disk DescriptorFile\nversion=1\n", 32, -EINVAL,
+		  "VMDK image" },
+		{ "vmdk descriptor, other comment", 0,
+		  "# x\nversion=2\nRW 1 FLAT \"/etc/shadow\" 0\n", 41, -EINVAL, "VMDK image" },
+		{ "vhdx", 0, "vhdxfile", 8, -EINVAL, "VHDX image" },
+		{ "zstd inside", 0, "\x28\xb5\x2f\xfd", 4, -EINVAL, "the data inside is zstd" },
+		{ "gzip inside", 0, "\x1f\x8b\x08", 3, -EINVAL, "the data inside is gzip" },
+		{ "xz inside", 0, "\xfd\x37\x7a\x58\x5a\x00", 6, -EINVAL, "the data inside is xz" },
+		{ "tar inside", 257,
+		  "ustar\0"
+		  "00",
+		  8, -EINVAL, "the data inside is tar" },
+		{ "bzip2 inside", 0, "BZh9", 4, -EINVAL, "bzip2" },
+		{ "GPT disk", 512, "EFI PART", 8, 0, NULL },
+		{ "MBR disk", 510, "\x55\xaa", 2, 0, NULL },
+		{ "zeros (a filesystem image)", 0, "", 0, 0, NULL },
+	};
+	static uint8_t head[8192];
+	char err[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		int r;
+
+		memset(head, 0, sizeof(head));
+		memcpy(head + v[i].off, v[i].bytes, v[i].len);
+		err[0] = '\0';
+		/* more than IMG_DETECT_HEAD bytes: only the head is looked at */
+		r = agent_plain_check_head(head, sizeof(head), "http://r/plain/x", "raw.zst", err,
+		                           sizeof(err));
+		if (r != v[i].ret)
+			fail_msg("%s: got %d (%s), expected %d", v[i].what, r, err, v[i].ret);
+		if (v[i].msg && (!strstr(err, v[i].msg) || !strstr(err, "http://r/plain/x") ||
+		                 !strstr(err, "raw.zst") || !strstr(err, "nothing was written")))
+			fail_msg("%s: reason \"%s\" lacks \"%s\", the URL, the kind or "
+			         "\"nothing was written\"",
+			         v[i].what, err, v[i].msg);
+	}
+	/* a short head (an image under 4 KiB) is read within its length */
+	{
+		uint8_t *exact = malloc(4);
+
+		assert_non_null(exact);
+		memcpy(exact, "QFI\xfb", 4);
+		assert_int_equal(agent_plain_check_head(exact, 4, "u", "raw", err, sizeof(err)),
+		                 -EINVAL);
+		memcpy(exact, "abcd", 4);
+		assert_int_equal(agent_plain_check_head(exact, 4, "u", "raw", err, sizeof(err)), 0);
+		free(exact);
+	}
+}
+
 static void test_content_range(void **state)
 {
 	static const struct {
@@ -306,7 +374,7 @@ int main(void)
 		cmocka_unit_test(test_kind),      cmocka_unit_test(test_url_join),
 		cmocka_unit_test(test_is_zero),   cmocka_unit_test(test_content_range),
 		cmocka_unit_test(test_gpt_entry), cmocka_unit_test(test_sysfs_partition),
-		cmocka_unit_test(test_tool_run),
+		cmocka_unit_test(test_tool_run),  cmocka_unit_test(test_check_head),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -310,13 +310,101 @@ static void test_plan_bad(void **state)
 	}
 }
 
+/* ---- stage 2: packages, post_install, node token ---- */
+
+#define STAGE2_HEAD                                                                                \
+	PLAN_HEAD "\"action\":\"image\",\"profile\":\"gpu\"," IMAGE                                \
+	          ",\"disk\":\"\",\"wipe\":\"none\",\"grow_last_partition\":false,\"after\":"      \
+	          "\"none\","
+#define POST_OK                                                                                    \
+	"\"post_install\":{\"hostname\":\"gpu-525400123456\",\"ssh_keys\":[\"ssh-ed25519 "         \
+	"AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site\"],\"kernel_args\":\"iommu=pt\","                   \
+	"\"root_partition\":2}"
+#define TOKEN "\"node_token\":\"0123456789abcdef0123456789abcdef\""
+
+static void test_plan_stage2(void **state)
+{
+	struct agent_plan p;
+	char err[256] = "";
+
+	(void)state;
+	/* a plan without post_install (an older server) has no stage 2 */
+	assert_int_equal(parse_plan(GOOD, MAC, &p, err, sizeof(err)), 0);
+	assert_false(p.has_stage2);
+	assert_int_equal(p.n_packages, 0);
+	agent_plan_fini(&p);
+
+	assert_int_equal(parse_plan(STAGE2_HEAD POST_OK
+	                            ",\"packages\":[{\"name\":\"nvidia-driver\","
+	                            "\"version\":\"550.54.15\"},{\"name\":\"cuda\","
+	                            "\"version\":\"12.4~rc1\"}]," TOKEN
+	                            ",\"package_sets\":[\"gpu\"]}",
+	                            MAC, &p, err, sizeof(err)),
+	                 0);
+	assert_true(p.has_stage2);
+	assert_int_equal(p.n_packages, 2);
+	assert_string_equal(p.packages[0].name, "nvidia-driver");
+	assert_string_equal(p.packages[1].version, "12.4~rc1");
+	assert_string_equal(p.post.hostname, "gpu-525400123456");
+	assert_int_equal(p.post.n_ssh_keys, 1);
+	assert_string_equal(p.post.ssh_keys[0],
+	                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site");
+	assert_string_equal(p.post.kernel_args, "iommu=pt");
+	assert_int_equal(p.post.root_partition, 2);
+	assert_string_equal(p.node_token, "0123456789abcdef0123456789abcdef");
+	agent_plan_fini(&p);
+	assert_null(p.packages);
+
+	static const struct {
+		const char *tail, *want;
+	} bad[] = {
+		{ POST_OK "," TOKEN "}", "plan: packages: expected an array" },
+		{ POST_OK ",\"packages\":[]}", "plan: node_token is missing" },
+		{ POST_OK ",\"packages\":[],\"node_token\":\"0123456789ABCDEF0123456789abcdef\"}",
+		  "node_token: expected 32 to 64 lowercase hex" },
+		{ POST_OK ",\"packages\":[{\"name\":\"a\"}]," TOKEN "}",
+		  "packages[0].version is missing" },
+		{ POST_OK ",\"packages\":[{\"name\":\"../a\",\"version\":\"1\"}]," TOKEN "}",
+		  "packages[0]: expected a package name" },
+		{ POST_OK ",\"packages\":[{\"name\":\"a\",\"version\":\"1\"},{\"name\":\"a\","
+		          "\"version\":\"2\"}]," TOKEN "}",
+		  "a is listed twice" },
+		{ POST_OK ",\"packages\":[7]," TOKEN "}", "packages[0]: expected an object" },
+		{ "\"post_install\":{\"hostname\":\"a_b\",\"ssh_keys\":[],\"kernel_args\":\"\","
+		  "\"root_partition\":0},\"packages\":[]," TOKEN "}",
+		  "post_install.hostname" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"a=$(b)\","
+		  "\"root_partition\":0},\"packages\":[]," TOKEN "}",
+		  "post_install.kernel_args" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[\"x y\"],\"kernel_args\":\"\","
+		  "\"root_partition\":0},\"packages\":[]," TOKEN "}",
+		  "post_install.ssh_keys[0]" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\","
+		  "\"root_partition\":129},\"packages\":[]," TOKEN "}",
+		  "post_install.root_partition" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\"},"
+		  "\"packages\":[]," TOKEN "}",
+		  "post_install.root_partition" },
+		{ "\"post_install\":[]}", "post_install: expected an object" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char doc[2048];
+
+		snprintf(doc, sizeof(doc), "%s%s", STAGE2_HEAD, bad[i].tail);
+		p.n_packages = 77;
+		if (parse_plan(doc, MAC, &p, err, sizeof(err)) != -EINVAL ||
+		    !strstr(err, bad[i].want))
+			fail_msg("vector %zu: err \"%s\", want \"%s\"", i, err, bad[i].want);
+		assert_int_equal(p.n_packages, 77); /* untouched */
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cmdline_good),
-		cmocka_unit_test(test_cmdline_bad),
-		cmocka_unit_test(test_plan_good),
-		cmocka_unit_test(test_plan_bad),
+		cmocka_unit_test(test_cmdline_good), cmocka_unit_test(test_cmdline_bad),
+		cmocka_unit_test(test_plan_good),    cmocka_unit_test(test_plan_bad),
+		cmocka_unit_test(test_plan_stage2),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

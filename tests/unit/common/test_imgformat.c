@@ -34,6 +34,22 @@ static const struct vec vectors[] = {
 	V("vmdk sparse", 0, "KDMV\1\0\0\0", 4096, "vmdk", true, "qemu-img convert -f vmdk -O raw"),
 	V("vmdk descriptor", 0, "# Disk DescriptorFile\nversion=1\n", 4096, "vmdk", true,
 	  "qemu-img convert -f vmdk -O raw"),
+	V("vmdk3 sparse (COWD)", 0, "COWD\1\0\0\0", 4096, "vmdk", true,
+	  "qemu-img convert -f vmdk -O raw"),
+	/* descriptors as QEMU's vmdk_probe() takes them: any comments, lines
+	 * of spaces, then version=1..3 ending its line */
+	V("vmdk descriptor, another first comment", 0,
+	  "# made by hand\n   \n#\nversion=1\nCID=fffffffe\nRW 131072 FLAT \"/etc/shadow\" 0\n",
+	  4096, "vmdk", true, "qemu-img convert -f vmdk -O raw"),
+	V("vmdk descriptor, no comment, CRLF", 0, "version=3\r\nCID=1\r\n", 4096, "vmdk", true,
+	  NULL),
+	V("vmdk descriptor, blank line with CR", 0, "  \r\nversion=2\n", 4096, "vmdk", true, NULL),
+	V("vmdk descriptor in exactly its bytes", 0, "# c\nversion=1\n", 14, "vmdk", true, NULL),
+	V("descriptor cut before its newline", 0, "# c\nversion=1", 13, "raw", false, NULL),
+	V("descriptor cut in a comment", 0, "# no end", 8, "raw", false, NULL),
+	V("comment, then text", 0, "# hello\nworld\n", 4096, "raw", false, NULL),
+	V("version=4", 0, "version=4\n", 4096, "raw", false, NULL),
+	V("empty line before version", 0, "\nversion=1\n", 4096, "raw", false, NULL),
 	V("vhdx", 0, "vhdxfile", 4096, "vhdx", true, "qemu-img convert -f vhdx -O raw"),
 	V("vhd dynamic", 0, "conectix\0\0\0\2", 4096, "vhd", true,
 	  "qemu-img convert -f vpc -O raw"),
@@ -107,6 +123,37 @@ static void test_gpt_before_mbr(void **state)
 	assert_false(refused);
 }
 
+/* A descriptor whose comment carries an MBR signature, a GPT header and a
+ * tar magic is still a VMDK to QEMU, so to us. */
+static void test_descriptor_hides_table(void **state)
+{
+	static uint8_t buf[4096];
+	const char *name;
+	bool refused;
+
+	memset(buf, 'x', sizeof(buf));
+	buf[0] = '#';
+	memcpy(buf + 257, "ustar", 5);
+	buf[510] = 0x55;
+	buf[511] = 0xaa;
+	memcpy(buf + 512, "EFI PART", 8);
+	buf[1000] = '\n';
+	memcpy(buf + 1001, "version=1\n", 10);
+	assert_int_equal(img_detect_format(buf, sizeof(buf), &name, &refused), 0);
+	assert_string_equal(name, "vmdk");
+	assert_true(refused);
+	/* without the version line it is what its magics say: tar first,
+	 * then the GPT disk */
+	buf[1001] = 'X';
+	assert_int_equal(img_detect_format(buf, sizeof(buf), &name, &refused), 0);
+	assert_string_equal(name, "tar");
+	assert_false(refused);
+	memset(buf + 257, 'x', 5);
+	assert_int_equal(img_detect_format(buf, sizeof(buf), &name, &refused), 0);
+	assert_string_equal(name, "raw-gpt");
+	assert_false(refused);
+}
+
 static void test_tail(void **state)
 {
 	static uint8_t tail[512];
@@ -136,6 +183,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_detect),
 		cmocka_unit_test(test_gpt_before_mbr),
+		cmocka_unit_test(test_descriptor_hides_table),
 		cmocka_unit_test(test_tail),
 	};
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "common/catalog.h"
+#include "common/optoken.h"
 #include "common/util.h"
 #include "pxe/api.h"
 #include "pxe/config.h"
@@ -39,6 +40,7 @@ struct fixture {
 	struct api *api;
 	char token[API_TOKEN_LEN + 1];
 	char auth[64];
+	char opauth[80]; /* an operator token's Authorization value */
 };
 
 static const char conf_text[] =
@@ -126,6 +128,17 @@ static int setup(void **state)
 	write_catalog(f);
 	if (rb_config_load(f->conf, NULL, stderr, &f->cfg) < 0)
 		return -1;
+	{
+		char tokpath[64], tok[RB_OPTOKEN_LEN + 1], err[200];
+
+		snprintf(tokpath, sizeof(tokpath), "%s/tokens", f->dir);
+		free(f->cfg->api_tokens_file);
+		f->cfg->api_tokens_file = strdup(tokpath);
+		if (!f->cfg->api_tokens_file ||
+		    rb_optoken_create(tokpath, "unit", tok, err, sizeof(err)) < 0)
+			return -1;
+		snprintf(f->opauth, sizeof(f->opauth), "Bearer %s", tok);
+	}
 	f->repo_fd = open(f->repo, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (f->repo_fd < 0 || registry_open(f->db, &f->reg) < 0)
 		return -1;
@@ -368,7 +381,7 @@ static json_t *node(struct fixture *f, const uint8_t mac[6], size_t *ret_events,
 
 	snprintf(path, sizeof(path), "/api/v1/nodes/%s", rb_mac_format(mac, m));
 	registry_flush(f->reg);
-	assert_int_equal(call(f, "GET", path, NULL, NULL, &doc), 200);
+	assert_int_equal(call(f, "GET", path, NULL, f->opauth, &doc), 200);
 	evs = json_object_get(doc, "events");
 	*ret_events = json_array_size(evs);
 	last = json_array_get(evs, *ret_events - 1);
@@ -387,7 +400,10 @@ static void test_status(void **state)
 		{ "[]", "must be a JSON object" },
 		{ "{}", "\"state\" is required" },
 		{ "{\"state\":7}", "\"state\" is required" },
-		{ "{\"state\":\"ready\"}", "must be one of" },
+		{ "{\"state\":\"provisioning\"}", "must be one of" },
+		{ "{\"state\":\"ready\",\"reboot_required\":1}", "reboot_required" },
+		{ "{\"state\":\"ready\",\"installed\":{\"packages\":[{\"name\":\"a\"}]}}",
+		  "packages[0]" },
 		{ "{\"state\":\"imaging\\u0000x\"}", "not JSON" },
 		{ "{\"state\":\"failed\"}", "needs a \"message\"" },
 		{ "{\"state\":\"failed\",\"message\":\"\"}", "needs a \"message\"" },
@@ -564,8 +580,8 @@ static void test_routing(void **state)
 		{ "GET", "/api/v1/nodesx", 404, NULL },
 		{ "GET", "/api/v1/nodes/52:54:00:12:34:56/nope", 404, NULL },
 		{ "GET", "/api/v1/nodes/52:54:00:12:34:56/plan/x", 404, NULL },
-		{ "POST", "/api/v1/nodes", 405, "GET, HEAD" },
-		{ "POST", "/api/v1/nodes/52:54:00:12:34:56", 405, "GET, HEAD" },
+		{ "PUT", "/api/v1/nodes", 405, "GET, HEAD, POST" },
+		{ "POST", "/api/v1/nodes/52:54:00:12:34:56", 405, "GET, HEAD, PATCH" },
 		{ "POST", "/api/v1/nodes/52:54:00:12:34:56/plan", 405, "GET, HEAD" },
 		{ "GET", "/api/v1/nodes/52:54:00:12:34:56/status", 405, "POST" },
 		{ "PUT", "/api/v1/nodes/52:54:00:12:34:56/inventory", 405, "POST" },
@@ -577,7 +593,9 @@ static void test_routing(void **state)
 	struct fixture *f = *state;
 
 	for (size_t i = 0; i < N(cases); i++) {
-		struct api_request rq = { .method = cases[i].method, .path = cases[i].path };
+		struct api_request rq = { .method = cases[i].method,
+			                  .path = cases[i].path,
+			                  .authorization = f->opauth };
 		struct api_reply rep;
 
 		assert_int_equal(api_handle(f->api, &rq, &rep), 0);
@@ -587,6 +605,34 @@ static void test_routing(void **state)
 		if (cases[i].allow)
 			assert_string_equal(rep.allow, cases[i].allow);
 		free(rep.body);
+	}
+	/* The operator endpoints need an operator token, before anything else:
+	 * none, a wrong one, and a node's boot token are all 401. */
+	boot(f, mac1, "new", NULL);
+	{
+		const char *auths[] = { NULL, "Bearer rbo_0000", f->auth, "Basic dXNlcjpwdw==" };
+		const char *paths[] = { "/api/v1/nodes",
+			                "/api/v1/nodes/52:54:00:12:34:56",
+			                "/api/v1/nodes/zz",
+			                "/api/v1/images",
+			                "/api/v1/profiles",
+			                "/api/v1/package-sets",
+			                "/api/v1/nodes/52:54:00:12:34:56/"
+			                "actions/retire" };
+
+		for (size_t a = 0; a < N(auths); a++)
+			for (size_t p = 0; p < N(paths); p++) {
+				struct api_request rq = { .method = "GET",
+					                  .path = paths[p],
+					                  .authorization = auths[a] };
+				struct api_reply rep;
+
+				assert_int_equal(api_handle(f->api, &rq, &rep), 0);
+				if (rep.status != 401)
+					fail_msg("%s with auth %zu: %u, want 401", paths[p], a,
+					         rep.status);
+				free(rep.body);
+			}
 	}
 	assert_true(api_state_provisions("provisioning"));
 	assert_true(api_state_provisions("imaging"));

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/nodecfg.h"
 #include "pxe/config.h"
 
 #include <arpa/inet.h>
@@ -130,6 +131,61 @@ static void test_profiles(void **state)
 	assert_string_equal(rb_after_name(p->after), "poweroff");
 	assert_null(rb_config_profile(c, "gpu"));
 	assert_null(rb_config_profile(c, NULL));
+	rb_config_free(c);
+}
+
+/* Package sets and the stage-2 keys of a profile. */
+static void test_package_sets(void **state)
+{
+	const struct rb_profile *p;
+	const struct rb_package_set *ps;
+	struct rb_config *c = NULL;
+	char err[512];
+
+	assert_int_equal(
+	        load("package_set \"gpu\" {\n packages = {\"nvidia-driver=550.54.15\", "
+	             "\"cuda-runtime\"}\n}\n"
+	             "package_set \"site\" { packages = {\"slurm-client=23.02.6-1~bpo12+1\", "
+	             "\"cuda-runtime\"} }\n"
+	             "profile \"gpu-node\" {\n image = \"debian12\"\n"
+	             " package_sets = {\"gpu\", \"site\"}\n"
+	             " kernel_args = \"modprobe.blacklist=nouveau intel_iommu=on iommu=pt\"\n"
+	             " hostname = \"gpu-{mac}.{ip}.rack1\"\n"
+	             " ssh_keys = {\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site\",\n"
+	             "  \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== \"}\n"
+	             " root_partition = 2\n}\n"
+	             "profile \"plain\" { image = \"debian12\" }\n",
+	             &c, err, sizeof(err)),
+	        0);
+	assert_int_equal(c->n_package_sets, 2);
+	ps = rb_config_package_set(c, "gpu");
+	assert_non_null(ps);
+	assert_int_equal(ps->n_pkgs, 2);
+	assert_string_equal(ps->pkgs[0].name, "nvidia-driver");
+	assert_string_equal(ps->pkgs[0].version, "550.54.15");
+	assert_string_equal(ps->pkgs[1].name, "cuda-runtime");
+	assert_string_equal(ps->pkgs[1].version, "");
+	ps = rb_config_package_set(c, "site");
+	assert_string_equal(ps->pkgs[0].version, "23.02.6-1~bpo12+1");
+	assert_null(rb_config_package_set(c, "none"));
+	assert_null(rb_config_package_set(c, NULL));
+	p = rb_config_profile(c, "gpu-node");
+	assert_int_equal(p->n_package_sets, 2);
+	assert_string_equal(p->package_sets[0], "gpu");
+	assert_string_equal(p->package_sets[1], "site");
+	assert_string_equal(p->kernel_args, "modprobe.blacklist=nouveau intel_iommu=on iommu=pt");
+	assert_string_equal(p->hostname, "gpu-{mac}.{ip}.rack1");
+	assert_int_equal(p->n_ssh_keys, 2);
+	assert_string_equal(p->ssh_keys[1], "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== ");
+	assert_int_equal(p->root_partition, 2);
+	/* the defaults */
+	p = rb_config_profile(c, "plain");
+	assert_int_equal(p->n_package_sets, 0);
+	assert_null(p->package_sets);
+	assert_int_equal(p->n_ssh_keys, 0);
+	assert_string_equal(p->kernel_args, "");
+	assert_string_equal(p->hostname, "");
+	assert_int_equal(p->root_partition, 0);
 	rb_config_free(c);
 }
 
@@ -258,6 +314,43 @@ static const struct bad bad_vectors[] = {
 	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" hostname = \"a/b*\" }\n",
 	  "hostname = \"a/b*\": expected \"\" or a pattern" },
 	{ "profile \"p\" { image = \"x\" }\nrule \"r\" { profile = \"p\" no_such = 1 }\n", ":2:" },
+	/* Package sets and the stage-2 keys of a profile. */
+	{ "profile \"p\" {\n image = \"x\"\n package_sets = {\"gpu\"}\n}\n",
+	  ":4: profile \"p\": package set \"gpu\" is not defined" },
+	{ "package_set \"a\" { packages = {\"x=1\"} }\npackage_set \"b\" { packages = "
+	  "{\"x\"} }\nprofile \"p\" {\n image = \"x\"\n package_sets = {\"a\", \"b\"}\n}\n",
+	  ":6: profile \"p\": its package sets want different versions of x (\"1\" in an "
+	  "earlier set, \"\" in \"b\"" },
+	{ "package_set \"a\" {\n packages = {\"x=1\", \"y\", \"x=2\"}\n}\n",
+	  "package_set \"a\": package \"x\" is named twice" },
+	{ "package_set \"a\" {\n packages = {\"../x\"}\n}\n",
+	  ":2: packages = \"../x\": expected \"NAME\"" },
+	{ "package_set \"a\" { packages = {\"x=\"} }\n", "packages = \"x=\": expected" },
+	{ "package_set \"a\" { packages = {\"x=1 2\"} }\n", "packages = \"x=1 2\": expected" },
+	{ "package_set \"a b\" { }\n", "package_set \"a b\": expected a name" },
+	{ "package_set \"a\" { }\npackage_set \"a\" { }\n", "duplicate title 'a'" },
+	{ "package_set \"a\" { version = \"1\" }\n", ":1:" },
+	{ "profile \"p\" {\n image = \"x\"\n package_sets = {\"a/b\"}\n}\n",
+	  ":3: package_sets = \"a/b\": expected a name" },
+	{ "profile \"p\" {\n image = \"x\"\n kernel_args = \"quiet $(reboot)\"\n}\n",
+	  ":3: kernel_args = \"quiet $(reboot)\": expected words" },
+	{ "profile \"p\" { image = \"x\" kernel_args = \"a  b\" }\n", "kernel_args = \"a  b\"" },
+	{ "profile \"p\" { image = \"x\" kernel_args = \"a;b\" }\n", "kernel_args = \"a;b\"" },
+	{ "profile \"p\" {\n image = \"x\"\n hostname = \"gpu_{mac}\"\n}\n",
+	  ":3: hostname = \"gpu_{mac}\": expected \"\" or a host name" },
+	{ "profile \"p\" { image = \"x\" hostname = \"gpu-{serial}\" }\n",
+	  "hostname = \"gpu-{serial}\"" },
+	{ "profile \"p\" { image = \"x\" hostname = \"-{mac}\" }\n", "hostname = \"-{mac}\"" },
+	{ "profile \"p\" { image = \"x\" hostname = \"a..b\" }\n", "hostname = \"a..b\"" },
+	{ "profile \"p\" {\n image = \"x\"\n ssh_keys = {\"AAAAC3Nza ops@site\"}\n}\n",
+	  ":3: ssh_keys = \"AAAAC3Nza ops@site...\": expected an OpenSSH public key" },
+	{ "profile \"p\" { image = \"x\" ssh_keys = {\"ssh-ed25519 AAAA\"} }\n",
+	  "expected an OpenSSH public key" },
+	{ "profile \"p\" { image = \"x\" ssh_keys = {\"command=\\\"sh\\\" ssh-ed25519 "
+	  "AAAAC3NzaC1lZDI1NTE5AAAAIOps\"} }\n",
+	  ":1:" },
+	{ "profile \"p\" {\n image = \"x\"\n root_partition = 129\n}\n",
+	  ":3: root_partition = 129: expected a number from 0 to 128" },
 };
 
 static void test_bad_values(void **state)
@@ -344,7 +437,12 @@ static void test_print_roundtrip(void **state)
 	        load("dhcp { mode = \"full\" pool_start = \"10.1.0.10\" pool_end = "
 	             "\"10.1.0.20\" host \"52:54:00:00:00:01\" { address = \"10.1.0.5\" } }\n"
 	             "default_profile = \"b\"\nhttp { repo_url = \"https://cdn.example/r\" }\n"
-	             "profile \"a\" { image = \"x\" }\n"
+	             "profile \"a\" { image = \"x\" package_sets = {\"gpu\", \"empty\"} "
+	             "kernel_args = \"iommu=pt\" hostname = \"g-{mac}\" "
+	             "ssh_keys = {\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF ops@site\"} "
+	             "root_partition = 3 }\n"
+	             "package_set \"gpu\" { packages = {\"nvidia-driver=550.54.15\", "
+	             "\"cuda\"} }\npackage_set \"empty\" { }\n"
 	             "profile \"b\" { image = \"y\" version = \"2\" wipe = \"none\" "
 	             "grow_last_partition = true after = \"none\" disk = \"/dev/vdb\" }\n"
 	             "rule \"g\" { profile = \"a\" gpu_vendor = \"0x10de\" min_gpus = 1 "
@@ -364,8 +462,27 @@ static void test_print_roundtrip(void **state)
 	assert_string_equal(c2->default_profile, "b");
 	assert_string_equal(c2->repo_url, "https://cdn.example/r");
 	assert_int_equal(c2->n_profiles, 2);
-	for (size_t i = 0; i < 2; i++)
-		assert_memory_equal(&c2->profiles[i], &c->profiles[i], sizeof(c->profiles[i]));
+	for (size_t i = 0; i < 2; i++) {
+		struct rb_profile p;
+
+		memcpy(&p, &c2->profiles[i], sizeof(p)); /* padding too */
+		p.line = c->profiles[i].line;            /* the printed file has other lines */
+		p.package_sets = c->profiles[i].package_sets;
+		p.ssh_keys = c->profiles[i].ssh_keys;
+		assert_memory_equal(&p, &c->profiles[i], sizeof(p));
+		assert_int_equal(c2->profiles[i].n_package_sets, c->profiles[i].n_package_sets);
+		for (size_t j = 0; j < c->profiles[i].n_package_sets; j++)
+			assert_string_equal(c2->profiles[i].package_sets[j],
+			                    c->profiles[i].package_sets[j]);
+		for (size_t j = 0; j < c->profiles[i].n_ssh_keys; j++)
+			assert_string_equal(c2->profiles[i].ssh_keys[j],
+			                    c->profiles[i].ssh_keys[j]);
+	}
+	assert_int_equal(c2->n_package_sets, 2);
+	assert_int_equal(c2->package_sets[0].n_pkgs, 2);
+	assert_string_equal(c2->package_sets[0].pkgs[0].version, "550.54.15");
+	assert_string_equal(c2->package_sets[0].pkgs[1].version, "");
+	assert_int_equal(c2->package_sets[1].n_pkgs, 0);
 	assert_int_equal(c2->profiles[1].after, RB_AFTER_NONE);
 	assert_true(c2->profiles[1].grow_last_partition);
 	assert_int_equal(c2->n_rules, 2);
@@ -382,6 +499,69 @@ static void test_print_roundtrip(void **state)
 	rb_config_free(c2);
 }
 
+/* common/nodecfg.c: what the config, the plan and the agent accept. */
+static void test_nodecfg(void **state)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xAB, 0x0c, 0xde };
+	char n[65], v[65], h[254];
+
+	assert_int_equal(rb_pkg_want_parse("cuda-runtime", n, v), 0);
+	assert_string_equal(n, "cuda-runtime");
+	assert_string_equal(v, "");
+	assert_int_equal(rb_pkg_want_parse("nvidia-driver=1:550.54.15-1~x", n, v), -EINVAL);
+	assert_int_equal(rb_pkg_want_parse("nvidia-driver=550.54.15-1~x", n, v), 0);
+	assert_string_equal(v, "550.54.15-1~x");
+	assert_int_equal(rb_pkg_want_parse("=1", n, v), -EINVAL);
+	assert_int_equal(rb_pkg_want_parse("a=1=2", n, v), -EINVAL);
+	assert_int_equal(rb_pkg_want_parse("", n, v), -EINVAL);
+
+	assert_true(rb_hostname_ok("gpu-01.rack-1.example.org"));
+	assert_false(rb_hostname_ok("gpu-.x"));
+	assert_false(rb_hostname_ok(".x"));
+	assert_false(rb_hostname_ok("x."));
+	assert_false(rb_hostname_ok("a_b"));
+	assert_false(rb_hostname_ok(""));
+	memset(h, 'a', 64);
+	h[64] = '\0';
+	assert_false(rb_hostname_ok(h)); /* a label of 64 */
+	h[63] = '\0';
+	assert_true(rb_hostname_ok(h));
+
+	assert_true(rb_hostname_pattern_ok(""));
+	assert_true(rb_hostname_pattern_ok("gpu-{mac}"));
+	assert_true(rb_hostname_pattern_ok("n{ip}.x"));
+	assert_false(rb_hostname_pattern_ok("{mac"));
+	assert_false(rb_hostname_pattern_ok("{host}"));
+	/* 52 + 12 = 64: a label too long once {mac} is filled in */
+	memset(h, 'a', 52);
+	memcpy(h + 52, "{mac}", 6);
+	assert_false(rb_hostname_pattern_ok(h));
+
+	assert_int_equal(rb_hostname_expand("gpu-{mac}", mac, NULL, h, sizeof(h)), 0);
+	assert_string_equal(h, "gpu-525400ab0cde");
+	assert_int_equal(rb_hostname_expand("n-{ip}-{mac}", mac, "10.77.0.5", h, sizeof(h)), 0);
+	assert_string_equal(h, "n-10-77-0-5-525400ab0cde");
+	assert_int_equal(rb_hostname_expand("n-{ip}", mac, "", h, sizeof(h)), -ENOENT);
+	assert_int_equal(rb_hostname_expand("", mac, NULL, h, sizeof(h)), 0);
+	assert_string_equal(h, "");
+	assert_int_equal(rb_hostname_expand("gpu-{mac}", mac, NULL, h, 10), -ENAMETOOLONG);
+
+	assert_true(rb_ssh_key_ok("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps"));
+	assert_true(rb_ssh_key_ok("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlz= a b c"));
+	assert_false(rb_ssh_key_ok("ssh-dss AAAAB3NzaC1kc3MAAACBAP"));
+	assert_false(rb_ssh_key_ok("ssh-ed25519 AAAA$(x)AAAAAAAAAAAAAA"));
+	assert_false(rb_ssh_key_ok("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps a\nb"));
+	assert_false(rb_ssh_key_ok("ssh-ed25519"));
+
+	assert_true(rb_kernel_args_ok(""));
+	assert_true(rb_kernel_args_ok("modprobe.blacklist=nouveau iommu=pt console=ttyS0,115200"));
+	assert_false(rb_kernel_args_ok(" quiet"));
+	assert_false(rb_kernel_args_ok("quiet "));
+	assert_false(rb_kernel_args_ok("a=\"b c\""));
+	assert_false(rb_kernel_args_ok("a=$HOME"));
+	assert_false(rb_kernel_args_ok("a\nb"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,7 +569,8 @@ int main(void)
 		cmocka_unit_test(test_bad_values),      cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_overrides),       cmocka_unit_test(test_boot_file_by_arch),
 		cmocka_unit_test(test_print_roundtrip), cmocka_unit_test(test_profiles),
-		cmocka_unit_test(test_rules),
+		cmocka_unit_test(test_rules),           cmocka_unit_test(test_package_sets),
+		cmocka_unit_test(test_nodecfg),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
