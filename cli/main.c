@@ -4,7 +4,8 @@
  *   node ls [--state S] [--profile P] [--rack R] [--label K[=V]] [--held|--not-held] [--watch]
  *   node show MAC | node add MAC [...] | node set MAC [...]
  *   node provision|reimage|hold|release|retire MAC...
- *   events [-f] [--since ID] | image ls|show | profile ls|show | package-set ls|show
+ *   events [-f] [--since ID] | image ls|show | profile ls|show
+ *   pkgset ls|show NAME|rollback NAME|unpin NAME (pkgset = package-set)
  *   token create NAME [--tokens-file FILE]
  *
  * The server is --server, else RACKBOOT_SERVER, else http://127.0.0.1:8080;
@@ -58,7 +59,10 @@ static const char usage_text[] =
         "Catalogue and config:\n"
         "  image ls | image show NAME        images in the repository\n"
         "  profile ls | profile show NAME    profiles in rackbootd.conf\n"
-        "  package-set ls | package-set show NAME\n"
+        "  pkgset ls | pkgset show NAME      package sets (also: package-set), with the\n"
+        "                                    versions handed out now and before\n"
+        "  pkgset rollback NAME              pin the set to its previous versions\n"
+        "  pkgset unpin NAME                 follow rackbootd.conf and the catalogue again\n"
         "Tokens (on the server's host):\n"
         "  token create NAME [--tokens-file FILE]   default " DEFAULT_TOKENS_FILE "\n"
         "\n"
@@ -247,7 +251,8 @@ static void print_node(json_t *n, int64_t now)
 	printf("labels:      ");
 	if (!json_object_size(labels))
 		printf(" -");
-	json_object_foreach(labels, k, v) printf(" %s=%s", k, json_string_value(v));
+	json_object_foreach(labels, k, v)
+	        printf(" %s=%s", k, json_is_string(v) ? json_string_value(v) : "?");
 	printf("\narch, ip:     %s, %s\n", *js(n, "arch") ? js(n, "arch") : "-",
 	       *js(n, "ip") ? js(n, "ip") : "-");
 	printf("seen:         first %s, last %s\n",
@@ -694,6 +699,52 @@ static void print_package_sets(json_t *doc)
 	table_free(&t);
 }
 
+/* "current: a=1 b=2" for each of the set's resolutions the server holds. */
+static void print_pkgset_state(json_t *doc)
+{
+	static const char *const keys[] = { "current", "previous", "pinned" };
+
+	for (size_t i = 0; i < RB_ARRAY_SIZE(keys); i++) {
+		json_t *m = json_object_get(doc, keys[i]), *v;
+		const char *k;
+
+		printf("%-9s", keys[i]);
+		if (!json_is_object(m))
+			fputs(" -", stdout);
+		json_object_foreach(m, k, v)
+		        printf(" %s=%s", k, json_is_string(v) ? json_string_value(v) : "?");
+		putchar('\n');
+	}
+}
+
+/* pkgset rollback|unpin NAME */
+static int pkgset_action(struct cli *cli, const char *action, int argc, char **argv)
+{
+	struct response r;
+	char path[256];
+	int rc;
+
+	if (argc != 2 || !*argv[1] || strchr(argv[1], '/') || strchr(argv[1], '?'))
+		return usage_error("pkgset %s NAME", action);
+	snprintf(path, sizeof(path), "/api/v1/package-sets/%s/actions/%s", argv[1], action);
+	rc = client_request(&cli->c, "POST", path, NULL, &r);
+	if (rc != CLI_OK) {
+		json_decref(r.doc);
+		return cli_fail(rc, "%s: %s", argv[1], r.err);
+	}
+	if (cli->json) {
+		print_json(r.doc);
+	} else {
+		printf("%s: %s\n", js(r.doc, "name"),
+		       json_is_object(json_object_get(r.doc, "pinned"))
+		               ? "pinned to its previous versions"
+		               : "follows rackbootd.conf and the catalogue");
+		print_pkgset_state(r.doc);
+	}
+	json_decref(r.doc);
+	return CLI_OK;
+}
+
 /* image|profile|package-set ls|show NAME */
 static int cmd_catalog(struct cli *cli, const char *what, int argc, char **argv)
 {
@@ -733,6 +784,7 @@ static int cmd_catalog(struct cli *cli, const char *what, int argc, char **argv)
 
 		print_package_sets(list);
 		json_decref(list);
+		print_pkgset_state(doc);
 	} else {
 		print_package_sets(doc);
 	}
@@ -873,6 +925,11 @@ int main(int argc, char **argv)
 		rc = cmd_node(&cli, argc - i, argv + i);
 	else if (!strcmp(cmd, "events"))
 		rc = cmd_events(&cli, argc - i, argv + i);
+	else if ((!strcmp(cmd, "pkgset") || !strcmp(cmd, "package-set")) && argc - i > 1 &&
+	         (!strcmp(argv[i + 1], "rollback") || !strcmp(argv[i + 1], "unpin")))
+		rc = pkgset_action(&cli, argv[i + 1], argc - i - 1, argv + i + 1);
+	else if (!strcmp(cmd, "pkgset"))
+		rc = cmd_catalog(&cli, "package-set", argc - i, argv + i);
 	else if (!strcmp(cmd, "image") || !strcmp(cmd, "profile") || !strcmp(cmd, "package-set"))
 		rc = cmd_catalog(&cli, cmd, argc - i, argv + i);
 	else

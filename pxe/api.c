@@ -297,7 +297,7 @@ json_t *api_progress_json(struct api *api, const uint8_t mac[6])
 
 /* ---- replies -------------------------------------------------------------- */
 
-static int reply_doc(struct api_reply *ret, unsigned status, json_t *doc)
+int api_reply_doc(struct api_reply *ret, unsigned status, json_t *doc)
 {
 	char *body;
 
@@ -313,23 +313,21 @@ static int reply_doc(struct api_reply *ret, unsigned status, json_t *doc)
 	return 0;
 }
 
-static int reply_error(struct api_reply *ret, unsigned status, const char *msg)
+int api_reply_error(struct api_reply *ret, unsigned status, const char *msg)
 {
-	return reply_doc(ret, status,
-	                 json_pack("{s:s, s:i}", "error", msg, "status", (json_int_t)status));
+	return api_reply_doc(ret, status,
+	                     json_pack("{s:s, s:i}", "error", msg, "status", (json_int_t)status));
 }
 
-static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
+int api_reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[600];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return reply_error(ret, status, msg);
+	return api_reply_error(ret, status, msg);
 }
 
 static int reply_registry_error(struct api_reply *ret, int r)
@@ -337,14 +335,14 @@ static int reply_registry_error(struct api_reply *ret, int r)
 	if (r == -ENOMEM)
 		return -ENOMEM;
 	if (r == -ENOENT)
-		return reply_error(ret, 404, "unknown node");
-	return reply_error(ret, 500, "registry error");
+		return api_reply_error(ret, 404, "unknown node");
+	return api_reply_error(ret, 500, "registry error");
 }
 
 static int reply_method(struct api_reply *ret, const char *allow)
 {
 	ret->allow = allow;
-	return reply_error(ret, 405, "method not allowed");
+	return api_reply_error(ret, 405, "method not allowed");
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -443,7 +441,7 @@ static int agent_node(struct api *api, const char *macstr, const struct api_requ
 
 	*replied = true;
 	if (rb_mac_parse(macstr, mac) < 0)
-		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
+		return api_reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
 	r = registry_node_get(api->reg, mac, ret_node);
 	if (r < 0) {
 		if (r != -ENOENT)
@@ -452,7 +450,7 @@ static int agent_node(struct api *api, const char *macstr, const struct api_requ
 	}
 	if (!((auth & AUTH_BOOT) && token_ok(ret_node->token_sha256, rq->authorization)) &&
 	    !((auth & AUTH_NODE) && node_token_ok(api, mac, rq->authorization)))
-		return reply_error(
+		return api_reply_error(
 		        ret, 403,
 		        auth == AUTH_NODE ? "missing or wrong node token (send \"Authorization: "
 		                            "Bearer <token>\" of /etc/rackboot/agent.conf, which "
@@ -461,8 +459,8 @@ static int agent_node(struct api *api, const char *macstr, const struct api_requ
 		                            "Bearer <rackboot.token>\" of the node's latest boot)");
 	/* A retired node is out of service: its agent gets nothing. */
 	if (strcmp(ret_node->state, "retired") == 0)
-		return reply_error(ret, 403,
-		                   "node is retired (an operator provisions it to bring it back)");
+		return api_reply_error(
+		        ret, 403, "node is retired (an operator provisions it to bring it back)");
 	*replied = false;
 	return 0;
 }
@@ -633,16 +631,16 @@ static int node_want(struct api *api, const struct registry_node *node, struct n
 		return reply_registry_error(ret, r);
 	}
 	if (!pname || !*pname)
-		return reply_error(ret, 409,
-		                   "node has no profile: none is set in the registry, no rule "
-		                   "in rackbootd.conf matches it and there is no "
-		                   "default_profile");
+		return api_reply_error(ret, 409,
+		                       "node has no profile: none is set in the registry, no rule "
+		                       "in rackbootd.conf matches it and there is no "
+		                       "default_profile");
 	w->p = rb_config_profile(api->cfg, pname);
 	if (!w->p)
-		return reply_errorf(ret, 409,
-		                    "node has no profile: profile \"%s\" is not defined in "
-		                    "rackbootd.conf",
-		                    pname);
+		return api_reply_errorf(ret, 409,
+		                        "node has no profile: profile \"%s\" is not defined in "
+		                        "rackbootd.conf",
+		                        pname);
 	w->image = *w->op.desired_image ? w->op.desired_image : w->p->image;
 	w->version = *w->op.desired_image || *w->op.desired_version
 	                     ? (*w->op.desired_version ? w->op.desired_version : "latest")
@@ -651,27 +649,100 @@ static int node_want(struct api *api, const struct registry_node *node, struct n
 	return 0;
 }
 
-/* The node's package sets resolved against cat: 0 with *ret_sets and
- * *ret_pkgs, a 409 reply (*replied), or -ENOMEM. */
+/* Records, per set, the resolution handed out now (registry_pkgset_observe:
+ * a new one pushes the old to "previous", so that an operator can roll
+ * back to it) and collects the operator's pins into *ret_pins
+ * ({"<set>": {"package": "version"}}). A set the catalogue cannot resolve
+ * is left for pkgplan_resolve() to explain. 0, -ENOMEM or -EIO. */
+static int package_pins(struct api *api, const struct img_catalog *cat, const json_t *sets,
+                        json_t **ret_pins)
+{
+	json_t *pins = json_object(), *v, *map = NULL;
+	char *text = NULL, *pinned = NULL;
+	size_t i;
+	int r = -ENOMEM;
+
+	if (!pins)
+		return -ENOMEM;
+	json_array_foreach(sets, i, v)
+	{
+		r = pkgplan_resolve_set(api->cfg, cat, json_string_value(v), &map);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0)
+			goto out;
+		r = -ENOMEM;
+		text = json_dumps(map, JSON_COMPACT);
+		if (!text)
+			goto out;
+		r = registry_pkgset_observe(api->reg, json_string_value(v), text, &pinned);
+		if (r < 0)
+			goto out;
+		if (pinned) {
+			json_t *pin = json_loads(pinned, JSON_REJECT_DUPLICATES, NULL);
+
+			if (json_is_object(pin))
+				r = json_object_set_new(pins, json_string_value(v), pin) < 0
+				            ? -ENOMEM
+				            : 0;
+			else
+				json_decref(pin);
+			if (r < 0)
+				goto out;
+		}
+		json_decref(map);
+		free(text);
+		free(pinned);
+		map = NULL;
+		text = pinned = NULL;
+	}
+	r = 0;
+out:
+	json_decref(map);
+	free(text);
+	free(pinned);
+	if (r < 0) {
+		json_decref(pins);
+		return r;
+	}
+	*ret_pins = pins;
+	return 0;
+}
+
+/* The node's package sets resolved against cat (and the operator's pins):
+ * 0 with *ret_sets and *ret_pkgs, a 409 or 503 reply (*replied), or
+ * -ENOMEM. */
 static int node_packages(struct api *api, const struct node_want *w, const struct img_catalog *cat,
                          json_t **ret_sets, json_t **ret_pkgs, struct api_reply *ret, bool *replied)
 {
+	json_t *pins = NULL;
 	char why[400];
 	int r;
 
 	*replied = true;
 	*ret_sets = *ret_pkgs = NULL;
 	r = pkgplan_sets(api->cfg, w->p, w->op.desired_package_sets, ret_sets, why, sizeof(why));
+	if (r == 0) {
+		r = package_pins(api, cat, *ret_sets, &pins);
+		if (r == -EIO) {
+			json_decref(*ret_sets);
+			*ret_sets = NULL;
+			return api_reply_error(ret, 503,
+			                       "cannot record the package sets' versions");
+		}
+	}
 	if (r == 0)
-		r = pkgplan_resolve(api->cfg, cat, *ret_sets, ret_pkgs, why, sizeof(why));
+		r = pkgplan_resolve(api->cfg, cat, *ret_sets, pins, ret_pkgs, why, sizeof(why));
+	json_decref(pins);
 	if (r == -ENOMEM) {
 		json_decref(*ret_sets);
+		*ret_sets = NULL;
 		return r;
 	}
 	if (r < 0) {
 		json_decref(*ret_sets);
 		*ret_sets = NULL;
-		return reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		return api_reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
 	}
 	*replied = false;
 	return 0;
@@ -697,9 +768,10 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	if (replied)
 		goto out;
 	if (w->op.held) {
-		r = reply_error(ret, 409,
-		                "node is held: an operator stopped its provisioning and updates "
-		                "(release it to go on)");
+		r = api_reply_error(
+		        ret, 409,
+		        "node is held: an operator stopped its provisioning and updates "
+		        "(release it to go on)");
 		goto out;
 	}
 	r = load_catalog(api, &cat, why, sizeof(why));
@@ -708,7 +780,7 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	if (r == -ENOMEM)
 		goto out;
 	if (r < 0) {
-		r = reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		r = api_reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
 		goto out;
 	}
 	r = node_packages(api, w, cat, &sets, &pkgs, ret, &replied);
@@ -719,7 +791,7 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	if (r == -ENOMEM)
 		goto out;
 	if (r < 0) {
-		r = reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		r = api_reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
 		goto out;
 	}
 	/* A fresh node token for the installed agent: only its hash is kept,
@@ -730,7 +802,8 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 			r = registry_node_token_set(api->reg, node->mac, hash);
 		if (r < 0) {
 			log_debug("api: plan: node token: %s", strerror(-r));
-			r = r == -ENOMEM ? r : reply_error(ret, 503, "cannot store the node token");
+			r = r == -ENOMEM ? r
+			                 : api_reply_error(ret, 503, "cannot store the node token");
 			goto out;
 		}
 	} else {
@@ -749,7 +822,7 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	                "grow_last_partition", (int)w->p->grow_last_partition, "after",
 	                rb_after_name(w->p->after), "package_sets", sets, "packages", pkgs,
 	                "post_install", post, "node_token", token);
-	r = reply_doc(ret, 200, doc);
+	r = api_reply_doc(ret, 200, doc);
 out:
 	explicit_bzero(token, sizeof(token));
 	json_decref(sets);
@@ -777,11 +850,11 @@ static int handle_plan(struct api *api, const struct api_request *rq, const char
 		return plan_provision(api, rq, &node, m, ret);
 	/* Everything else only reports what the node has and powers it off:
 	 * a discovery boot never writes a disk. */
-	return reply_doc(ret, 200,
-	                 json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s}", "mac", m,
-	                           "mode", "discovery", "state", node.state, "action", "inventory",
-	                           "profile", node.profile, "disk", "", "wipe", "none",
-	                           "grow_last_partition", 0, "after", "poweroff"));
+	return api_reply_doc(ret, 200,
+	                     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s}", "mac", m,
+	                               "mode", "discovery", "state", node.state, "action",
+	                               "inventory", "profile", node.profile, "disk", "", "wipe",
+	                               "none", "grow_last_partition", 0, "after", "poweroff"));
 }
 
 /* ---- agent reports -------------------------------------------------------- */
@@ -795,16 +868,16 @@ static int load_body(const struct api_request *rq, json_t **ret, struct api_repl
 
 	*replied = true;
 	if (!rq->body || rq->body_len == 0)
-		return reply_error(rep, 400, "a JSON object body is required");
+		return api_reply_error(rep, 400, "a JSON object body is required");
 	if (rq->body_len > API_BODY_MAX)
-		return reply_error(rep, 413, "body larger than 1 MiB");
+		return api_reply_error(rep, 413, "body larger than 1 MiB");
 	doc = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc)
-		return reply_errorf(rep, 400, "body is not JSON: %s at line %d column %d",
-		                    jerr.text, jerr.line, jerr.column);
+		return api_reply_errorf(rep, 400, "body is not JSON: %s at line %d column %d",
+		                        jerr.text, jerr.line, jerr.column);
 	if (!json_is_object(doc)) {
 		json_decref(doc);
-		return reply_error(rep, 400, "body must be a JSON object");
+		return api_reply_error(rep, 400, "body must be a JSON object");
 	}
 	*replied = false;
 	*ret = doc;
@@ -843,7 +916,7 @@ static int handle_inventory(struct api *api, const struct api_request *rq, const
 		log_debug("api: inventory: %s", strerror(-r));
 		return reply_registry_error(ret, r);
 	}
-	return reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", node.state));
+	return api_reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", node.state));
 }
 
 /* Optional string member of at most max bytes: 0 (copied, "" if absent or
@@ -858,11 +931,11 @@ static int get_string(json_t *doc, const char *key, char *dst, size_t max, struc
 		return 0;
 	*bad = true;
 	if (!json_is_string(v))
-		return reply_errorf(ret, 400, "\"%s\" must be a string", key);
+		return api_reply_errorf(ret, 400, "\"%s\" must be a string", key);
 	if (json_string_length(v) > max)
-		return reply_errorf(ret, 400, "\"%s\" is longer than %zu bytes", key, max);
+		return api_reply_errorf(ret, 400, "\"%s\" is longer than %zu bytes", key, max);
 	if (strlen(json_string_value(v)) != json_string_length(v))
-		return reply_errorf(ret, 400, "\"%s\" must not contain NUL", key);
+		return api_reply_errorf(ret, 400, "\"%s\" must not contain NUL", key);
 	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
 	*bad = false;
 	return 0;
@@ -878,7 +951,7 @@ static int get_count(json_t *doc, const char *key, uint64_t *dst, struct api_rep
 		return 0;
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
 		*bad = true;
-		return reply_errorf(ret, 400, "\"%s\" must be a non-negative integer", key);
+		return api_reply_errorf(ret, 400, "\"%s\" must be a non-negative integer", key);
 	}
 	*dst = (uint64_t)json_integer_value(v);
 	return 0;
@@ -894,12 +967,13 @@ static int parse_status(json_t *doc, struct progress *rec, struct api_reply *ret
 
 	*bad = true;
 	if (!json_is_string(st))
-		return reply_error(ret, 400, "\"state\" is required: one of " AGENT_STATES_TEXT);
+		return api_reply_error(ret, 400,
+		                       "\"state\" is required: one of " AGENT_STATES_TEXT);
 	s = json_string_value(st);
 	for (size_t i = 0; i < RB_ARRAY_SIZE(agent_states); i++)
 		known = known || strcmp(s, agent_states[i]) == 0;
 	if (!known || strlen(s) != json_string_length(st))
-		return reply_error(ret, 400, "\"state\" must be one of " AGENT_STATES_TEXT);
+		return api_reply_error(ret, 400, "\"state\" must be one of " AGENT_STATES_TEXT);
 	snprintf(rec->state, sizeof(rec->state), "%s", s);
 	*bad = false;
 	r = get_string(doc, "step", rec->step, API_STEP_MAX, ret, bad);
@@ -915,7 +989,7 @@ static int parse_status(json_t *doc, struct progress *rec, struct api_reply *ret
 		return r;
 	if (!strcmp(rec->state, "failed") && !*rec->message) {
 		*bad = true;
-		return reply_error(ret, 400, "state \"failed\" needs a \"message\" saying why");
+		return api_reply_error(ret, 400, "state \"failed\" needs a \"message\" saying why");
 	}
 	return 0;
 }
@@ -946,7 +1020,8 @@ static int parse_installed(json_t *doc, char **ret_text, int *ret_reboot, struct
 	*bad = true;
 	if (rb && !json_is_null(rb)) {
 		if (!json_is_boolean(rb))
-			return reply_error(ret, 400, "\"reboot_required\" must be true or false");
+			return api_reply_error(ret, 400,
+			                       "\"reboot_required\" must be true or false");
 		*ret_reboot = json_is_true(rb);
 	}
 	if (!inst || json_is_null(inst)) {
@@ -957,16 +1032,17 @@ static int parse_installed(json_t *doc, char **ret_text, int *ret_reboot, struct
 	pkgs = json_object_get(inst, "packages");
 	if (!json_is_object(inst) || (img && !json_is_null(img) && !name_version_ok(img, true)) ||
 	    (pkgs && !json_is_array(pkgs)) || json_array_size(pkgs) > 10000)
-		return reply_error(ret, 400,
-		                   "\"installed\" must be {\"image\": {\"name\", \"version\"}, "
-		                   "\"packages\": [{\"name\", \"version\"}, ...]} (at most 10000)");
+		return api_reply_error(
+		        ret, 400,
+		        "\"installed\" must be {\"image\": {\"name\", \"version\"}, "
+		        "\"packages\": [{\"name\", \"version\"}, ...]} (at most 10000)");
 	json_array_foreach(pkgs, i, v)
 	{
 		if (!name_version_ok(v, false))
-			return reply_errorf(ret, 400,
-			                    "\"installed\": packages[%zu] must be {\"name\", "
-			                    "\"version\"} of a catalogue package",
-			                    i);
+			return api_reply_errorf(ret, 400,
+			                        "\"installed\": packages[%zu] must be {\"name\", "
+			                        "\"version\"} of a catalogue package",
+			                        i);
 	}
 	/* only what the server keeps: the image and each package's name and version */
 	keep = json_object();
@@ -987,7 +1063,7 @@ static int parse_installed(json_t *doc, char **ret_text, int *ret_reboot, struct
 	if (strlen(*ret_text) > REGISTRY_INSTALLED_MAX) {
 		free(*ret_text);
 		*ret_text = NULL;
-		return reply_error(ret, 413, "\"installed\" is too large");
+		return api_reply_error(ret, 413, "\"installed\" is too large");
 	}
 	*bad = false;
 	return 0;
@@ -1047,7 +1123,7 @@ static int handle_status(struct api *api, const struct api_request *rq, const ch
 			goto out;
 		}
 	}
-	r = reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", rec->state));
+	r = api_reply_doc(ret, 200, json_pack("{s:b, s:s}", "ok", 1, "state", rec->state));
 out:
 	free(installed);
 	free(rec);
@@ -1114,7 +1190,7 @@ static int handle_desired(struct api *api, const struct api_request *rq, const c
 	if (r == -ENOMEM)
 		goto out;
 	if (r < 0) {
-		r = reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
+		r = api_reply_errorf(ret, 409, "profile \"%s\": %s", w->p->name, why);
 		goto out;
 	}
 	r = node_packages(api, w, cat, &sets, &pkgs, ret, &replied);
@@ -1145,7 +1221,7 @@ static int handle_desired(struct api *api, const struct api_request *rq, const c
 		r = ret->body ? 0 : -ENOMEM;
 		goto out;
 	}
-	r = reply_doc(ret, 200, doc);
+	r = api_reply_doc(ret, 200, doc);
 out:
 	registry_installed_fini(&inst);
 	json_decref(sets);
@@ -1169,15 +1245,15 @@ int api_handle(struct api *api, const struct api_request *rq, struct api_reply *
 	if (api_ops_path(path))
 		return api_ops_handle(api->ops, rq, ret);
 	if (strncmp(path, API_NODES, n) != 0 || (path[n] != '\0' && path[n] != '/'))
-		return reply_error(ret, 404, "no such API endpoint");
+		return api_reply_error(ret, 404, "no such API endpoint");
 	rest = path[n] == '/' ? path + n + 1 : "";
 	/* The path is matched first so that an unknown endpoint is 404
 	 * whatever the method. */
 	slash = strchr(rest, '/');
 	if (!slash) /* the node itself: api_ops.c */
-		return reply_error(ret, 404, "no such API endpoint");
+		return api_reply_error(ret, 404, "no such API endpoint");
 	if ((size_t)(slash - rest) >= sizeof(macstr))
-		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
+		return api_reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
 	memcpy(macstr, rest, (size_t)(slash - rest));
 	macstr[slash - rest] = '\0';
 	if (strcmp(slash, "/plan") == 0) {
@@ -1200,7 +1276,7 @@ int api_handle(struct api *api, const struct api_request *rq, struct api_reply *
 			return reply_method(ret, "GET, HEAD");
 		return handle_desired(api, rq, macstr, ret);
 	}
-	return reply_error(ret, 404, "no such API endpoint");
+	return api_reply_error(ret, 404, "no such API endpoint");
 }
 
 int api_catalog_load(struct api *api, struct img_catalog **ret, char *why, size_t whylen)

@@ -51,6 +51,15 @@ bool api_path_matches(const char *path);
  * (then nothing is allocated). Thread-safe. */
 int api_handle(struct api *api, const struct api_request *rq, struct api_reply *ret);
 
+/* Reply helpers shared by the agent (api.c) and operator (api_ops.c)
+ * handlers: a JSON document (taken over, NULL = -ENOMEM), or an error
+ * object {"error": msg, "status": N}. 0 or -ENOMEM. */
+struct json_t;
+int api_reply_doc(struct api_reply *ret, unsigned status, struct json_t *doc);
+int api_reply_error(struct api_reply *ret, unsigned status, const char *msg);
+int api_reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* True for the states in which a node boots the agent to be provisioned
  * (provision.ipxe, plan mode "provision"). */
 bool api_state_provisions(const char *state);

@@ -7,7 +7,9 @@
  *   POST  /api/v1/nodes/<mac>/actions/<provision|reimage|hold|release|retire>
  *   GET   /api/v1/images[/<name>]            from the repository catalogue
  *   GET   /api/v1/profiles[/<name>]          from the config
- *   GET   /api/v1/package-sets[/<name>]      from the config
+ *   GET   /api/v1/package-sets[/<name>]      from the config, with the versions
+ *                                            handed out and a rollback pin
+ *   POST  /api/v1/package-sets/<name>/actions/<rollback|unpin>
  *
  * Every request is authorized first (401 before 404 or 405, so an
  * anonymous client learns nothing about the paths). Bodies are parsed
@@ -22,7 +24,9 @@
  * Owns the loaded operator tokens (re-read when the file changes). Borrows
  * the api (live progress, the catalogue loader), config, registry and
  * repository fd. Never touches a socket; logs at debug level, except a
- * tokens file that cannot be re-read (a warning: operators must know). */
+ * tokens file that cannot be re-read (a warning: operators must know) and
+ * a package set's rollback or unpin (info: the registry's events are per
+ * node, so this log is their record). */
 #include "pxe/api_ops.h"
 
 #include <errno.h>
@@ -71,45 +75,13 @@ static const char *const collections[] = { "/api/v1/images", "/api/v1/profiles",
 
 /* ---- replies -------------------------------------------------------------- */
 
-static int reply_doc(struct api_reply *ret, unsigned status, json_t *doc)
-{
-	char *body;
-
-	if (!doc)
-		return -ENOMEM;
-	body = json_dumps(doc, JSON_COMPACT);
-	json_decref(doc);
-	if (!body)
-		return -ENOMEM;
-	ret->status = status;
-	ret->body = body;
-	ret->len = strlen(body);
-	return 0;
-}
-
-static int reply_error(struct api_reply *ret, unsigned status, const char *msg)
-{
-	return reply_doc(ret, status,
-	                 json_pack("{s:s, s:i}", "error", msg, "status", (json_int_t)status));
-}
-
-static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static int reply_errorf(struct api_reply *ret, unsigned status, const char *fmt, ...)
-{
-	char msg[600];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return reply_error(ret, status, msg);
-}
+/* Replies are built with api.c's api_reply_doc(), api_reply_error() and
+ * api_reply_errorf() (api.h). */
 
 static int reply_method(struct api_reply *ret, const char *allow)
 {
 	ret->allow = allow;
-	return reply_error(ret, 405, "method not allowed");
+	return api_reply_error(ret, 405, "method not allowed");
 }
 
 static int reply_registry_error(struct api_reply *ret, int r)
@@ -117,11 +89,12 @@ static int reply_registry_error(struct api_reply *ret, int r)
 	if (r == -ENOMEM)
 		return -ENOMEM;
 	if (r == -ENOENT)
-		return reply_error(ret, 404,
-		                   "unknown node (register it with POST /api/v1/nodes, or let it "
-		                   "netboot once)");
+		return api_reply_error(
+		        ret, 404,
+		        "unknown node (register it with POST /api/v1/nodes, or let it "
+		        "netboot once)");
 	log_debug("api_ops: registry: %s", strerror(-r));
-	return reply_error(ret, 500, "registry error");
+	return api_reply_error(ret, 500, "registry error");
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -283,16 +256,16 @@ static int load_body(const struct api_request *rq, json_t **ret, struct api_repl
 
 	*replied = true;
 	if (!rq->body || rq->body_len == 0)
-		return reply_error(rep, 400, "a JSON object body is required");
+		return api_reply_error(rep, 400, "a JSON object body is required");
 	if (rq->body_len > API_BODY_MAX)
-		return reply_error(rep, 413, "body larger than 1 MiB");
+		return api_reply_error(rep, 413, "body larger than 1 MiB");
 	doc = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc)
-		return reply_errorf(rep, 400, "body is not JSON: %s at line %d column %d",
-		                    jerr.text, jerr.line, jerr.column);
+		return api_reply_errorf(rep, 400, "body is not JSON: %s at line %d column %d",
+		                        jerr.text, jerr.line, jerr.column);
 	if (!json_is_object(doc)) {
 		json_decref(doc);
-		return reply_error(rep, 400, "body must be a JSON object");
+		return api_reply_error(rep, 400, "body must be a JSON object");
 	}
 	*replied = false;
 	*ret = doc;
@@ -577,7 +550,7 @@ static int node_reply(struct api_ops *ops, const uint8_t mac[6], unsigned status
 		return -ENOMEM;
 	}
 	registry_installed_fini(&inst);
-	return reply_doc(ret, status, doc);
+	return api_reply_doc(ret, status, doc);
 }
 
 static int handle_list(struct api_ops *ops, const struct api_request *rq, struct api_reply *ret)
@@ -593,7 +566,7 @@ static int handle_list(struct api_ops *ops, const struct api_request *rq, struct
 	r = node_filter_parse(rq->query, f, why, sizeof(why));
 	if (r < 0) {
 		free(f);
-		return reply_error(ret, 400, why);
+		return api_reply_error(ret, 400, why);
 	}
 	r = registry_nodes_doc(ops->reg, &all);
 	if (r < 0) {
@@ -619,7 +592,7 @@ static int handle_list(struct api_ops *ops, const struct api_request *rq, struct
 	}
 	free(f);
 	json_decref(all);
-	return reply_doc(ret, 200, json_pack("{s:o}", "nodes", out));
+	return api_reply_doc(ret, 200, json_pack("{s:o}", "nodes", out));
 oom:
 	free(f);
 	json_decref(all);
@@ -646,15 +619,15 @@ static int handle_register(struct api_ops *ops, const struct api_request *rq, co
 		return r;
 	bad = unknown_key(doc, allowed);
 	if (bad) {
-		r = reply_errorf(ret, 400,
-		                 "unknown field \"%.80s\" (allowed: mac, hostname, "
-		                 "profile, labels, rack)",
-		                 bad);
+		r = api_reply_errorf(ret, 400,
+		                     "unknown field \"%.80s\" (allowed: mac, hostname, "
+		                     "profile, labels, rack)",
+		                     bad);
 		goto out;
 	}
 	macstr = json_string_value(json_object_get(doc, "mac"));
 	if (!macstr || rb_mac_parse(macstr, node.mac) < 0) {
-		r = reply_error(ret, 400, "\"mac\" is required: aa:bb:cc:dd:ee:ff");
+		r = api_reply_error(ret, 400, "\"mac\" is required: aa:bb:cc:dd:ee:ff");
 		goto out;
 	}
 	op = calloc(1, sizeof(*op));
@@ -669,7 +642,7 @@ static int handle_register(struct api_ops *ops, const struct api_request *rq, co
 	if (r == -ENOMEM)
 		goto out;
 	if (r < 0) {
-		r = reply_error(ret, 400, why);
+		r = api_reply_error(ret, 400, why);
 		goto out;
 	}
 	snprintf(detail, sizeof(detail), "by %s", who);
@@ -677,10 +650,10 @@ static int handle_register(struct api_ops *ops, const struct api_request *rq, co
 	if (r == -EEXIST) {
 		char m[18];
 
-		r = reply_errorf(ret, 409,
-		                 "node %s is registered already (change it with PATCH "
-		                 "/api/v1/nodes/%s)",
-		                 rb_mac_format(node.mac, m), m);
+		r = api_reply_errorf(ret, 409,
+		                     "node %s is registered already (change it with PATCH "
+		                     "/api/v1/nodes/%s)",
+		                     rb_mac_format(node.mac, m), m);
 		goto out;
 	}
 	if (r < 0) {
@@ -737,18 +710,18 @@ static int handle_patch(struct api_ops *ops, const struct api_request *rq, const
 		return r;
 	bad = unknown_key(c.doc, allowed);
 	if (bad || json_object_size(c.doc) == 0) {
-		r = reply_errorf(ret, 400,
-		                 "%s%.80s%s (allowed: profile, hostname, labels, rack, "
-		                 "desired_image, desired_version, package_sets)",
-		                 bad ? "unknown field \"" : "nothing to change", bad ? bad : "",
-		                 bad ? "\"" : "");
+		r = api_reply_errorf(ret, 400,
+		                     "%s%.80s%s (allowed: profile, hostname, labels, rack, "
+		                     "desired_image, desired_version, package_sets)",
+		                     bad ? "unknown field \"" : "nothing to change", bad ? bad : "",
+		                     bad ? "\"" : "");
 		json_decref(c.doc);
 		return r;
 	}
 	r = registry_operator_change(ops->reg, mac, decide_patch, &c);
 	json_decref(c.doc);
 	if (c.bad)
-		return reply_error(ret, 400, c.why);
+		return api_reply_error(ret, 400, c.why);
 	if (r < 0)
 		return reply_registry_error(ret, r);
 	return node_reply(ops, mac, 200, ret);
@@ -813,7 +786,7 @@ static int handle_action(struct api_ops *ops, const struct api_request *rq, cons
 	int r;
 
 	if (lifecycle_action_parse(name, &c.action) < 0)
-		return reply_errorf(
+		return api_reply_errorf(
 		        ret, 404, "no action \"%.40s\" (provision, reimage, hold, release, retire)",
 		        name);
 	/* A body is optional: reimage takes {"wipe": "..."}, the others {}. */
@@ -828,9 +801,9 @@ static int handle_action(struct api_ops *ops, const struct api_request *rq, cons
 		bad = unknown_key(doc, c.action == LC_REIMAGE ? reimage_keys : no_keys);
 		if (bad) {
 			/* bad points into doc: the reply first. */
-			r = reply_errorf(ret, 400, "unknown field \"%.80s\"%s", bad,
-			                 c.action == LC_REIMAGE ? " (reimage takes \"wipe\")"
-			                                        : " (this action takes none)");
+			r = api_reply_errorf(ret, 400, "unknown field \"%.80s\"%s", bad,
+			                     c.action == LC_REIMAGE ? " (reimage takes \"wipe\")"
+			                                            : " (this action takes none)");
 			json_decref(doc);
 			return r;
 		}
@@ -838,14 +811,14 @@ static int handle_action(struct api_ops *ops, const struct api_request *rq, cons
 		json_decref(doc);
 		if (r < 0 || (r > 0 && strcmp(c.wipe, "none") && strcmp(c.wipe, "metadata") &&
 		              strcmp(c.wipe, "full")))
-			return reply_error(
+			return api_reply_error(
 			        ret, 400,
 			        "\"wipe\" must be \"none\", \"metadata\" or \"full\" (or "
 			        "absent for the profile's)");
 	}
 	r = registry_operator_change(ops->reg, mac, decide_action, &c);
 	if (c.refused)
-		return reply_error(ret, 409, c.why);
+		return api_reply_error(ret, 409, c.why);
 	if (r < 0)
 		return reply_registry_error(ret, r);
 	return node_reply(ops, mac, 200, ret);
@@ -903,7 +876,7 @@ static int handle_images(struct api_ops *ops, const char *name, struct api_reply
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0 && name)
-		return reply_errorf(ret, 404, "no image \"%.65s\": %s", name, why);
+		return api_reply_errorf(ret, 404, "no image \"%.65s\": %s", name, why);
 	list = json_array();
 	seen = json_object();
 	if (!list || !seen)
@@ -930,13 +903,13 @@ static int handle_images(struct api_ops *ops, const char *name, struct api_reply
 
 		json_decref(list);
 		if (!one)
-			return reply_errorf(ret, 404,
-			                    "no image \"%.65s\" in the repository catalogue", name);
-		return reply_doc(ret, 200, one);
+			return api_reply_errorf(
+			        ret, 404, "no image \"%.65s\" in the repository catalogue", name);
+		return api_reply_doc(ret, 200, one);
 	}
 	/* Without a catalogue the list is empty, and says why. */
-	return reply_doc(ret, 200,
-	                 json_pack("{s:o, s:s*}", "images", list, "warning", r < 0 ? why : NULL));
+	return api_reply_doc(
+	        ret, 200, json_pack("{s:o, s:s*}", "images", list, "warning", r < 0 ? why : NULL));
 oom:
 	json_decref(list);
 	json_decref(seen);
@@ -990,9 +963,9 @@ static int handle_profiles(struct api_ops *ops, const char *name, struct api_rep
 		const struct rb_profile *p = rb_config_profile(cfg, name);
 
 		if (!p)
-			return reply_errorf(ret, 404, "no profile \"%.65s\" in rackbootd.conf",
-			                    name);
-		return reply_doc(ret, 200, profile_json(p));
+			return api_reply_errorf(ret, 404, "no profile \"%.65s\" in rackbootd.conf",
+			                        name);
+		return api_reply_doc(ret, 200, profile_json(p));
 	}
 	list = json_array();
 	for (size_t i = 0; list && i < cfg->n_profiles; i++)
@@ -1000,31 +973,95 @@ static int handle_profiles(struct api_ops *ops, const char *name, struct api_rep
 			json_decref(list);
 			return -ENOMEM;
 		}
-	return reply_doc(
+	return api_reply_doc(
 	        ret, 200,
 	        json_pack("{s:o, s:s}", "profiles", list, "default_profile", cfg->default_profile));
+}
+
+/* The set from the config with the registry's "current", "previous" and
+ * "pinned" resolutions (null when none). */
+static int package_set_doc(struct api_ops *ops, const struct rb_package_set *s, json_t **ret)
+{
+	json_t *doc = package_set_json(s), *state = NULL;
+	int r;
+
+	if (!doc)
+		return -ENOMEM;
+	r = registry_pkgset_get(ops->reg, s->name, &state);
+	if (r == 0 && json_object_update(doc, state) < 0)
+		r = -ENOMEM;
+	json_decref(state);
+	if (r < 0) {
+		json_decref(doc);
+		return r;
+	}
+	*ret = doc;
+	return 0;
 }
 
 static int handle_package_sets(struct api_ops *ops, const char *name, struct api_reply *ret)
 {
 	const struct rb_config *cfg = ops->cfg;
-	json_t *list;
+	json_t *list, *doc;
+	int r;
 
 	if (name) {
 		const struct rb_package_set *s = rb_config_package_set(cfg, name);
 
 		if (!s)
-			return reply_errorf(ret, 404, "no package set \"%.65s\" in rackbootd.conf",
-			                    name);
-		return reply_doc(ret, 200, package_set_json(s));
+			return api_reply_errorf(ret, 404,
+			                        "no package set \"%.65s\" in rackbootd.conf", name);
+		r = package_set_doc(ops, s, &doc);
+		if (r < 0)
+			return reply_registry_error(ret, r);
+		return api_reply_doc(ret, 200, doc);
 	}
 	list = json_array();
-	for (size_t i = 0; list && i < cfg->n_package_sets; i++)
-		if (json_array_append_new(list, package_set_json(&cfg->package_sets[i])) < 0) {
+	if (!list)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_package_sets; i++) {
+		r = package_set_doc(ops, &cfg->package_sets[i], &doc);
+		if (r == 0 && json_array_append_new(list, doc) < 0)
+			r = -ENOMEM;
+		if (r < 0) {
 			json_decref(list);
-			return -ENOMEM;
+			return reply_registry_error(ret, r);
 		}
-	return reply_doc(ret, 200, json_pack("{s:o}", "package_sets", list));
+	}
+	return api_reply_doc(ret, 200, json_pack("{s:o}", "package_sets", list));
+}
+
+/* POST /api/v1/package-sets/<name>/actions/<rollback|unpin>. Package sets
+ * have no node to hang a registry event on: the change is logged (info)
+ * with the token's name, and the reply is the set's new state. */
+static int handle_package_set_action(struct api_ops *ops, const char *name, const char *action,
+                                     const char *who, struct api_reply *ret)
+{
+	const struct rb_package_set *s;
+	bool rollback = !strcmp(action, "rollback");
+	json_t *doc;
+	int r;
+
+	if (!rollback && strcmp(action, "unpin") != 0)
+		return api_reply_error(ret, 404, "no such action (rollback or unpin)");
+	s = rb_config_package_set(ops->cfg, name);
+	if (!s)
+		return api_reply_errorf(ret, 404, "no package set \"%.65s\" in rackbootd.conf",
+		                        name);
+	r = registry_pkgset_pin(ops->reg, s->name, rollback);
+	if (r == -ENOENT)
+		return api_reply_errorf(
+		        ret, 409,
+		        "package set \"%s\" has no previous resolution to roll back "
+		        "to: the server has handed out only one set of versions "
+		        "for it (or none yet)",
+		        s->name);
+	if (r == 0)
+		r = package_set_doc(ops, s, &doc);
+	if (r < 0)
+		return reply_registry_error(ret, r);
+	log_info("op.pkgset_%s: package set \"%s\" by token \"%s\"", action, s->name, who);
+	return api_reply_doc(ret, 200, doc);
 }
 
 /* ---- routing -------------------------------------------------------------- */
@@ -1063,16 +1100,29 @@ static bool is_read(const char *m)
 	return !strcmp(m, "GET") || !strcmp(m, "HEAD");
 }
 
-static int route_catalog(struct api_ops *ops, const struct api_request *rq, struct api_reply *ret)
+static int route_catalog(struct api_ops *ops, const struct api_request *rq, const char *who,
+                         struct api_reply *ret)
 {
 	for (size_t i = 0; i < RB_ARRAY_SIZE(collections); i++) {
 		const char *rest = below(rq->path, collections[i]);
-		const char *name;
+		const char *name, *slash;
 
 		if (!rest)
 			continue;
-		if (strchr(rest, '/'))
-			return reply_error(ret, 404, "no such API endpoint");
+		slash = strchr(rest, '/');
+		if (slash && i == 2 && slash > rest && !strncmp(slash, "/actions/", 9) &&
+		    !strchr(slash + 9, '/')) {
+			char set[sizeof(((struct rb_package_set *)0)->name)];
+
+			if (strcmp(rq->method, "POST") != 0)
+				return reply_method(ret, "POST");
+			if ((size_t)(slash - rest) >= sizeof(set))
+				return api_reply_error(ret, 404, "no such package set");
+			snprintf(set, sizeof(set), "%.*s", (int)(slash - rest), rest);
+			return handle_package_set_action(ops, set, slash + 9, who, ret);
+		}
+		if (slash)
+			return api_reply_error(ret, 404, "no such API endpoint");
 		if (!is_read(rq->method))
 			return reply_method(ret, "GET, HEAD");
 		name = *rest ? rest : NULL;
@@ -1082,7 +1132,7 @@ static int route_catalog(struct api_ops *ops, const struct api_request *rq, stru
 			return handle_profiles(ops, name, ret);
 		return handle_package_sets(ops, name, ret);
 	}
-	return reply_error(ret, 404, "no such API endpoint");
+	return api_reply_error(ret, 404, "no such API endpoint");
 }
 
 int api_ops_handle(struct api_ops *ops, const struct api_request *rq, struct api_reply *ret)
@@ -1093,10 +1143,10 @@ int api_ops_handle(struct api_ops *ops, const struct api_request *rq, struct api
 
 	memset(ret, 0, sizeof(*ret));
 	if (api_ops_authorize(ops, rq->authorization, who, &msg) < 0)
-		return reply_error(ret, 401, msg);
+		return api_reply_error(ret, 401, msg);
 	rest = below(rq->path, OPS_NODES);
 	if (!rest)
-		return route_catalog(ops, rq, ret);
+		return route_catalog(ops, rq, who, ret);
 	if (!*rest) {
 		if (is_read(rq->method))
 			return handle_list(ops, rq, ret);
@@ -1106,11 +1156,11 @@ int api_ops_handle(struct api_ops *ops, const struct api_request *rq, struct api
 	}
 	slash = strchr(rest, '/');
 	if ((slash ? (size_t)(slash - rest) : strlen(rest)) >= sizeof(macstr))
-		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
+		return api_reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
 	snprintf(macstr, sizeof(macstr), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest),
 	         rest);
 	if (rb_mac_parse(macstr, mac) < 0)
-		return reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
+		return api_reply_error(ret, 400, "bad MAC address (expected aa:bb:cc:dd:ee:ff)");
 	if (!slash) {
 		if (is_read(rq->method))
 			return node_reply(ops, mac, 200, ret);

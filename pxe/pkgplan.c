@@ -9,6 +9,10 @@
  * entry with one must be in the catalogue as written. The agent then
  * resolves dependencies with those as pins (agent/pkgresolve.c).
  *
+ * An operator may roll a set back (pxe/api_ops.c): the registry then holds
+ * a pin, the set's earlier resolution, which pkgplan_resolve() uses in
+ * place of the config's for each package it names.
+ *
  * Owns nothing beyond the JSON it returns. No I/O, never logs. */
 #include "pxe/pkgplan.h"
 
@@ -89,8 +93,36 @@ static bool has_version(const struct img_catalog *cat, const char *name, const c
 	return false;
 }
 
+int pkgplan_resolve_set(const struct rb_config *cfg, const struct img_catalog *cat, const char *set,
+                        json_t **ret)
+{
+	const struct rb_package_set *ps = rb_config_package_set(cfg, set);
+	json_t *map;
+
+	if (!ps)
+		return -ENOENT;
+	map = json_object();
+	if (!map)
+		return -ENOMEM;
+	for (size_t k = 0; k < ps->n_pkgs; k++) {
+		const struct rb_pkg_want *w = &ps->pkgs[k];
+		const char *ver = *w->version ? w->version : newest(cat, w->name);
+
+		if (!ver || (*w->version && !has_version(cat, w->name, w->version))) {
+			json_decref(map);
+			return -ENOENT;
+		}
+		if (json_object_set_new(map, w->name, json_string(ver)) < 0) {
+			json_decref(map);
+			return -ENOMEM;
+		}
+	}
+	*ret = map;
+	return 0;
+}
+
 int pkgplan_resolve(const struct rb_config *cfg, const struct img_catalog *cat, const json_t *sets,
-                    json_t **ret, char *why, size_t whylen)
+                    const json_t *pins, json_t **ret, char *why, size_t whylen)
 {
 	json_t *out = json_array(), *v, *seen = json_object();
 	size_t i;
@@ -101,6 +133,7 @@ int pkgplan_resolve(const struct rb_config *cfg, const struct img_catalog *cat, 
 	json_array_foreach(sets, i, v)
 	{
 		const struct rb_package_set *ps = rb_config_package_set(cfg, json_string_value(v));
+		json_t *pin = json_object_get(pins, json_string_value(v));
 
 		if (!ps) {
 			rb_errf(why, whylen, "package set \"%s\" is not defined",
@@ -110,10 +143,22 @@ int pkgplan_resolve(const struct rb_config *cfg, const struct img_catalog *cat, 
 		}
 		for (size_t k = 0; k < ps->n_pkgs; k++) {
 			const struct rb_pkg_want *w = &ps->pkgs[k];
+			const char *pinned = json_string_value(json_object_get(pin, w->name));
 			const char *ver = *w->version ? w->version : newest(cat, w->name);
 			const char *had = json_string_value(json_object_get(seen, w->name));
 
-			if (!ver || (*w->version && !has_version(cat, w->name, w->version))) {
+			if (pinned && !has_version(cat, w->name, pinned)) {
+				rb_errf(why, whylen,
+				        "package set \"%s\" is rolled back to %s %s, which is no "
+				        "longer in the repository catalogue (unpin the set or "
+				        "index it again with pkg index)",
+				        ps->name, w->name, pinned);
+				r = -ENOENT;
+				goto fail;
+			}
+			if (pinned)
+				ver = pinned;
+			else if (!ver || (*w->version && !has_version(cat, w->name, w->version))) {
 				rb_errf(why, whylen,
 				        "package set \"%s\": %s%s%s is not in the repository "
 				        "catalogue (build it with rackboot-image pkg build and add "

@@ -26,10 +26,20 @@ int pkgplan_sets(const struct rb_config *cfg, const struct rb_profile *p, const 
  * package pinned to its exact version (which the catalogue must hold, for
  * some architecture) or to the catalogue's newest (dpkg order). *ret is a
  * JSON array of {"name","version"} in set order, each name once.
- * -ENOENT with why naming set, package and version when the catalogue
+ * pins (may be NULL) is {"<set>": {"package": "version"}}: a pinned set's
+ * packages get the pinned version instead (which the catalogue must still
+ * hold). -ENOENT with why naming set, package and version when the catalogue
  * lacks it; -EEXIST when two sets want different versions of one name. */
 int pkgplan_resolve(const struct rb_config *cfg, const struct img_catalog *cat,
-                    const struct json_t *sets, struct json_t **ret, char *why, size_t whylen);
+                    const struct json_t *sets, const struct json_t *pins, struct json_t **ret,
+                    char *why, size_t whylen);
+
+/* One set alone as the config and cat resolve it, pins aside: *ret is a
+ * JSON object {"package": "version", ...} in the set's order (what the
+ * registry records per set). -ENOENT when the set is not defined or the
+ * catalogue lacks one of its packages (pkgplan_resolve() says which). */
+int pkgplan_resolve_set(const struct rb_config *cfg, const struct img_catalog *cat, const char *set,
+                        struct json_t **ret);
 
 /* The plan's "post_install" object for a node: hostname (the registry's
  * own when set, else the profile's pattern expanded for mac and ip, else

@@ -83,7 +83,11 @@ static const char schema[] =
         "  event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');"
         "CREATE INDEX IF NOT EXISTS events_mac ON events(mac, id);"
         "CREATE TABLE IF NOT EXISTS inventory ("
-        "  mac TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, doc TEXT NOT NULL);";
+        "  mac TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS pkgset_state ("
+        "  name TEXT PRIMARY KEY, current TEXT NOT NULL DEFAULT '',"
+        "  previous TEXT NOT NULL DEFAULT '', pinned TEXT NOT NULL DEFAULT '',"
+        "  ts_ms INTEGER NOT NULL DEFAULT 0);";
 
 /* Columns added after the first release: (name, definition), the same as
  * in the CREATE TABLE above. A database of an older release lacks them:
@@ -1263,4 +1267,118 @@ void registry_installed_fini(struct registry_installed *v)
 {
 	json_decref(v->installed);
 	v->installed = NULL;
+}
+
+/* ---- package sets: the resolution handed out, the one before, a pin ---- */
+
+int registry_pkgset_observe(struct registry *reg, const char *name, const char *resolution,
+                            char **ret_pinned)
+{
+	/* previous moves only when current changes. Every plan and /desired
+	 * poll comes here: the write (a lock shared with the writer thread)
+	 * happens only when the resolution changed. */
+	static const char up_sql[] =
+	        "INSERT INTO pkgset_state(name, current, ts_ms) VALUES(?1, ?2, ?3) "
+	        "ON CONFLICT(name) DO UPDATE SET previous = current, current = ?2, ts_ms = ?3 "
+	        "WHERE current != ?2";
+	static const char sel_sql[] = "SELECT current, pinned FROM pkgset_state WHERE name = ?1";
+	const char *texts[] = { name, resolution };
+	sqlite3_stmt *st = NULL;
+	char *pinned = NULL;
+	bool same = false;
+	int r = -EIO, s;
+
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sel_sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE)
+		goto out;
+	if (s == SQLITE_ROW) {
+		same = !strcmp(col_text(st, 0), resolution);
+		/* The UPDATE below leaves pinned as it is. */
+		if (*col_text(st, 1)) {
+			pinned = strdup(col_text(st, 1));
+			if (!pinned) {
+				r = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	r = same ? 0 : exec_bound(reg->rdb, up_sql, texts, 2, now_ms());
+	if (r == -ENOENT) /* the WHERE found current equal after all */
+		r = 0;
+out:
+	if (r == -EIO)
+		log_debug("registry: package set %s: %s", name, sqlite3_errmsg(reg->rdb));
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		free(pinned);
+		return r;
+	}
+	*ret_pinned = pinned;
+	return 0;
+}
+
+int registry_pkgset_get(struct registry *reg, const char *name, json_t **ret)
+{
+	static const char sql[] =
+	        "SELECT current, previous, pinned FROM pkgset_state WHERE name = ?1";
+	static const char *const keys[] = { "current", "previous", "pinned" };
+	sqlite3_stmt *st = NULL;
+	json_t *doc = json_object();
+	int r = -EIO, s;
+
+	if (!doc)
+		return -ENOMEM;
+	pthread_mutex_lock(&reg->rlock);
+	if (sqlite3_prepare_v2(reg->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE)
+		goto out;
+	r = -ENOMEM;
+	for (int i = 0; i < 3; i++) {
+		const unsigned char *t = s == SQLITE_ROW ? sqlite3_column_text(st, i) : NULL;
+
+		if (json_object_set_new(doc, keys[i], stored_json(t, true, json_null())) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->rlock);
+	if (r < 0) {
+		json_decref(doc);
+		return r;
+	}
+	*ret = doc;
+	return 0;
+}
+
+int registry_pkgset_pin(struct registry *reg, const char *name, bool rollback)
+{
+	const char *texts[] = { name };
+	int r;
+
+	pthread_mutex_lock(&reg->rlock);
+	if (rollback)
+		r = exec_bound(reg->rdb,
+		               "UPDATE pkgset_state SET pinned = previous, ts_ms = ?2 "
+		               "WHERE name = ?1 AND previous != ''",
+		               texts, 1, now_ms());
+	else
+		r = exec_bound(reg->rdb,
+		               "UPDATE pkgset_state SET pinned = '', ts_ms = ?2 WHERE name = ?1",
+		               texts, 1, now_ms());
+	if (r == -EIO)
+		log_debug("registry: package set %s: %s", name, sqlite3_errmsg(reg->rdb));
+	pthread_mutex_unlock(&reg->rlock);
+	/* Unpinning a set never handed out changes nothing: not an error. */
+	return r == -ENOENT && !rollback ? 0 : r;
 }

@@ -140,3 +140,17 @@ int registry_installed_set(struct registry *reg, const uint8_t mac[6], const cha
 int registry_installed_get(struct registry *reg, const uint8_t mac[6],
                            struct registry_installed *ret);
 void registry_installed_fini(struct registry_installed *v);
+
+/* package sets (pxe/api.c, pxe/api_ops.c): per set, the resolution (JSON
+ * object text {"package": "version", ...}) last handed out, the one before
+ * it and an operator's pin. */
+/* Records that resolution was handed out for set name: when it differs
+ * from the stored current one, that one becomes previous. *ret_pinned is
+ * the pinned resolution (malloc'd text; NULL when not pinned). */
+int registry_pkgset_observe(struct registry *reg, const char *name, const char *resolution,
+                            char **ret_pinned);
+/* {"current","previous","pinned"}: each the parsed resolution or null. */
+int registry_pkgset_get(struct registry *reg, const char *name, struct json_t **ret);
+/* rollback: pins the set to its previous resolution (-ENOENT when there is
+ * none); else removes the pin (0 also when there was none). */
+int registry_pkgset_pin(struct registry *reg, const char *name, bool rollback);

@@ -381,12 +381,16 @@ for _ in $(seq 64); do
 	curl -sN -H "$OP" "$B/api/v1/events" >/dev/null 2>&1 &
 	BGPIDS="$BGPIDS $!"
 done
+# (64 curl processes take a while to connect on a loaded 2-core machine)
 n=0
-while [ $n -lt 50 ]; do
-	[ "$(curl -s -H "$OP" "$B/metrics" | sed -n 's/^rackboot_event_stream_subscribers //p')" = 64 ] && break
+subs=
+while [ $n -lt 600 ]; do
+	subs=$(curl -s -H "$OP" "$B/metrics" | sed -n 's/^rackboot_event_stream_subscribers //p')
+	[ "$subs" = 64 ] && break
 	sleep 0.1
 	n=$((n + 1))
 done
+check "64 streams connected (metrics: $subs)" [ "$subs" = 64 ]
 st=$(code GET "$B/api/v1/events" -H "$OP" --max-time 3)
 check "the 65th stream: 503" [ "$st" = 503 ]
 for p in $BGPIDS; do kill "$p" 2>/dev/null; done
