@@ -427,6 +427,25 @@ static int parse_post_install(struct pctx *p, const json_t *post, struct agent_p
 		return rb_errf(p->err, p->errlen,
 		               "plan: post_install.root_partition: expected 0 (auto) to 128");
 	pl->post.root_partition = (unsigned)json_integer_value(rp);
+	/* optional: servers before these keys leave the agent's defaults */
+	pl->post.update_interval_s = 300;
+	pl->post.update_jitter_s = 60;
+	if ((v = json_object_get(post, "update_interval_s"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 5 ||
+		    json_integer_value(v) > 86400)
+			return rb_errf(p->err, p->errlen,
+			               "plan: post_install.update_interval_s: expected 5 to 86400 "
+			               "seconds");
+		pl->post.update_interval_s = (unsigned)json_integer_value(v);
+	}
+	if ((v = json_object_get(post, "update_jitter_s"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 86400)
+			return rb_errf(p->err, p->errlen,
+			               "plan: post_install.update_jitter_s: expected 0 to 86400 "
+			               "seconds");
+		pl->post.update_jitter_s = (unsigned)json_integer_value(v);
+	}
 	n = json_array_size(keys);
 	if (!json_is_array(keys) || n > AGENT_PLAN_KEYS_MAX)
 		return rb_errf(p->err, p->errlen,

@@ -93,6 +93,8 @@ struct agent_plan {
 		char **ssh_keys;        /* one allocation; NULL when none */
 		size_t n_ssh_keys;
 		unsigned root_partition; /* 0 = the largest ext4/xfs partition */
+		/* the installed agent's poll of its desired state (agent.conf) */
+		unsigned update_interval_s, update_jitter_s;
 	} post;
 	char node_token[AGENT_TOKEN_MAX + 1]; /* the installed agent's, "" without stage 2 */
 };

@@ -443,6 +443,7 @@ int agent_postinst_apply(int rootfd, const char *root, const struct agent_postin
                          char *report, size_t replen, char *err, size_t errlen)
 {
 	char short_host[64] = "", karg[160] = "no kernel args", *keys = NULL;
+	char interval[16], jit[16];
 	size_t klen = 0;
 	unsigned n_pub = 0;
 	int e = 0;
@@ -459,6 +460,8 @@ int agent_postinst_apply(int rootfd, const char *root, const struct agent_postin
 
 		snprintf(keys + o, klen + 1 - o, "%s%s", i ? "\n" : "", pi->ssh_keys[i]);
 	}
+	snprintf(interval, sizeof(interval), "%u", pi->interval_s ? pi->interval_s : 300);
+	snprintf(jit, sizeof(jit), "%u", pi->interval_s ? pi->jitter_s : 60);
 	const struct agent_var vars[] = {
 		{ "hostname", pi->hostname },
 		{ "short_hostname", short_host },
@@ -471,6 +474,8 @@ int agent_postinst_apply(int rootfd, const char *root, const struct agent_postin
 		{ "repo", pi->repo },
 		{ "image", pi->image },
 		{ "image_version", pi->image_version },
+		{ "interval_s", interval },
+		{ "jitter_s", jit },
 	};
 	size_t nv = RB_ARRAY_SIZE(vars);
 

@@ -42,6 +42,7 @@ struct agent_postinst {
 	const char *kernel_args; /* "" = none */
 	/* agent.conf */
 	const char *server, *mac, *token, *repo, *image, *image_version;
+	unsigned interval_s, jitter_s; /* the update poll; 0 and 0 = 300 and 60 */
 	const char *self;   /* the agent binary copied to usr/sbin/rackboot-agent; NULL: skip */
 	const char *pubdir; /* *.pub copied to etc/rackboot/trusted; NULL: skip */
 	unsigned script_timeout_s; /* update-grub's limit */

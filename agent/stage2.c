@@ -553,6 +553,8 @@ int agent_stage2(const struct agent_stage2_opts *o, json_t **ret_installed, char
 	pi.repo = pl->image.repo;
 	pi.image = pl->image.name;
 	pi.image_version = pl->image.version;
+	pi.interval_s = pl->post.update_interval_s;
+	pi.jitter_s = pl->post.update_jitter_s;
 	pi.self = o->self ? o->self : "/proc/self/exe";
 	pi.pubdir = o->pubdir;
 	pi.script_timeout_s = o->script_timeout_s;

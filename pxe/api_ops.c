@@ -931,14 +931,15 @@ static json_t *strings_json(char *const *v, size_t n)
 
 static json_t *profile_json(const struct rb_profile *p)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:o, s:s, s:s, s:o, s:i}", "name",
-	                 p->name, "image", p->image, "version", p->version, "wipe",
+	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:o, s:s, s:s, s:o, s:i, s:i, s:i}",
+	                 "name", p->name, "image", p->image, "version", p->version, "wipe",
 	                 rb_wipe_name(p->wipe), "grow_last_partition", (int)p->grow_last_partition,
 	                 "after", rb_after_name(p->after), "disk", p->disk, "package_sets",
 	                 strings_json(p->package_sets, p->n_package_sets), "kernel_args",
 	                 p->kernel_args, "hostname", p->hostname, "ssh_keys",
 	                 strings_json(p->ssh_keys, p->n_ssh_keys), "root_partition",
-	                 (int)p->root_partition);
+	                 (int)p->root_partition, "update_interval_s", (int)p->update_interval_s,
+	                 "update_jitter_s", (int)p->update_jitter_s);
 }
 
 static json_t *package_set_json(const struct rb_package_set *s)

@@ -98,6 +98,8 @@ static const struct rule rules[] = {
 	{ "profile", "hostname", K_HOST_PATTERN, 0, 0, NULL },
 	{ "profile", "ssh_keys", K_SSH_KEY, 0, 0, NULL },
 	{ "profile", "root_partition", K_RANGE, 0, 128, NULL },
+	{ "profile", "update_interval_s", K_RANGE, 5, 86400, NULL },
+	{ "profile", "update_jitter_s", K_RANGE, 0, 86400, NULL },
 	{ "package_set", "packages", K_PKG_WANT, 0, 0, NULL },
 	{ "rule", "profile", K_IMG_NAME, 1, 0, NULL },
 	{ "rule", "gpu_vendor", K_PCI_ID_OR_EMPTY, 0, 0, NULL },
@@ -667,6 +669,8 @@ static cfg_opt_t profile_opts[] = {
 	CFG_STR("hostname", "", CFGF_NONE),
 	CFG_STR_LIST("ssh_keys", "{}", CFGF_NONE),
 	CFG_INT("root_partition", 0, CFGF_NONE),
+	CFG_INT("update_interval_s", 300, CFGF_NONE),
+	CFG_INT("update_jitter_s", 60, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -909,6 +913,8 @@ static int extract_profiles(cfg_t *cfg, struct rb_config *c)
 		         cfg_getstr(s, "kernel_args"));
 		snprintf(p->hostname, sizeof(p->hostname), "%s", cfg_getstr(s, "hostname"));
 		p->root_partition = (unsigned)cfg_getint(s, "root_partition");
+		p->update_interval_s = (unsigned)cfg_getint(s, "update_interval_s");
+		p->update_jitter_s = (unsigned)cfg_getint(s, "update_jitter_s");
 		p->line = s->line;
 		if (dup_list(s, "package_sets", &p->package_sets, &p->n_package_sets) < 0 ||
 		    dup_list(s, "ssh_keys", &p->ssh_keys, &p->n_ssh_keys) < 0)
@@ -1361,7 +1367,10 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 		        p->kernel_args, p->hostname);
 		for (size_t j = 0; j < p->n_ssh_keys; j++)
 			fprintf(o, "%s\"%s\"", j ? ", " : "", p->ssh_keys[j]);
-		fprintf(o, "}\n\troot_partition = %u\n}\n", p->root_partition);
+		fprintf(o,
+		        "}\n\troot_partition = %u\n\tupdate_interval_s = %u\n\tupdate_jitter_s = "
+		        "%u\n}\n",
+		        p->root_partition, p->update_interval_s, p->update_jitter_s);
 	}
 	for (size_t i = 0; i < c->n_package_sets; i++) {
 		const struct rb_package_set *ps = &c->package_sets[i];

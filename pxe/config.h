@@ -50,6 +50,9 @@ struct rb_profile {
 	char **ssh_keys;        /* authorized_keys lines for root */
 	size_t n_ssh_keys;
 	unsigned root_partition; /* 0 = the largest ext4/xfs partition, else its number */
+	/* the installed agent polls its desired state every update_interval_s
+	 * seconds plus a random 0..update_jitter_s */
+	unsigned update_interval_s, update_jitter_s;
 	int line;                /* where the section ends (its "}"), for errors */
 };
 

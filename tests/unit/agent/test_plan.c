@@ -319,7 +319,7 @@ static void test_plan_bad(void **state)
 #define POST_OK                                                                                    \
 	"\"post_install\":{\"hostname\":\"gpu-525400123456\",\"ssh_keys\":[\"ssh-ed25519 "         \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site\"],\"kernel_args\":\"iommu=pt\","                   \
-	"\"root_partition\":2}"
+	"\"root_partition\":2,\"update_interval_s\":30,\"update_jitter_s\":0}"
 #define TOKEN "\"node_token\":\"0123456789abcdef0123456789abcdef\""
 
 static void test_plan_stage2(void **state)
@@ -351,6 +351,8 @@ static void test_plan_stage2(void **state)
 	                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site");
 	assert_string_equal(p.post.kernel_args, "iommu=pt");
 	assert_int_equal(p.post.root_partition, 2);
+	assert_int_equal(p.post.update_interval_s, 30);
+	assert_int_equal(p.post.update_jitter_s, 0);
 	assert_string_equal(p.node_token, "0123456789abcdef0123456789abcdef");
 	agent_plan_fini(&p);
 	assert_null(p.packages);
@@ -385,6 +387,12 @@ static void test_plan_stage2(void **state)
 		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\"},"
 		  "\"packages\":[]," TOKEN "}",
 		  "post_install.root_partition" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\","
+		  "\"root_partition\":0,\"update_interval_s\":4},\"packages\":[]," TOKEN "}",
+		  "post_install.update_interval_s: expected 5 to 86400" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\","
+		  "\"root_partition\":0,\"update_jitter_s\":\"9\"},\"packages\":[]," TOKEN "}",
+		  "post_install.update_jitter_s" },
 		{ "\"post_install\":[]}", "post_install: expected an object" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

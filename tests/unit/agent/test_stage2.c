@@ -144,6 +144,8 @@ static void test_render(void **state)
 		{ "repo", "http://s/repo" },
 		{ "image", "i" },
 		{ "image_version", "1" },
+		{ "interval_s", "30" },
+		{ "jitter_s", "5" },
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		t = agent_postinst_template(names[i], &len);

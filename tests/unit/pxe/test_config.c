@@ -153,7 +153,7 @@ static void test_package_sets(void **state)
 	             " hostname = \"gpu-{mac}.{ip}.rack1\"\n"
 	             " ssh_keys = {\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site\",\n"
 	             "  \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== \"}\n"
-	             " root_partition = 2\n}\n"
+	             " root_partition = 2\n update_interval_s = 30\n update_jitter_s = 0\n}\n"
 	             "profile \"plain\" { image = \"debian12\" }\n",
 	             &c, err, sizeof(err)),
 	        0);
@@ -178,8 +178,12 @@ static void test_package_sets(void **state)
 	assert_int_equal(p->n_ssh_keys, 2);
 	assert_string_equal(p->ssh_keys[1], "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== ");
 	assert_int_equal(p->root_partition, 2);
+	assert_int_equal(p->update_interval_s, 30);
+	assert_int_equal(p->update_jitter_s, 0);
 	/* the defaults */
 	p = rb_config_profile(c, "plain");
+	assert_int_equal(p->update_interval_s, 300);
+	assert_int_equal(p->update_jitter_s, 60);
 	assert_int_equal(p->n_package_sets, 0);
 	assert_null(p->package_sets);
 	assert_int_equal(p->n_ssh_keys, 0);
@@ -351,6 +355,8 @@ static const struct bad bad_vectors[] = {
 	  ":1:" },
 	{ "profile \"p\" {\n image = \"x\"\n root_partition = 129\n}\n",
 	  ":3: root_partition = 129: expected a number from 0 to 128" },
+	{ "profile \"p\" {\n image = \"x\"\n update_interval_s = 1\n}\n",
+	  ":3: update_interval_s = 1: expected a number from 5 to 86400" },
 };
 
 static void test_bad_values(void **state)
