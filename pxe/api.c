@@ -822,6 +822,11 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	                "grow_last_partition", (int)w->p->grow_last_partition, "after",
 	                rb_after_name(w->p->after), "package_sets", sets, "packages", pkgs,
 	                "post_install", post, "node_token", token);
+	if (doc)
+		log_info("plan %s: image %s %s, profile %s (%s), wipe %s, %zu package(s)", macstr,
+		         w->image, version, w->p->name, w->source,
+		         *w->op.reimage_wipe ? w->op.reimage_wipe : rb_wipe_name(w->p->wipe),
+		         json_array_size(pkgs));
 	r = api_reply_doc(ret, 200, doc);
 out:
 	explicit_bzero(token, sizeof(token));
