@@ -16,8 +16,12 @@
  *     checked: a safe relative path, not under .rackboot/, only
  *     directories, regular files, symlinks and hard links to earlier
  *     regular files of the same payload, never through a symlink (of the
- *     root or of the payload). Each path and each missing parent directory
- *     is noted with what is in the root there now.
+ *     root or of the payload). Setuid/setgid bits, character and block
+ *     devices and FIFOs only where the package's signed catalogue entry
+ *     allows them ("allow": setuid, devices, fifos; devices only when the
+ *     agent runs as root), sockets never: anything else refuses the whole
+ *     package before a byte is written. Each path and each missing parent
+ *     directory is noted with what is in the root there now.
  *  3. preinst runs (agent/pkgscript.c: chroot into the root, /bin/sh, a
  *     time limit, output captured). Then each existing file the payload replaces is renamed
  *     into a per-transaction backup directory inside the root, and the
@@ -141,7 +145,7 @@ bool agent_pkg_member_ok(char *path)
 
 /* ---- the plan ------------------------------------------------------------------------- */
 
-enum { T_DIR = 1, T_REG, T_LNK, T_HARD };
+enum { T_DIR = 1, T_REG, T_LNK, T_HARD, T_DEV /* char, block, fifo: allowed ones */ };
 
 struct pent {
 	char *path;
@@ -396,6 +400,50 @@ static int check_meta(struct pkg *p, const char *data, size_t len, char *err, si
 	return e;
 }
 
+/* What the refused kind of member is called in a message. */
+static const char *allow_noun(const char *word)
+{
+	if (!strcmp(word, "setuid"))
+		return "setuid or setgid files";
+	if (!strcmp(word, "devices"))
+		return "device nodes";
+	return "FIFOs";
+}
+
+/* Setuid/setgid bits, device nodes and FIFOs only where the signed
+ * catalogue entry allows them (device nodes only as root); sockets and
+ * unknown types never. */
+static int member_allowed(struct pkg *p, struct archive_entry *ent, char *err, size_t errlen)
+{
+	const char *shown = archive_entry_pathname(ent) ?: "", *word = NULL;
+	mode_t mode = archive_entry_mode(ent);
+	char why[64];
+	int r;
+
+	if (archive_entry_hardlink(ent))
+		mode = (mode & 07777) | AE_IFREG; /* the link itself; its target is checked */
+	r = img_pkg_mode_check((uint32_t)mode, p->cat->allow, &word, why, sizeof(why));
+	if (r == -EINVAL)
+		return agent_errf(err, errlen, -EPERM,
+		                  "%s %s: payload member %s %s: no package may install one: "
+		                  "refused",
+		                  p->cat->name, p->cat->version, shown, why);
+	if (r < 0)
+		return agent_errf(err, errlen, -EPERM,
+		                  "%s %s: payload member %s %s; the catalogue does not allow %s "
+		                  "for this package: refused (if it needs them, build it with "
+		                  "rackboot-image pkg build --allow %s and index it again)",
+		                  p->cat->name, p->cat->version, shown, why, allow_noun(word),
+		                  word);
+	if ((S_ISCHR(mode) || S_ISBLK(mode)) && geteuid() != 0)
+		return agent_errf(err, errlen, -EPERM,
+		                  "%s %s: payload member %s is a %s device: creating device "
+		                  "nodes needs root (the agent runs as uid %u): refused",
+		                  p->cat->name, p->cat->version, shown,
+		                  S_ISCHR(mode) ? "character" : "block", (unsigned)geteuid());
+	return 0;
+}
+
 /* Pass 1 over the verified archive: meta, scripts, the plan. */
 static int plan_read(struct pkg *p, int fd, char *err, size_t errlen)
 {
@@ -449,6 +497,9 @@ static int plan_read(struct pkg *p, int fd, char *err, size_t errlen)
 			               p->cat->name, archive_entry_pathname(ent));
 			break;
 		}
+		e = member_allowed(p, ent, err, errlen);
+		if (e < 0)
+			break;
 		if (hl) {
 			char t[4096];
 
@@ -468,6 +519,8 @@ static int plan_read(struct pkg *p, int fd, char *err, size_t errlen)
 			                : ft == AE_IFREG ? T_REG
 			                                 : T_LNK,
 			                NULL);
+		} else if (ft == AE_IFCHR || ft == AE_IFBLK || ft == AE_IFIFO) {
+			e = plan_member(p, path, T_DEV, NULL); /* member_allowed() let it through */
 		} else {
 			e = agent_errf(err, errlen, -EINVAL,
 			               "%s: payload member %s is a device, fifo or socket: refused",

@@ -1,8 +1,10 @@
 /* pkgstate: <root>/var/lib/rackboot/installed.json, the record of the
  * packages stage 2 installed: per package its name, version, arch, the
  * archive's sha256 (from the signed catalogue), the install time and every
- * path it created or replaced with type, mode, size and (regular files)
- * sha256, hashed from the root after extraction.
+ * path it created or replaced with type (file, dir, symlink, chardev,
+ * blockdev, fifo), mode, size and (regular files) sha256, hashed from the
+ * root after extraction, and "reboot": true when its catalogue entry says
+ * a change of it needs a reboot.
  *
  * The file is read (bounded), the package's entry replaced or appended,
  * and written back atomically: a temporary file beside it, fsync, rename,
@@ -85,6 +87,21 @@ out:
 	return e;
 }
 
+static const char *file_type(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "dir";
+	if (S_ISLNK(m))
+		return "symlink";
+	if (S_ISCHR(m))
+		return "chardev";
+	if (S_ISBLK(m))
+		return "blockdev";
+	if (S_ISFIFO(m))
+		return "fifo";
+	return "file";
+}
+
 static json_t *package_record(int rootfd, const struct img_cat_package *cat,
                               const char *const *paths, size_t n)
 {
@@ -95,6 +112,9 @@ static json_t *package_record(int rootfd, const struct img_cat_package *cat,
 
 	if (!j || !files)
 		goto fail;
+	/* a removal or upgrade of it needs a reboot too, catalogue or not */
+	if (cat->reboot && json_object_set_new(j, "reboot", json_true()) < 0)
+		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		char path[4200], hex[65] = "";
 		struct stat st;
@@ -103,10 +123,7 @@ static json_t *package_record(int rootfd, const struct img_cat_package *cat,
 		if (fstatat(rootfd, paths[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
 			goto fail;
 		snprintf(path, sizeof(path), "/%s", paths[i]);
-		f = json_pack("{s:s, s:s, s:i, s:I}", "path", path, "type",
-		              S_ISDIR(st.st_mode)   ? "dir"
-		              : S_ISLNK(st.st_mode) ? "symlink"
-		                                    : "file",
+		f = json_pack("{s:s, s:s, s:i, s:I}", "path", path, "type", file_type(st.st_mode),
 		              "mode", (int)(st.st_mode & 07777), "size",
 		              (json_int_t)(S_ISREG(st.st_mode) ? st.st_size : 0));
 		if (!f || json_array_append_new(files, f) < 0)

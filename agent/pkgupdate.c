@@ -10,7 +10,12 @@
  *
  * reboot_required: a package that changed has (or had, for removals and
  * the old side of upgrades) a file below boot/, lib/modules/ or
- * usr/lib/modules/ (a kernel, an initramfs, a driver module).
+ * usr/lib/modules/ (a kernel, an initramfs, a driver module), or its
+ * signed catalogue entry says "reboot": true (a driver whose files the
+ * heuristic cannot see). The flag is kept in installed.json at install
+ * (agent/pkgstate.c), so a removal knows it when the catalogue no longer
+ * lists the installed version; the catalogue's entry of the installed
+ * version counts too (packages installed before the flag existed).
  *
  * Owns the change list. Never changes a package the desired set does not
  * change. */
@@ -37,7 +42,10 @@ void agent_sync_result_fini(struct agent_sync_result *r)
 	r->n = 0;
 }
 
-static bool needs_reboot(json_t *state, const char *name)
+/* The installed package name (state's entry): flagged "reboot" in state or
+ * in cat's entry of its version and arch, or a file where kernels and
+ * modules live. */
+static bool needs_reboot(json_t *state, const struct img_catalog *cat, const char *name)
 {
 	static const char *const dirs[] = { "/boot/", "/lib/modules/", "/usr/lib/modules/" };
 	json_t *pk, *f;
@@ -45,8 +53,17 @@ static bool needs_reboot(json_t *state, const char *name)
 
 	json_array_foreach(json_object_get(state, "packages"), i, pk)
 	{
+		const char *ver = json_string_value(json_object_get(pk, "version"));
+		const char *arch = json_string_value(json_object_get(pk, "arch"));
+		const struct img_cat_package *cp;
+
 		if (strcmp(json_string_value(json_object_get(pk, "name")) ?: "", name) != 0)
 			continue;
+		if (json_is_true(json_object_get(pk, "reboot")))
+			return true;
+		cp = cat && ver && arch ? agent_pkg_find(cat, name, ver, arch) : NULL;
+		if (cp && cp->reboot)
+			return true;
 		json_array_foreach(json_object_get(pk, "files"), j, f)
 		{
 			const char *path = json_string_value(json_object_get(f, "path")) ?: "";
@@ -113,7 +130,7 @@ int agent_pkg_sync_plan(const struct agent_pkg_opts *o, const struct img_catalog
 			continue;
 		snprintf(ret->changes[ret->n].name, 65, "%s", nm);
 		snprintf(ret->changes[ret->n].from, 65, "%s", ver);
-		ret->reboot_required |= needs_reboot(state, nm);
+		ret->reboot_required |= needs_reboot(state, cat, nm);
 		ret->n++;
 	}
 	for (size_t k = 0; k < n_order; k++) {
@@ -124,7 +141,7 @@ int agent_pkg_sync_plan(const struct agent_pkg_opts *o, const struct img_catalog
 		snprintf(ret->changes[ret->n].name, 65, "%s", order[k]->name);
 		snprintf(ret->changes[ret->n].from, 65, "%s", had ? had : "");
 		snprintf(ret->changes[ret->n].to, 65, "%s", order[k]->version);
-		ret->reboot_required |= had && needs_reboot(state, order[k]->name);
+		ret->reboot_required |= had && needs_reboot(state, cat, order[k]->name);
 		ret->n++;
 	}
 out:
@@ -161,7 +178,7 @@ int agent_pkg_sync(const struct agent_pkg_opts *o, const struct img_catalog *cat
 
 				if (rootfd >= 0 &&
 				    agent_pkg_state_load(rootfd, &state, NULL, 0) == 0)
-					ret->reboot_required |= needs_reboot(state, c->name);
+					ret->reboot_required |= needs_reboot(state, cat, c->name);
 				json_decref(state);
 				if (rootfd >= 0)
 					close(rootfd);

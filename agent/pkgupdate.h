@@ -18,7 +18,8 @@ struct agent_sync_result {
 	struct agent_pkg_change *changes; /* in the order they are applied */
 	size_t n;
 	bool reboot_required; /* a changed package has (or had) files under /boot
-	                         or /lib/modules (or /usr/lib/modules) */
+	                         or /lib/modules (or /usr/lib/modules), or is
+	                         flagged "reboot" in the catalogue */
 };
 
 /* The changes from what <root>/var/lib/rackboot/installed.json lists to

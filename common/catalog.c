@@ -9,7 +9,10 @@
  * Packages also carry two optional relation lists (depends, conflicts),
  * handled beside the table because they are arrays the entry owns: absent
  * means empty, and an empty list is not written, so a catalogue without
- * relations reads and writes exactly as before they existed.
+ * relations reads and writes exactly as before they existed. The same
+ * holds for a package's "allow" list (what its archive may hold beyond
+ * plain files: setuid/setgid bits, device nodes, FIFOs; kept as bits, an
+ * unknown word refused) and its "reboot" flag (a boolean).
  *
  * Pure: no I/O, no logging. Input size and entry counts are capped before
  * allocation. Unknown top-level keys are ignored (forward compatible); a
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -177,6 +181,155 @@ static bool kind_is_valid(const char *k)
 	return false;
 }
 
+/* ---- allow list, reboot flag ---- */
+
+static const char *const allow_words[] = { "setuid", "devices", "fifos" }; /* bit i */
+
+const char *img_pkg_allow_word(unsigned bit)
+{
+	for (size_t i = 0; i < RB_ARRAY_SIZE(allow_words); i++)
+		if (bit == 1u << i)
+			return allow_words[i];
+	return NULL;
+}
+
+static unsigned allow_bit(const char *w, size_t n)
+{
+	for (size_t i = 0; i < RB_ARRAY_SIZE(allow_words); i++)
+		if (strlen(allow_words[i]) == n && memcmp(w, allow_words[i], n) == 0)
+			return 1u << i;
+	return 0;
+}
+
+int img_pkg_allow_parse(const char *list, unsigned *ret, char *err, size_t errlen)
+{
+	unsigned bits = 0;
+
+	for (const char *s = list;;) {
+		const char *comma = strchr(s, ',');
+		size_t n = comma ? (size_t)(comma - s) : strlen(s);
+		unsigned b = allow_bit(s, n);
+
+		if (!b)
+			return rb_errf(err, errlen,
+			               "\"%.*s\": not one of setuid, devices, fifos (comma "
+			               "separated)",
+			               (int)RB_MIN(n, 64), s);
+		bits |= b;
+		if (!comma)
+			break;
+		s = comma + 1;
+	}
+	*ret = bits;
+	return 0;
+}
+
+int img_pkg_mode_needs(uint32_t mode)
+{
+	unsigned need = (mode & (S_ISUID | S_ISGID)) ? IMG_PKG_ALLOW_SETUID : 0;
+
+	switch (mode & S_IFMT) {
+	case S_IFDIR:
+	case S_IFREG:
+		return (int)need;
+	case S_IFLNK:
+		return 0; /* a symlink's mode bits mean nothing on Linux */
+	case S_IFCHR:
+	case S_IFBLK:
+		return (int)(need | IMG_PKG_ALLOW_DEVICES);
+	case S_IFIFO:
+		return (int)(need | IMG_PKG_ALLOW_FIFOS);
+	default:
+		return -EINVAL;
+	}
+}
+
+int img_pkg_mode_check(uint32_t mode, unsigned allow, const char **ret_word, char *why,
+                       size_t whylen)
+{
+	int need = img_pkg_mode_needs(mode);
+	unsigned lack;
+
+	if (need < 0) {
+		snprintf(why, whylen, "is a %s",
+		         (mode & S_IFMT) == S_IFSOCK ? "socket" : "file of unknown type");
+		return -EINVAL;
+	}
+	lack = (unsigned)need & ~allow;
+	if (lack & IMG_PKG_ALLOW_DEVICES) {
+		snprintf(why, whylen, "is a %s device",
+		         (mode & S_IFMT) == S_IFCHR ? "character" : "block");
+		*ret_word = img_pkg_allow_word(IMG_PKG_ALLOW_DEVICES);
+	} else if (lack & IMG_PKG_ALLOW_FIFOS) {
+		snprintf(why, whylen, "is a FIFO");
+		*ret_word = img_pkg_allow_word(IMG_PKG_ALLOW_FIFOS);
+	} else if (lack & IMG_PKG_ALLOW_SETUID) {
+		snprintf(why, whylen, "is %s (mode %04o)", (mode & S_ISUID) ? "setuid" : "setgid",
+		         (unsigned)(mode & 07777));
+		*ret_word = img_pkg_allow_word(IMG_PKG_ALLOW_SETUID);
+	} else {
+		return 0;
+	}
+	return -EPERM;
+}
+
+/* Optional "allow" (array of known words, each once) and "reboot"
+ * (boolean) of a package. */
+static int parse_allow_reboot(json_t *obj, struct img_cat_package *p, const char *where, char *err,
+                              size_t errlen)
+{
+	json_t *arr = json_object_get(obj, "allow"), *rb = json_object_get(obj, "reboot"), *v;
+	size_t i;
+
+	p->allow = 0;
+	p->reboot = false;
+	if (rb) {
+		if (!json_is_boolean(rb))
+			return rb_errf(err, errlen, "%s.reboot: expected true or false", where);
+		p->reboot = json_is_true(rb);
+	}
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return rb_errf(err, errlen, "%s.allow: expected an array of setuid, devices, fifos",
+		               where);
+	json_array_foreach(arr, i, v)
+	{
+		unsigned b = json_is_string(v)
+		                     ? allow_bit(json_string_value(v), json_string_length(v))
+		                     : 0;
+
+		if (!b)
+			return rb_errf(err, errlen,
+			               "%s.allow[%zu]: not one of \"setuid\", \"devices\", "
+			               "\"fifos\" (a newer rackboot-image?)",
+			               where, i);
+		if (p->allow & b)
+			return rb_errf(err, errlen, "%s.allow[%zu]: \"%s\" given twice", where, i,
+			               img_pkg_allow_word(b));
+		p->allow |= b;
+	}
+	return 0;
+}
+
+static int allow_reboot_json(json_t *o, const struct img_cat_package *p)
+{
+	json_t *arr;
+
+	if (p->reboot && json_object_set_new(o, "reboot", json_true()) < 0)
+		return -ENOMEM;
+	if (p->allow == 0)
+		return 0;
+	arr = json_array();
+	if (!arr || json_object_set_new(o, "allow", arr) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < RB_ARRAY_SIZE(allow_words); i++)
+		if ((p->allow & (1u << i)) &&
+		    json_array_append_new(arr, json_string(allow_words[i])) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
 /* ---- relations ---- */
 
 static const char *const dep_ops[] = { "", "=", ">=", "<=", ">>", "<<" };
@@ -309,6 +462,9 @@ static int check_relations(const struct img_cat_package *p, const char *where, c
 
 	if (r < 0)
 		return r;
+	if (p->allow & ~IMG_PKG_ALLOW_ALL)
+		return rb_errf(err, errlen, "%s.allow: unknown bits 0x%x", where,
+		               p->allow & ~IMG_PKG_ALLOW_ALL);
 	return check_rel_list(where, "conflicts", p->conflicts, p->n_conflicts, err, errlen);
 }
 
@@ -555,6 +711,9 @@ static int parse_relations(json_t *obj, struct img_cat_package *p, const char *w
 	size_t nd, nc;
 	int r;
 
+	r = parse_allow_reboot(obj, p, where, err, errlen);
+	if (r < 0)
+		return r;
 	r = parse_rel_list(obj, "depends", where, &dep, &nd, err, errlen);
 	if (r < 0)
 		return r;
@@ -699,7 +858,8 @@ static json_t *entry_json(const struct section *s, const char *entry)
 		const struct img_cat_package *p = (const void *)entry;
 
 		if (rel_json(o, "depends", p->depends, p->n_depends) < 0 ||
-		    rel_json(o, "conflicts", p->conflicts, p->n_conflicts) < 0) {
+		    rel_json(o, "conflicts", p->conflicts, p->n_conflicts) < 0 ||
+		    allow_reboot_json(o, p) < 0) {
 			json_decref(o);
 			return NULL;
 		}

@@ -43,6 +43,16 @@ struct img_dep {
 	char version[65]; /* "" for IMG_DEP_ANY */
 };
 
+/* What a package's signed entry lets its archive hold beyond directories,
+ * plain files, symlinks and hard links ("allow": a list of these words,
+ * each at most once; absent = none). An unknown word is a parse error: a
+ * catalogue that grants something this agent cannot judge is refused
+ * whole, not half understood. */
+#define IMG_PKG_ALLOW_SETUID  0x1u /* "setuid": the setuid or setgid bit */
+#define IMG_PKG_ALLOW_DEVICES 0x2u /* "devices": character and block device nodes */
+#define IMG_PKG_ALLOW_FIFOS   0x4u /* "fifos": named pipes */
+#define IMG_PKG_ALLOW_ALL     0x7u
+
 struct img_cat_package {
 	char name[65], version[65];
 	char arch[33];
@@ -57,6 +67,9 @@ struct img_cat_package {
 	size_t n_depends;
 	char **conflicts;
 	size_t n_conflicts;
+	unsigned allow; /* IMG_PKG_ALLOW_* ("allow": [...], written only when not 0) */
+	bool reboot;    /* "reboot": true: installing, upgrading or removing it
+	                   needs a reboot (a kernel, a driver); written only when true */
 };
 
 struct img_catalog {
@@ -105,6 +118,23 @@ const char *img_dep_op_str(enum img_dep_op op);
  * *ret NULL when n is 0; -E2BIG over IMG_CAT_REL_MAX. Does not validate
  * the strings. */
 int img_cat_rel_dup(char *const *src, size_t n, char ***ret);
+
+/* "setuid,devices" (comma separated, as on rackboot-image's command line)
+ * to IMG_PKG_ALLOW_* bits: 0, or -EINVAL naming the unknown word in err. */
+int img_pkg_allow_parse(const char *list, unsigned *ret, char *err, size_t errlen);
+/* The word of one IMG_PKG_ALLOW_* bit; NULL for anything else. */
+const char *img_pkg_allow_word(unsigned bit);
+/* What a package archive member with this mode (file type and permission
+ * bits, as st_mode) needs from its entry's allow: 0 for a directory,
+ * regular file or symlink without setuid/setgid, else the IMG_PKG_ALLOW_*
+ * bits; -EINVAL for what no package may hold (a socket, an unknown type). */
+int img_pkg_mode_needs(uint32_t mode);
+/* img_pkg_mode_needs() against allow: 0 if the member may be installed;
+ * -EPERM with *ret_word the word allow lacks, or -EINVAL (never allowed);
+ * both with what it is in why ("is setuid (mode 4755)", "is a character
+ * device", "is a FIFO", "is a socket", ...). */
+int img_pkg_mode_check(uint32_t mode, unsigned allow, const char **ret_word, char *why,
+                       size_t whylen);
 
 /* Removes an image entry: 0, or -ENOENT. */
 int img_catalog_remove_image(struct img_catalog *c, const char *name, const char *version);

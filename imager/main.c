@@ -35,6 +35,8 @@ struct opts {
 	unsigned threads;
 	long long min_age;
 	bool quiet;
+	unsigned allow; /* pkg build --allow (IMG_PKG_ALLOW_*) */
+	bool reboot;    /* pkg build --reboot-required */
 };
 
 static const char usage_text[] =
@@ -51,7 +53,8 @@ static const char usage_text[] =
         "  gc --repo R [--min-age SECONDS]   delete unreferenced packs (default age 3600)\n"
         "  extract --repo R --pub P NAME VERSION OUT\n"
         "  register --repo R --key K --name N --version V FILE   plain .img/.img.zst/.tar.*\n"
-        "  pkg build DIR --meta META.json --out FILE.tar.zst\n"
+        "  pkg build DIR --meta META.json --out FILE.tar.zst [--allow setuid,devices,fifos]\n"
+        "        [--reboot-required]        what the agent may create; a change needs a reboot\n"
         "  pkg index --repo R --key K PKG...\n"
         "  initramfs -o FILE --trust KEY.pub [--trust K2.pub] [--agent PATH] [--busybox PATH]\n"
         "        [--kernel-dir ROOT] [--kernel-version V] [--modules [+]M1,M2 | --no-modules]\n"
@@ -120,6 +123,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		                            { "meta", required_argument, NULL, 'm' },
 		                            { "out", required_argument, NULL, 'o' },
 		                            { "quiet", no_argument, NULL, 'q' },
+		                            { "allow", required_argument, NULL, 'A' },
+		                            { "reboot-required", no_argument, NULL, 'B' },
 		                            { "help", no_argument, NULL, 'h' },
 		                            { NULL, 0, NULL, 0 } };
 	uint64_t v;
@@ -195,6 +200,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				usage("--min-age: seconds");
 				return -1;
 			}
+			break;
+		case 'A': {
+			char why[160];
+			unsigned bits;
+
+			if (img_pkg_allow_parse(optarg, &bits, why, sizeof(why)) < 0) {
+				fprintf(stderr, "rackboot-image: --allow: %s\n", why);
+				return -1;
+			}
+			o->allow |= bits;
+			break;
+		}
+		case 'B':
+			o->reboot = true;
 			break;
 		case 'h':
 			usage(NULL);
@@ -577,8 +596,9 @@ static int cmd_pkg(int argc, char **argv)
 	i++; /* index into argv */
 	if (strcmp(argv[1], "build") == 0) {
 		if (argc - i != 1 || !o.meta || !o.out)
-			return usage("pkg build DIR --meta META.json --out FILE.tar.zst");
-		e = img_pkg_build(argv[i], o.meta, o.out, err, sizeof(err));
+			return usage("pkg build DIR --meta META.json --out FILE.tar.zst "
+			             "[--allow WORDS] [--reboot-required]");
+		e = img_pkg_build(argv[i], o.meta, o.out, o.allow, o.reboot, err, sizeof(err));
 		if (e < 0)
 			return fail("pkg build", err);
 		printf("wrote %s\n", o.out);

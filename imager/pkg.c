@@ -8,7 +8,15 @@
  * may not contain a .rackboot/ directory of its own.
  *
  * index reads only that first member back (bounded to 1 MiB), so a
- * package's name and version in the catalogue are the ones inside it. */
+ * package's name and version in the catalogue are the ones inside it.
+ *
+ * What the agent refuses unless the signed entry allows it (setuid and
+ * setgid bits, device nodes, FIFOs; sockets always) is declared in the
+ * metadata as "allow" (META.json or pkg build --allow), and build refuses a
+ * tree holding something the package does not declare, so a package that
+ * builds installs. "reboot": true (or --reboot-required) marks a package
+ * whose change needs a reboot (a kernel, a driver). index copies both into
+ * the catalogue entry, where the signature covers them. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -86,8 +94,59 @@ static int write_member(struct archive *a, const char *name, const void *data, s
 	return r == ARCHIVE_OK ? 0 : -EIO;
 }
 
-/* Validates meta and returns the normalised JSON stored in the package. */
-static json_t *normalise_meta(json_t *in, char *err, size_t errlen)
+/* Meta's optional "allow" (array of words) and "reboot" (boolean). */
+static int meta_allow_reboot(json_t *j, const char *where, unsigned *ret_allow, bool *ret_reboot,
+                             char *err, size_t errlen)
+{
+	json_t *arr = json_object_get(j, "allow"), *rb = json_object_get(j, "reboot"), *v;
+	unsigned allow = 0;
+	size_t i;
+
+	if (rb && !json_is_boolean(rb)) {
+		snprintf(err, errlen, "%s: \"reboot\" must be true or false", where);
+		return -EINVAL;
+	}
+	if (arr && !json_is_array(arr)) {
+		snprintf(err, errlen, "%s: \"allow\" must be an array of setuid, devices, fifos",
+		         where);
+		return -EINVAL;
+	}
+	json_array_foreach(arr, i, v)
+	{
+		unsigned b;
+
+		if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+		    img_pkg_allow_parse(json_string_value(v), &b, NULL, 0) < 0 ||
+		    strchr(json_string_value(v), ',')) {
+			snprintf(err, errlen,
+			         "%s: allow[%zu]: not one of \"setuid\", \"devices\", \"fifos\"",
+			         where, i);
+			return -EINVAL;
+		}
+		allow |= b;
+	}
+	*ret_allow = allow;
+	*ret_reboot = json_is_true(rb);
+	return 0;
+}
+
+static json_t *allow_json(unsigned allow)
+{
+	json_t *arr = json_array();
+
+	for (unsigned b = 1; arr && b & IMG_PKG_ALLOW_ALL; b <<= 1)
+		if ((allow & b) &&
+		    json_array_append_new(arr, json_string(img_pkg_allow_word(b))) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	return arr;
+}
+
+/* Validates meta and returns the normalised JSON stored in the package;
+ * *allow and *reboot come in as the command line's and leave with meta's
+ * added. */
+static json_t *normalise_meta(json_t *in, unsigned *allow, bool *reboot, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "name", "version", "arch" };
 	json_t *out = json_object(), *scripts = json_array();
@@ -127,6 +186,19 @@ static json_t *normalise_meta(json_t *in, char *err, size_t errlen)
 		}
 		json_object_set_new(out, lists[i], copy);
 	}
+	{
+		unsigned a;
+		bool rb;
+
+		if (meta_allow_reboot(in, "meta", &a, &rb, err, errlen) < 0)
+			goto err;
+		*allow |= a;
+		*reboot |= rb;
+	}
+	if (*allow && json_object_set_new(out, "allow", allow_json(*allow)) < 0)
+		goto err;
+	if (*reboot)
+		json_object_set_new(out, "reboot", json_true());
 	json_object_set_new(out, "scripts", scripts);
 	return out;
 err:
@@ -135,8 +207,8 @@ err:
 	return NULL;
 }
 
-int img_pkg_build(const char *dir, const char *meta_path, const char *out_path, char *err,
-                  size_t errlen)
+int img_pkg_build(const char *dir, const char *meta_path, const char *out_path, unsigned allow,
+                  bool reboot, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *in = NULL, *meta = NULL, *sc;
@@ -155,7 +227,7 @@ int img_pkg_build(const char *dir, const char *meta_path, const char *out_path, 
 		         in ? "not an object" : jerr.text);
 		goto out;
 	}
-	meta = normalise_meta(in, err, errlen);
+	meta = normalise_meta(in, &allow, &reboot, err, errlen);
 	if (!meta)
 		goto out;
 	mcopy = strdup(meta_path);
@@ -262,6 +334,26 @@ int img_pkg_build(const char *dir, const char *meta_path, const char *out_path, 
 			goto out_unlink;
 		}
 		snprintf(rel, sizeof(rel), "%s", p);
+		{
+			const char *word = NULL;
+			char why[64];
+
+			r = img_pkg_mode_check(archive_entry_mode(ent), allow, &word, why,
+			                       sizeof(why));
+			if (r == -EINVAL) {
+				snprintf(err, errlen, "%s/%s %s: a package cannot hold it", dir, p,
+				         why);
+				goto out_unlink;
+			}
+			if (r < 0) {
+				snprintf(err, errlen,
+				         "%s/%s %s: agents refuse it unless the package allows it; "
+				         "if it needs it, build with --allow %s (or \"allow\": "
+				         "[\"%s\"] in %s)",
+				         dir, p, why, word, word, meta_path);
+				goto out_unlink;
+			}
+		}
 		archive_entry_set_pathname(ent, rel);
 		if (archive_write_header(a, ent) != ARCHIVE_OK) {
 			snprintf(err, errlen, "%s: %s", rel, archive_error_string(a));
@@ -406,6 +498,9 @@ static int pkg_read_meta(const char *path, struct img_cat_package *p, char *err,
 			goto out;
 		}
 		memset(p, 0, sizeof(*p));
+		e = meta_allow_reboot(j, path, &p->allow, &p->reboot, err, errlen);
+		if (e < 0)
+			goto out;
 		e = meta_relations(j, p, path, err, errlen);
 		if (e < 0)
 			goto out;

@@ -17,6 +17,11 @@
 #    package and script, and the same generation is not tried again;
 #  - a driver package with files under /lib/modules: reboot_required
 #    reported and flagged in /run/rackboot;
+#  - the catalogue's reboot flag (pkg build --reboot-required) with no file
+#    under /boot or /lib/modules: a plain upgrade and a plain add report
+#    reboot_required false, an upgrade to a flagged version and then the
+#    removal of that package report it true (the flag file cleared in
+#    between, as a reboot does);
 #  - held: nothing changes; a desired image other than the running one:
 #    status "reimage", BootNext set with (a stand-in for) efibootmgr to the
 #    firmware's PXE entry, no reboot with --no-after, not repeated by the
@@ -95,11 +100,11 @@ for v in 1 2; do
 	"$IMG" build --repo "$R" --key "$T/site.key" --name node --version $v "$T/disk.img" \
 		>/dev/null 2>&1 || { echo "FAIL: rackboot-image build"; exit 1; }
 done
-pkg() { # pkg DIR NAME VERSION DEPENDS SCRIPTS: builds $T/pk/DIR/tree and indexes it
+pkg() { # pkg DIR NAME VERSION DEPENDS SCRIPTS [BUILD-OPTION...]: builds $T/pk/DIR/tree and indexes it
 	cat >"$T/pk/$1/meta.json" <<EOF
 {"name": "$2", "version": "$3", "arch": "all", "depends": $4, "conflicts": [], "scripts": $5}
 EOF
-	"$IMG" pkg build "$T/pk/$1/tree" --meta "$T/pk/$1/meta.json" --out "$T/$1.tar.zst" >/dev/null &&
+	"$IMG" pkg build "$T/pk/$1/tree" --meta "$T/pk/$1/meta.json" --out "$T/$1.tar.zst" "${@:6}" >/dev/null &&
 		"$IMG" pkg index --repo "$R" --key "$T/site.key" "$T/$1.tar.zst" >/dev/null ||
 		bad "pkg $1"
 }
@@ -143,6 +148,7 @@ package_set "lib11" { packages = {"lib=1.1"} }
 package_set "app" { packages = {"app"} }
 package_set "tool" { packages = {"tool"} }
 package_set "drv" { packages = {"kmod"} }
+package_set "fw" { packages = {"fw"} }
 profile "node" {
 	image = "node"
 	version = "1"
@@ -269,6 +275,44 @@ rc=$?
 	[ "$(cat "$ROOT/usr/lib/libx.so.1")" = "libx 1.1" ] &&
 	ok "kmod under /lib/modules: reboot_required reported and flagged; lib pinned at 1.1" ||
 	bad "kmod: rc $rc $(tail -2 "$T/e6") $(sql "SELECT state, reboot_required FROM nodes WHERE mac = '$MAC'")"
+
+# ---- the catalogue's reboot flag: no file under /boot or /lib/modules ----
+reboot_state() { sql "SELECT state, reboot_required FROM nodes WHERE mac = '$MAC'"; }
+mkdir -p "$T/pk/tool11/tree/usr/bin" "$T/pk/fw10/tree/usr/lib/firmware" "$T/pk/fw11/tree/usr/lib/firmware"
+echo "tool 1.1" >"$T/pk/tool11/tree/usr/bin/tool"
+echo "fw 1.0" >"$T/pk/fw10/tree/usr/lib/firmware/gpu.bin"
+echo "fw 1.1" >"$T/pk/fw11/tree/usr/lib/firmware/gpu.bin"
+rm -f "$ROOT/run/rackboot/reboot-required" # as the reboot the kmod asked for does
+pkg tool11 tool 1.1 '[]' '{}'
+upd >"$T/r1" 2>"$T/er1"
+rc=$?
+[ $rc = 0 ] && [ "$(cat "$ROOT/usr/bin/tool")" = "tool 1.1" ] && [ "$(reboot_state)" = "ready 0" ] &&
+	[ ! -e "$ROOT/run/rackboot/reboot-required" ] &&
+	ok "plain upgrade (tool 1.0 -> 1.1): reboot_required false" ||
+	bad "tool 1.1: rc $rc $(tail -2 "$T/er1") $(reboot_state)"
+pkg fw10 fw 1.0 '[]' '{}'
+sql "UPDATE nodes SET desired_package_sets = '[\"lib11\", \"tool\", \"drv\", \"fw\"]' WHERE mac = '$MAC'" >/dev/null
+upd >"$T/r2" 2>"$T/er2"
+rc=$?
+[ $rc = 0 ] && [ "$(cat "$ROOT/usr/lib/firmware/gpu.bin" 2>/dev/null)" = "fw 1.0" ] &&
+	[ "$(reboot_state)" = "ready 0" ] && ok "plain add (fw 1.0, no reboot flag): reboot_required false" ||
+	bad "fw 1.0: rc $rc $(tail -2 "$T/er2") $(reboot_state)"
+pkg fw11 fw 1.1 '[]' '{}' --reboot-required
+upd >"$T/r3" 2>"$T/er3"
+rc=$?
+[ $rc = 0 ] && [ "$(cat "$ROOT/usr/lib/firmware/gpu.bin")" = "fw 1.1" ] &&
+	[ "$(reboot_state)" = "ready 1" ] && [ -f "$ROOT/run/rackboot/reboot-required" ] &&
+	python3 -c 'import json,sys; p={p["name"]: p for p in json.load(open(sys.argv[1]))["packages"]}; assert p["fw"].get("reboot") is True and "reboot" not in p["tool"]' \
+		"$ROOT/var/lib/rackboot/installed.json" &&
+	ok "upgrade to fw 1.1 (catalogue reboot: true): reboot_required reported and flagged, kept in installed.json" ||
+	bad "fw 1.1: rc $rc $(tail -2 "$T/er3") $(reboot_state)"
+rm -f "$ROOT/run/rackboot/reboot-required"
+sql "UPDATE nodes SET desired_package_sets = '[\"lib11\", \"tool\", \"drv\"]' WHERE mac = '$MAC'" >/dev/null
+upd >"$T/r4" 2>"$T/er4"
+rc=$?
+[ $rc = 0 ] && [ ! -e "$ROOT/usr/lib/firmware/gpu.bin" ] && [ "$(reboot_state)" = "ready 1" ] &&
+	ok "removal of fw 1.1 (flagged): reboot_required true" ||
+	bad "fw removal: rc $rc $(tail -2 "$T/er4") $(reboot_state)"
 
 # ---- held: nothing changes ----
 sql "UPDATE nodes SET held = 1, desired_package_sets = '[\"lib11\"]' WHERE mac = '$MAC'" >/dev/null

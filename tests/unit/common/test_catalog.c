@@ -1,5 +1,7 @@
 /* Repository catalogue: round trip, add/replace/find/remove, and every
- * rejection (paths, kinds, duplicates, types, counts) with its message. */
+ * rejection (paths, kinds, duplicates, types, counts) with its message;
+ * a package's "allow" list and "reboot" flag, and the rule that judges an
+ * archive member's mode against that list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define H "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define IMG(n, v, path)                                                                            \
@@ -149,6 +152,30 @@ static void test_rejects(void **state)
 		  "packages[1].version: must match [A-Za-z0-9._+~-]{1,64}" },
 		{ CAT("", "", PKGR("p", "1", "\"depends\":[\"a (= 1:2)\"]")),
 		  "packages[0].depends[0]: must be" },
+		/* allow and reboot */
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[\"suid\"]")),
+		  "packages[0].allow[0]: not one of \"setuid\", \"devices\", \"fifos\"" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[\"setuid\",\"Devices\"]")),
+		  "packages[0].allow[1]: not one of" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[\"setuid,devices\"]")),
+		  "packages[0].allow[0]: not one of" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[\"setuid\\u0000x\"]")),
+		  "not allowed without JSON_ALLOW_NUL" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[\"\"]")),
+		  "packages[0].allow[0]: not one of" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[1]")),
+		  "packages[0].allow[0]: not one of" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":\"setuid\"")),
+		  "packages[0].allow: expected an array" },
+		{ CAT("", "", PKGR("p", "1", "\"allow\":[\"fifos\",\"setuid\",\"fifos\"]")),
+		  "packages[0].allow[2]: \"fifos\" given twice" },
+		{ CAT("", "",
+		      PKG("p", "1", "all", "pkgs/p") "," PKGR("q", "1", "\"reboot\":\"yes\"")),
+		  "packages[1].reboot: expected true or false" },
+		{ CAT("", "", PKGR("p", "1", "\"reboot\":1")),
+		  "packages[0].reboot: expected true" },
+		{ CAT("", "", PKGR("p", "1", "\"reboot\":null")),
+		  "packages[0].reboot: expected true" },
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -350,12 +377,152 @@ static void test_round_trip(void **state)
 	img_catalog_free(NULL);
 }
 
+#define FLAGGED_P PKGR("p", "1", "\"allow\":[\"fifos\",\"setuid\"],\"reboot\":true")
+#define FLAGGED_Q PKGR("q", "1", "\"allow\":[\"devices\"]")
+#define FLAGGED_R PKGR("r", "1", "\"allow\":[],\"reboot\":false")
+
+/* allow and reboot: parsed to bits, written in one order and only when
+ * set, kept through add/replace, unknown bits refused on add. */
+static void test_allow_reboot(void **state)
+{
+	static const char in[] = CAT("", "", FLAGGED_P "," FLAGGED_Q "," FLAGGED_R);
+	struct img_catalog *c = NULL, *back = NULL;
+	struct img_cat_package pk;
+	char err[256] = "", *s1, *s2;
+	size_t n1, n2;
+
+	(void)state;
+	if (img_catalog_parse(in, strlen(in), &c, err, sizeof(err)) != 0)
+		fail_msg("refused: %s", err);
+	assert_int_equal(c->packages[0].allow, IMG_PKG_ALLOW_FIFOS | IMG_PKG_ALLOW_SETUID);
+	assert_true(c->packages[0].reboot);
+	assert_int_equal(c->packages[1].allow, IMG_PKG_ALLOW_DEVICES);
+	assert_false(c->packages[1].reboot);
+	assert_int_equal(c->packages[2].allow, 0);
+	assert_false(c->packages[2].reboot);
+	assert_int_equal(img_catalog_serialize(c, &s1, &n1), 0);
+	assert_non_null(
+	        strstr(s1, "\"size\":77,\"reboot\":true,\"allow\":[\"setuid\",\"fifos\"]}"));
+	assert_non_null(strstr(s1, "\"size\":77,\"allow\":[\"devices\"]}"));
+	/* the empty list and false are not written: r reads as before they existed */
+	assert_non_null(strstr(s1, "\"path\":\"pkgs/r\",\"sha256\":\"" H "\",\"size\":77}"));
+	assert_int_equal(img_catalog_parse(s1, n1, &back, err, sizeof(err)), 0);
+	assert_int_equal(img_catalog_serialize(back, &s2, &n2), 0);
+	assert_int_equal(n1, n2);
+	assert_memory_equal(s1, s2, n1);
+	/* replacing an entry replaces its flags too */
+	pk = c->packages[0];
+	pk.allow = IMG_PKG_ALLOW_DEVICES;
+	pk.reboot = false;
+	assert_int_equal(img_catalog_add_package(back, &pk), 0);
+	assert_int_equal(back->n_packages, 3);
+	assert_int_equal(back->packages[0].allow, IMG_PKG_ALLOW_DEVICES);
+	assert_false(back->packages[0].reboot);
+	pk.allow = 0x8;
+	assert_int_equal(img_catalog_add_package(back, &pk), -EINVAL);
+	assert_int_equal(back->packages[0].allow, IMG_PKG_ALLOW_DEVICES);
+	back->packages[1].allow = 0x10;
+	assert_int_equal(img_catalog_validate(back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "packages[1].allow: unknown bits 0x10"));
+	free(s1);
+	free(s2);
+	img_catalog_free(c);
+	img_catalog_free(back);
+}
+
+static void test_allow_parse(void **state)
+{
+	static const struct {
+		const char *in;
+		int r;
+		unsigned bits;
+	} v[] = {
+		{ "setuid", 0, IMG_PKG_ALLOW_SETUID },
+		{ "devices", 0, IMG_PKG_ALLOW_DEVICES },
+		{ "fifos", 0, IMG_PKG_ALLOW_FIFOS },
+		{ "setuid,devices", 0, IMG_PKG_ALLOW_SETUID | IMG_PKG_ALLOW_DEVICES },
+		{ "fifos,setuid,devices,setuid", 0, IMG_PKG_ALLOW_ALL },
+		{ "", -EINVAL, 0 },
+		{ "setuid,", -EINVAL, 0 },
+		{ ",setuid", -EINVAL, 0 },
+		{ "setuid devices", -EINVAL, 0 },
+		{ "setgid", -EINVAL, 0 },
+		{ "SETUID", -EINVAL, 0 },
+		{ "device", -EINVAL, 0 },
+		{ "sockets", -EINVAL, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		unsigned bits = 0xdead;
+		char err[160] = "";
+		int r = img_pkg_allow_parse(v[i].in, &bits, err, sizeof(err));
+
+		if (r != v[i].r)
+			fail_msg("\"%s\": r=%d, expected %d", v[i].in, r, v[i].r);
+		if (r == 0)
+			assert_int_equal(bits, v[i].bits);
+		else
+			assert_true(bits == 0xdead &&
+			            strstr(err, "not one of setuid, devices, fifos"));
+	}
+	assert_string_equal(img_pkg_allow_word(IMG_PKG_ALLOW_DEVICES), "devices");
+	assert_null(img_pkg_allow_word(IMG_PKG_ALLOW_SETUID | IMG_PKG_ALLOW_FIFOS));
+	assert_null(img_pkg_allow_word(0));
+}
+
+/* The rule the agent and pkg build share: what each member mode needs. */
+static void test_mode_check(void **state)
+{
+	static const struct {
+		unsigned mode, allow;
+		int r;
+		const char *word, *why;
+	} v[] = {
+		{ S_IFREG | 0755, 0, 0, NULL, "" },
+		{ S_IFDIR | 01777, 0, 0, NULL, "" }, /* sticky is fine */
+		{ S_IFLNK | 0777, 0, 0, NULL, "" },
+		{ S_IFLNK | 06777, 0, 0, NULL, "" }, /* a symlink's bits mean nothing */
+		{ S_IFREG | 04755, 0, -EPERM, "setuid", "is setuid (mode 4755)" },
+		{ S_IFREG | 02755, IMG_PKG_ALLOW_DEVICES, -EPERM, "setuid",
+		  "is setgid (mode 2755)" },
+		{ S_IFDIR | 02775, 0, -EPERM, "setuid", "is setgid (mode 2775)" },
+		{ S_IFREG | 06755, IMG_PKG_ALLOW_SETUID, 0, NULL, "" },
+		{ S_IFCHR | 0666, IMG_PKG_ALLOW_SETUID, -EPERM, "devices",
+		  "is a character device" },
+		{ S_IFBLK | 0660, IMG_PKG_ALLOW_FIFOS, -EPERM, "devices", "is a block device" },
+		{ S_IFCHR | 0666, IMG_PKG_ALLOW_DEVICES, 0, NULL, "" },
+		{ S_IFCHR | 04666, IMG_PKG_ALLOW_DEVICES, -EPERM, "setuid",
+		  "is setuid (mode 4666)" },
+		{ S_IFIFO | 0644, IMG_PKG_ALLOW_DEVICES, -EPERM, "fifos", "is a FIFO" },
+		{ S_IFIFO | 0644, IMG_PKG_ALLOW_FIFOS, 0, NULL, "" },
+		{ S_IFSOCK | 0755, IMG_PKG_ALLOW_ALL, -EINVAL, NULL, "is a socket" },
+		{ 0755, IMG_PKG_ALLOW_ALL, -EINVAL, NULL, "is a file of unknown type" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		const char *word = NULL;
+		char why[64] = "";
+		int r = img_pkg_mode_check(v[i].mode, v[i].allow, &word, why, sizeof(why));
+
+		if (r != v[i].r || strcmp(why, v[i].why) != 0 ||
+		    (v[i].word ? !word || strcmp(word, v[i].word) : word != NULL))
+			fail_msg("vector %zu (mode %o allow %u): r=%d word=%s why=\"%s\"", i,
+			         v[i].mode, v[i].allow, r, word ? word : "-", why);
+	}
+	assert_int_equal(img_pkg_mode_needs(S_IFBLK | 02600),
+	                 IMG_PKG_ALLOW_DEVICES | IMG_PKG_ALLOW_SETUID);
+	assert_int_equal(img_pkg_mode_needs(S_IFSOCK), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_accepts),         cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_relation_limits), cmocka_unit_test(test_huge_count),
-		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_allow_reboot),
+		cmocka_unit_test(test_allow_parse),     cmocka_unit_test(test_mode_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
