@@ -21,14 +21,21 @@
 #     agent reports `reimage` and reboots into the network, stage 1 wipes
 #     and writes tenant B, the node boots tenant B's system and reports
 #     `ready`; no byte of tenant A's marker pattern is left on the disk.
-# Prints a timeline.   test_lifecycle.sh [--keep]
+# Prints a timeline.
+#   test_lifecycle.sh [--keep]   --keep: leave the work directory and logs
+#   test_lifecycle.sh --demo     scripts/demo --lifecycle: the same story with
+#     the web dashboard forwarded to http://127.0.0.1:8080/ui/ (socat), a
+#     pause before each operator step, and everything left running at the
+#     end until Ctrl-C.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 keep=""
+demo=0
 for a in "$@"; do
 	case $a in
 	--keep) keep=--keep ;;
+	--demo) demo=1 keep=--keep ;;
 	*) echo "unknown argument $a"; exit 2 ;;
 	esac
 done
@@ -47,6 +54,10 @@ done
 work=$(mktemp -d /tmp/rb-e2e-life.XXXXXX)
 chmod 755 "$work"
 ns=rblife$$
+if [ "$demo" = 1 ]; then
+	ns=rbdemo
+	ip netns del "$ns" 2>/dev/null || true
+fi
 mac=52:54:00:e2:00:21
 cleanup() {
 	umount "$work/mnt" 2>/dev/null || true
@@ -58,7 +69,13 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-trap 'exit 1' INT TERM
+if [ "$demo" = 1 ]; then trap 'exit 0' INT TERM; else trap 'exit 1' INT TERM; fi
+# say WHAT: a step's headline (and, in the demo, a pause to look at it).
+say() {
+	echo "== $*"
+	[ "$demo" = 1 ] && sleep 5
+	return 0
+}
 
 t0=$(date +%s)
 timeline=""
@@ -168,11 +185,34 @@ EOC
 e2e_rackbootd "$ns" "$build/pxe/rackbootd" "$work/rackbootd.conf" "$work/rackbootd.log"
 export RACKBOOT_SERVER=http://10.77.0.1:8080 RACKBOOT_TOKEN=${E2E_OPAUTH#Authorization: Bearer }
 mark "rackbootd up, repository built"
+if [ "$demo" = 1 ]; then
+	# The dashboard on the host's loopback: socat inside the namespace on a
+	# Unix socket, socat on 127.0.0.1:8080 outside.
+	ip netns exec "$ns" socat "UNIX-LISTEN:$work/ui.sock,fork" TCP:10.77.0.1:8080 &
+	E2E_PIDS="$E2E_PIDS $!"
+	sleep 0.5
+	socat TCP-LISTEN:8080,bind=127.0.0.1,reuseaddr,fork "UNIX-CONNECT:$work/ui.sock" &
+	E2E_PIDS="$E2E_PIDS $!"
+	cat <<EOT
+
+rackbootd serves the isolated network 10.77.0.0/24 in namespace "$ns".
+  dashboard:  http://127.0.0.1:8080/ui/   (sign in with the operator token below)
+  token:      $RACKBOOT_TOKEN
+  the CLI:    ip netns exec $ns env RACKBOOT_TOKEN=$RACKBOOT_TOKEN $CLI \\
+                  --server $RACKBOOT_SERVER node ls --watch
+  events:     ip netns exec $ns env RACKBOOT_TOKEN=$RACKBOOT_TOKEN $CLI \\
+                  --server $RACKBOOT_SERVER events -f
+  logs:       $work/rackbootd.log, node console: $work/serial*.log
+The node is emulated (QEMU without KVM): each boot takes a minute or two.
+
+EOT
+fi
 
 disk=$work/node-disk.raw
 truncate -s 128M "$disk"
 
 # ---- 2. discovery, provisioning by rule, install, ready ----
+say "an unknown node ($mac) powers on: discovery"
 serial=$work/serial1.log
 e2e_qemu "$ns" tap0 "$mac" bios "$serial" -drive "file=$disk,format=raw,if=virtio"
 qpid=$E2E_LAST_PID
@@ -181,6 +221,7 @@ stop_node
 mark "discovered (inventory, powered off)"
 [ "$(node_field 'n["inventory"]["disks"][0]["size_bytes"]')" = 134217728 ] ||
 	fail "the inventory does not show the 128 MiB disk"
+say "rackboot node provision $mac; the node powers on again"
 rb node provision "$mac" >/dev/null || fail "rackboot node provision"
 serial=$work/serial2.log
 E2E_REBOOT=1 e2e_qemu "$ns" tap0 "$mac" bios "$serial" -drive "file=$disk,format=raw,if=virtio"
@@ -198,16 +239,19 @@ grep -q "plan $mac: image tenant-a 1, profile tenant-a (rule:lab-rack)" "$work/r
 echo "ok: discovered, provisioned by rule, imaged, installed: ready with tenant-a 1 and site-hello=1.0"
 
 # ---- 3. updates in place: a new version, an added set, a rollback ----
+say "publishing site-hello 1.1 (rackboot-image pkg index)"
 pkg site-hello 1.1
 wait_for_node "$(pkgs_expr) == 'site-hello=1.1'" 180 ||
 	fail "the node did not apply site-hello 1.1 (has: $(node_field "$(pkgs_expr)"))"
 mark "site-hello 1.1 published -> applied"
 echo "ok: a new package version published: the node applied it (site-hello=1.1)"
+say "rackboot node set $mac --package-sets site,extra"
 rb node set "$mac" --package-sets site,extra >/dev/null || fail "rackboot node set --package-sets"
 wait_for_node "$(pkgs_expr) == 'extra-tool=2.5 site-hello=1.1'" 180 ||
 	fail "the node did not install the added set (has: $(node_field "$(pkgs_expr)"))"
 mark "package set added -> applied"
 echo "ok: a package set added to the node: installed (extra-tool=2.5)"
+say "rackboot pkgset rollback site"
 rb pkgset rollback site >/dev/null || fail "rackboot pkgset rollback site"
 wait_for_node "$(pkgs_expr) == 'extra-tool=2.5 site-hello=1.0'" 180 ||
 	fail "the node did not roll site back (has: $(node_field "$(pkgs_expr)"))"
@@ -216,6 +260,7 @@ echo "ok: the operator rolled the set back: the node went back to site-hello=1.0
 [ "$(node_field 'n["state"]')" = ready ] || fail "the node is not ready after its updates"
 
 # ---- 4. power cut; tenant A's data onto the disk; power on ----
+say "power cut; tenant A's data onto the disk; power on"
 stop_node
 secret="TENANT-A-SECRET-$$-$(date +%s%N)"
 python3 - "$disk" "$secret" <<'EOP'
@@ -242,6 +287,7 @@ wait_for_node 'n["state"] == "ready"' 120 || fail "the agent did not report read
 mark "power cut, tenant data, back up: ready"
 
 # ---- 5. reimage to tenant B with a full wipe, through the running agent ----
+say "rackboot node set $mac --profile tenant-b; rackboot node reimage $mac --wipe full"
 rb node set "$mac" --profile tenant-b >/dev/null || fail "rackboot node set --profile tenant-b"
 rb node reimage "$mac" --wipe full --yes >/dev/null || fail "rackboot node reimage"
 e2e_wait_for "$serial" "TENANT-B-SYSTEM up" 900 "$qpid" || fail "the node did not boot tenant B's system"
@@ -267,3 +313,10 @@ echo "ok: reimaged through the running agent to tenant B with a full wipe ($wipe
 
 echo "timeline (TCG, seconds since rackbootd started):"
 printf '%s' "$timeline"
+if [ "$demo" = 1 ]; then
+	E2E_REBOOT=1 e2e_qemu "$ns" tap0 "$mac" bios "$work/serial4.log" \
+		-drive "file=$disk,format=raw,if=virtio"
+	echo "The node runs tenant B again; rackbootd, the dashboard and the CLI stay up."
+	echo "Ctrl-C stops the demo."
+	wait
+fi
