@@ -21,6 +21,7 @@
 set -u
 
 RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/rbserver.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 IMG=$RB_BUILD/imager/rackboot-image
 for b in "$BIN" "$IMG"; do
@@ -287,6 +288,16 @@ sql "UPDATE nodes SET ip = '10.77.0.42' WHERE mac = '$MAC'" >/dev/null
 st=$(code GET "$B/api/v1/nodes/$MAC/plan" -H "$(auth "$TB")")
 check "{ip} expanded; no package sets: empty lists; root_partition 2" \
 	[ "$st" = 200 -a "$(jq_py 'd["post_install"]["hostname"], d["packages"], d["package_sets"], d["post_install"]["ssh_keys"], d["post_install"]["root_partition"]')" = "n-10-77-0-42 [] [] [] 2" ]
+
+# Stopped here, not by the EXIT trap: SIGTERM and a wait, so that a leak
+# (LeakSanitizer in the ASan build) or a bad exit status fails the test.
+if rb_stop_server "$PID" "$TMP/rackbootd.log" >"$TMP/stop.out"; then
+	pass "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
+else
+	fail "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
+	cat "$TMP/stop.out"
+fi
+PID=
 
 if [ $FAILS -ne 0 ]; then
 	echo "$FAILS check(s) failed; rackbootd log:"

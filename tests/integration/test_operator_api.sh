@@ -15,6 +15,7 @@
 set -u
 
 RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/rbserver.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 IMG=$RB_BUILD/imager/rackboot-image
 for b in "$BIN" "$IMG"; do
@@ -421,6 +422,16 @@ for line in open(sys.argv[1]):
                 base = name[: -len(suffix)]
         assert base in typed, name
 EOF
+
+# Stopped here, not by the EXIT trap: SIGTERM and a wait, so that a leak
+# (LeakSanitizer in the ASan build) or a bad exit status fails the test.
+if rb_stop_server "$PID" "$TMP/rackbootd.log" >"$TMP/stop.out"; then
+	pass "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
+else
+	fail "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
+	cat "$TMP/stop.out"
+fi
+PID=
 
 echo "$FAILS failed"
 [ "$FAILS" = 0 ]
