@@ -6,7 +6,10 @@
  * keeps connections alive between requests.
  *
  * Every request: http and https only, also after a redirect (a repository
- * that redirects to file:// or anything else is refused); a connect timeout
+ * that redirects to file:// or anything else is refused); to the hosts of
+ * opts.hosts only, on every hop (agent/hosts.c: a redirect elsewhere ends
+ * the request before a body byte is taken, and is never retried); a
+ * connect timeout
  * and a low-speed abort (below AGENT_FETCH_LOW_SPEED bytes/s for timeout_s);
  * HTTP errors fail the request. Transient failures (network errors, 5xx,
  * 408, 429) are retried a bounded number of times with exponential backoff;
@@ -154,7 +157,8 @@ int agent_fetch_small(const char *url, size_t max, const struct agent_fetch_opts
                       size_t *ret_len, unsigned *ret_requests, char *err, size_t errlen)
 {
 	struct membuf b = { .max = max };
-	char msg[160] = "";
+	struct agent_hop_guard g;
+	char msg[sizeof(g.msg)] = "";
 	CURL *e;
 	int r = -EIO;
 
@@ -179,9 +183,16 @@ int agent_fetch_small(const char *url, size_t max, const struct agent_fetch_opts
 		curl_easy_setopt(e, CURLOPT_URL, url);
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, membuf_write);
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+		agent_hop_guard_reset(&g, o->hosts, url);
+		agent_hop_guard_install(&g, e, true);
 		rc = curl_easy_perform(e);
 		if (ret_requests)
 			(*ret_requests)++;
+		if (g.refused) {
+			snprintf(err, errlen, "%s: %s", url, g.msg);
+			r = g.refused;
+			goto out;
+		}
 		if (b.toobig) {
 			snprintf(err, errlen, "%s: larger than %zu bytes", url, max);
 			r = -EFBIG;
@@ -249,6 +260,8 @@ void agent_fetcher_free(struct agent_fetcher *f, void (*release)(struct agent_xf
 				curl_easy_cleanup(x->easy);
 				x->easy = NULL;
 			}
+			free(x->guard);
+			x->guard = NULL;
 			if (release)
 				release(x);
 		}
@@ -277,7 +290,13 @@ static int start(struct agent_fetcher *f, struct agent_xfer *x)
 
 	if (!e)
 		return -ENOMEM;
+	if (!x->guard && !(x->guard = malloc(sizeof(*x->guard)))) {
+		curl_easy_cleanup(e);
+		return -ENOMEM;
+	}
 	setup_easy(e, &f->opts);
+	agent_hop_guard_reset(x->guard, f->opts.hosts, x->url);
+	agent_hop_guard_install(x->guard, e, true);
 	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)(x->offset + x->got),
 	         (unsigned long long)(x->offset + x->length - 1));
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
@@ -313,9 +332,13 @@ int agent_fetcher_add(struct agent_fetcher *f, struct agent_xfer *x)
 	x->error = 0;
 	x->errmsg[0] = '\0';
 	x->overflow = 0;
+	x->guard = NULL;
 	r = start(f, x);
-	if (r < 0)
+	if (r < 0) {
+		free(x->guard);
+		x->guard = NULL;
 		return r;
+	}
 	f->pending++;
 	return 0;
 }
@@ -325,6 +348,8 @@ static void finish(struct agent_fetcher *f, struct agent_xfer *x, int error)
 	x->error = error;
 	x->next = f->done;
 	f->done = x;
+	free(x->guard);
+	x->guard = NULL;
 }
 
 static void fail(struct agent_fetcher *f, struct agent_xfer *x, int error, const char *what)
@@ -353,6 +378,10 @@ static void ended(struct agent_fetcher *f, struct agent_xfer *x, CURLcode rc)
 	curl_multi_remove_handle(f->multi, e);
 	curl_easy_cleanup(e);
 	x->easy = NULL;
+	if (x->guard->refused) {
+		fail(f, x, x->guard->refused, x->guard->msg);
+		return;
+	}
 	if (x->overflow) {
 		fail(f, x, -EPROTO,
 		     status == 200 ? "server ignored Range (200), sent the whole file"

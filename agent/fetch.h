@@ -5,11 +5,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/hosts.h"
+
 struct agent_fetch_opts {
 	unsigned timeout_s;      /* connect timeout and low-speed window */
 	unsigned retries;        /* extra attempts per request after the first */
 	unsigned parallel;       /* range transfers at once (1..16) */
 	uint64_t max_recv_speed; /* bytes/s per transfer, 0 = unlimited */
+	/* Hosts every request and redirect hop may go to (agent/hosts.h);
+	 * NULL: only the host and port of the URL asked for. */
+	const struct agent_hosts *hosts;
 };
 
 #define AGENT_FETCH_LOW_SPEED 1024 /* bytes/s below which timeout_s aborts */
@@ -19,8 +24,9 @@ int agent_url_is_http(const char *url);
 
 /* Fetches url into a NUL-terminated buffer of at most max bytes (*ret_len
  * excludes the NUL). Retries transient failures. -EFBIG over max, -ENOENT
- * on 404/410, -EPROTO on other HTTP errors and refused redirects, -EIO on
- * network errors, with a message in err naming the URL. *ret_requests
+ * on 404/410, -EACCES for a request or redirect to a host o->hosts does
+ * not allow (or a scheme other than http/https), -EPROTO on other HTTP
+ * errors, -EIO on network errors, with a message in err naming the URL. *ret_requests
  * (may be NULL) is incremented per HTTP request made. */
 int agent_fetch_small(const char *url, size_t max, const struct agent_fetch_opts *o, char **ret,
                       size_t *ret_len, unsigned *ret_requests, char *err, size_t errlen);
@@ -36,10 +42,11 @@ struct agent_xfer {
 	/* results */
 	size_t got;     /* bytes received so far (a retry resumes from here) */
 	unsigned tries; /* requests made */
-	int error;      /* 0 or -errno once finished */
-	char errmsg[256];
+	int error;      /* 0 or -errno once finished (-EACCES: a host refused) */
+	char errmsg[560];
 	/* internal */
 	void *easy;
+	struct agent_hop_guard *guard;
 	uint64_t not_before; /* monotonic usec of the next retry */
 	int overflow;
 	struct agent_xfer *next;

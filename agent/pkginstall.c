@@ -544,7 +544,8 @@ static int download(struct pkg *p, const char *name, char *err, size_t errlen)
 {
 	struct agent_stream_opts so = { .size = p->cat->size,
 		                        .timeout_s = p->o->timeout_s,
-		                        .retries = p->o->retries ? p->o->retries : 4 };
+		                        .retries = p->o->retries ? p->o->retries : 4,
+		                        .hosts = p->o->hosts };
 	struct agent_stream *s = NULL;
 	char url[URL_MAX];
 	uint64_t got = 0;
@@ -997,7 +998,8 @@ int agent_pkg_fetch_catalog(const struct agent_pkg_opts *o, struct img_catalog *
 {
 	struct agent_fetch_opts fo = { .timeout_s = o->timeout_s ? o->timeout_s : 30,
 		                       .retries = o->retries ? o->retries : 4,
-		                       .parallel = 1 };
+		                       .parallel = 1,
+		                       .hosts = o->hosts };
 	char url[URL_MAX], surl[URL_MAX + 8], perr[256];
 	char *data = NULL, *sig = NULL;
 	size_t len = 0, slen = 0;
@@ -1265,7 +1267,8 @@ static void usage(FILE *f)
 {
 	fputs("usage: rackboot-agent pkg-install --repo URL --pub KEYFILE [--pub KEYFILE...]\n"
 	      "                                  --root DIR [--arch A] [--script-timeout-s N]\n"
-	      "                                  [--timeout-s N] [--retries N] [-q] "
+	      "                                  [--timeout-s N] [--retries N]\n"
+	      "                                  [--allow-host HOST[:PORT]...] [-q] "
 	      "NAME=VERSION...\n"
 	      "Installs packages of the signed catalogue into DIR, in the order given, each\n"
 	      "all or nothing (a failed package leaves DIR as it was); records them in\n"
@@ -1273,6 +1276,8 @@ static void usage(FILE *f)
 	      "/bin/sh.\n"
 	      "  --arch A              the node's architecture (default from uname)\n"
 	      "  --script-timeout-s N  limit of each script (default 300)\n"
+	      "  --allow-host H        another host the repository may redirect to\n"
+	      "                        (repeatable; without a port: any port)\n"
 	      "Exit: 0 installed, 1 failure (reason on stderr), 2 usage.\n",
 	      f);
 }
@@ -1287,14 +1292,16 @@ int agent_cmd_pkg_install(int argc, char **argv)
 		{ "script-timeout-s", required_argument, NULL, 'S' },
 		{ "timeout-s", required_argument, NULL, 'T' },
 		{ "retries", required_argument, NULL, 'N' },
+		{ "allow-host", required_argument, NULL, 'A' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent_pkg_opts o = { .verbose = true };
 	struct rb_key *keys[MAX_PUBS];
-	const char *pubs[MAX_PUBS];
-	size_t n_pubs = 0, n_keys = 0;
+	const char *pubs[MAX_PUBS], *allow[AGENT_HOSTS_MAX];
+	struct agent_hosts hosts;
+	size_t n_pubs = 0, n_keys = 0, n_allow = 0;
 	char err[4096];
 	long long v;
 	int c, e, rc = 1;
@@ -1342,6 +1349,15 @@ int agent_cmd_pkg_install(int argc, char **argv)
 			else
 				o.retries = (unsigned)v;
 			break;
+		case 'A':
+			if (n_allow == AGENT_HOSTS_MAX - 1) {
+				fprintf(stderr,
+				        "rackboot-agent pkg-install: at most %d --allow-host\n",
+				        AGENT_HOSTS_MAX - 1);
+				return 2;
+			}
+			allow[n_allow++] = optarg;
+			break;
 		case 'q':
 			o.verbose = false;
 			break;
@@ -1368,6 +1384,12 @@ int agent_cmd_pkg_install(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (agent_hosts_build(&hosts, o.repo, allow, n_allow, AGENT_HOSTS_HINT_CMD, err,
+	                      sizeof(err)) < 0) {
+		fprintf(stderr, "rackboot-agent pkg-install: %s\n", err);
+		return 2;
+	}
+	o.hosts = &hosts;
 	e = rb_keys_load_public((const char *const *)pubs, n_pubs, keys, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "rackboot-agent pkg-install: %s\n", err);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/hosts.h"
+
 struct rb_key;
 struct img_catalog;
 struct img_cat_package;
@@ -28,6 +30,9 @@ struct agent_pkg_opts {
 	unsigned timeout_s;        /* HTTP connect timeout and low-speed window; 0 = 30 */
 	unsigned retries;          /* HTTP failed requests in a row; 0 = 4 */
 	bool verbose;              /* a line per package on stderr */
+	/* Hosts the catalogue and packages may come from, redirects
+	 * included (agent/hosts.h); NULL: only the repository's. */
+	const struct agent_hosts *hosts;
 };
 
 /* ---- pure helpers (unit tested) ---- */

@@ -183,7 +183,8 @@ int agent_plain_lookup(const struct agent_plain_opts *o, struct img_cat_plain *r
 {
 	struct agent_fetch_opts fo = { .timeout_s = o->timeout_s ? o->timeout_s : 30,
 		                       .retries = o->retries ? o->retries : 4,
-		                       .parallel = 1 };
+		                       .parallel = 1,
+		                       .hosts = o->hosts };
 	const struct img_cat_plain *p;
 	struct img_catalog *c = NULL;
 	char url[URL_MAX], surl[URL_MAX + 8], perr[256];
@@ -835,6 +836,7 @@ int agent_plain_write(const struct agent_plain_opts *o, struct agent_plain_stats
 		return agent_errf(err, errlen, -EINVAL, "catalogue: bad sha256 for %s", p.path);
 	so.timeout_s = o->timeout_s ? o->timeout_s : 30;
 	so.retries = o->retries ? o->retries : 4;
+	so.hosts = o->hosts;
 	if (tar)
 		e = agent_rootfs_write(o, &p, &so, f, &st, err, errlen);
 	else
@@ -854,12 +856,15 @@ static void usage(FILE *o)
 	      "                            --name NAME --version VERSION --target PATH\n"
 	      "                            [--fstype ext4|xfs] [--timeout-s N] [--retries N] "
 	      "[-q]\n"
+	      "                            [--allow-host HOST[:PORT]...]\n"
 	      "Writes a plain image of the signed catalogue onto PATH: a raw disk image\n"
 	      "(raw, .gz, .xz, .zst) onto a file or block device, or a rootfs tarball\n"
 	      "(tar, .gz, .xz, .zst) as a new GPT disk (ESP + root) onto a block device.\n"
 	      "  --fstype T     root filesystem for a tarball (default ext4)\n"
 	      "  --timeout-s N  connect timeout and low-speed abort window (default 30)\n"
 	      "  --retries N    failed requests in a row before giving up, 1-100 (default 4)\n"
+	      "  --allow-host H another host the repository may redirect to (repeatable;\n"
+	      "                 without a port: any port); others are refused\n"
 	      "  -q, --quiet    no progress on stderr\n"
 	      "Exit: 0 written and verified, 1 failure (reason on stderr), 2 usage.\n",
 	      o);
@@ -876,6 +881,7 @@ int agent_cmd_plain(int argc, char **argv)
 		{ "fstype", required_argument, NULL, 'f' },
 		{ "timeout-s", required_argument, NULL, 'T' },
 		{ "retries", required_argument, NULL, 'N' },
+		{ "allow-host", required_argument, NULL, 'A' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -883,8 +889,9 @@ int agent_cmd_plain(int argc, char **argv)
 	struct agent_plain_opts o = { .progress = true };
 	struct rb_key *keys[MAX_PUBS];
 	struct agent_plain_stats st;
-	const char *pubs[MAX_PUBS];
-	size_t n_pubs = 0, n_keys = 0;
+	const char *pubs[MAX_PUBS], *allow[AGENT_HOSTS_MAX];
+	struct agent_hosts hosts;
+	size_t n_pubs = 0, n_keys = 0, n_allow = 0;
 	char err[1024];
 	long long v;
 	int c, e, rc = 1;
@@ -927,6 +934,14 @@ int agent_cmd_plain(int argc, char **argv)
 			else
 				o.retries = (unsigned)v;
 			break;
+		case 'A':
+			if (n_allow == AGENT_HOSTS_MAX - 1) {
+				fprintf(stderr, "rackboot-agent plain: at most %d --allow-host\n",
+				        AGENT_HOSTS_MAX - 1);
+				return 2;
+			}
+			allow[n_allow++] = optarg;
+			break;
 		case 'q':
 			o.progress = false;
 			break;
@@ -950,6 +965,12 @@ int agent_cmd_plain(int argc, char **argv)
 		fputs("rackboot-agent plain: --fstype: ext4 or xfs\n", stderr);
 		return 2;
 	}
+	if (agent_hosts_build(&hosts, o.repo, allow, n_allow, AGENT_HOSTS_HINT_CMD, err,
+	                      sizeof(err)) < 0) {
+		fprintf(stderr, "rackboot-agent plain: %s\n", err);
+		return 2;
+	}
+	o.hosts = &hosts;
 	e = rb_keys_load_public((const char *const *)pubs, n_pubs, keys, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "rackboot-agent plain: %s\n", err);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/hosts.h"
+
 struct archive;
 struct archive_entry;
 struct agent_stream;
@@ -27,6 +29,9 @@ struct agent_plain_opts {
 	void *progress_arg;
 	unsigned timeout_s; /* connect timeout and low-speed window; 0 = 30 */
 	unsigned retries;   /* failed requests in a row before giving up; 0 = 4 */
+	/* Hosts the catalogue and the file may come from, redirects included
+	 * (agent/hosts.h); NULL: only the repository's. */
+	const struct agent_hosts *hosts;
 };
 
 struct agent_plain_stats {

@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "common/catalog.h"
+#include "common/hostport.h"
 #include "common/manifest.h"
 #include "common/nodecfg.h"
 #include "common/util.h"
@@ -115,6 +116,8 @@ const char *agent_after_name(enum agent_after a)
 		return "reboot";
 	case AGENT_AFTER_POWEROFF:
 		return "poweroff";
+	case AGENT_AFTER_KEXEC:
+		return "kexec";
 	default:
 		return "none";
 	}
@@ -303,6 +306,38 @@ static int get_str(struct pctx *p, const json_t *obj, const char *path, const ch
 	return 0;
 }
 
+/* image.repo_hosts: optional, an array of "host" or "host:port". */
+static int parse_repo_hosts(struct pctx *p, const json_t *img, struct agent_plan *pl)
+{
+	const json_t *arr = json_object_get(img, "repo_hosts"), *v;
+	size_t i;
+
+	if (!arr || json_is_null(arr))
+		return 0;
+	if (!json_is_array(arr))
+		return rb_errf(p->err, p->errlen, "plan: image.repo_hosts: expected an array");
+	if (json_array_size(arr) > AGENT_PLAN_HOSTS_MAX)
+		return rb_errf(p->err, p->errlen, "plan: image.repo_hosts: more than %d entries",
+		               AGENT_PLAN_HOSTS_MAX);
+	json_array_foreach(arr, i, v)
+	{
+		const char *s = json_string_value(v);
+		char host[RB_HOST_MAX];
+		unsigned port;
+
+		if (!s || json_string_length(v) >= AGENT_PLAN_HOST_LEN ||
+		    strlen(s) != json_string_length(v) || rb_hostport_parse(s, host, &port) < 0)
+			return rb_errf(p->err, p->errlen,
+			               "plan: image.repo_hosts[%zu]: expected \"host\" or "
+			               "\"host:port\", like \"cache1.rack3.example\" or "
+			               "\"10.0.0.5:8080\"",
+			               i);
+		memcpy(pl->image.repo_hosts[i], s, strlen(s) + 1);
+	}
+	pl->image.n_repo_hosts = json_array_size(arr);
+	return 0;
+}
+
 static int parse_image(struct pctx *p, const json_t *img, struct agent_plan *pl)
 {
 	char repo[AGENT_URL_MAX];
@@ -320,6 +355,8 @@ static int parse_image(struct pctx *p, const json_t *img, struct agent_plan *pl)
 		return r;
 	if (url_parse("plan: image.repo", repo, pl->image.repo, p->err, p->errlen) < 0)
 		return -EINVAL;
+	if ((r = parse_repo_hosts(p, img, pl)) < 0)
+		return r;
 	if (!img_name_is_valid(pl->image.name))
 		return rb_errf(p->err, p->errlen,
 		               "plan: image.name: expected [A-Za-z0-9._+-]{1,64}");
@@ -446,6 +483,15 @@ static int parse_post_install(struct pctx *p, const json_t *post, struct agent_p
 			               "seconds");
 		pl->post.update_jitter_s = (unsigned)json_integer_value(v);
 	}
+	pl->post.network_dhcp = false;
+	if ((v = json_object_get(post, "network"))) {
+		if (!json_is_string(v) ||
+		    (strcmp(json_string_value(v), "image") && strcmp(json_string_value(v), "dhcp")))
+			return rb_errf(
+			        p->err, p->errlen,
+			        "plan: post_install.network: expected \"image\" or \"dhcp\"");
+		pl->post.network_dhcp = !strcmp(json_string_value(v), "dhcp");
+	}
 	n = json_array_size(keys);
 	if (!json_is_array(keys) || n > AGENT_PLAN_KEYS_MAX)
 		return rb_errf(p->err, p->errlen,
@@ -546,8 +592,11 @@ static int parse_root(struct pctx *p, const json_t *root, const char *mac, struc
 		pl->after = AGENT_AFTER_POWEROFF;
 	else if (!strcmp(buf, "none"))
 		pl->after = AGENT_AFTER_NONE;
+	else if (!strcmp(buf, "kexec"))
+		pl->after = AGENT_AFTER_KEXEC;
 	else
-		return rb_errf(p->err, p->errlen, "plan: after: expected reboot, poweroff or none");
+		return rb_errf(p->err, p->errlen,
+		               "plan: after: expected reboot, poweroff, none or kexec");
 	img = json_object_get(root, "image");
 	if (pl->action == AGENT_ACTION_INVENTORY) {
 		/* Nothing else is read: an inventory plan never touches a disk. */

@@ -17,6 +17,11 @@
 #define AGENT_PLAN_KEYS_MAX 256            /* SSH keys in a plan */
 #define AGENT_DISK_MAX      256
 
+/* image.repo_hosts: entries (plus the repository's own host), and the
+ * length of one "host[:port]" with its NUL */
+#define AGENT_PLAN_HOSTS_MAX 31
+#define AGENT_PLAN_HOST_LEN  264
+
 enum agent_mode {
 	AGENT_MODE_UNSET = 0,
 	AGENT_MODE_PROVISION,
@@ -62,6 +67,7 @@ enum agent_after {
 	AGENT_AFTER_NONE,
 	AGENT_AFTER_REBOOT,
 	AGENT_AFTER_POWEROFF,
+	AGENT_AFTER_KEXEC, /* the installed kernel by kexec (agent/kexec.c); else reboot */
 };
 
 struct agent_plan {
@@ -75,6 +81,11 @@ struct agent_plan {
 		char repo[AGENT_URL_MAX]; /* http(s), no trailing '/' */
 		char name[65], version[65];
 		char type[9]; /* rackboot | plain | rootfs */
+		/* Other hosts the repository may send the agent to (redirects),
+		 * "host" or "host:port" (rackbootd.conf http.repo_hosts), each
+		 * checked by rb_hostport_parse(); see agent/hosts.c. */
+		char repo_hosts[AGENT_PLAN_HOSTS_MAX][AGENT_PLAN_HOST_LEN];
+		size_t n_repo_hosts;
 	} image;
 	char disk[AGENT_DISK_MAX]; /* "" = pick one */
 	enum agent_wipe_mode wipe;
@@ -95,6 +106,7 @@ struct agent_plan {
 		unsigned root_partition; /* 0 = the largest ext4/xfs partition */
 		/* the installed agent's poll of its desired state (agent.conf) */
 		unsigned update_interval_s, update_jitter_s;
+		bool network_dhcp; /* "network":"dhcp"; absent or "image" = the image's */
 	} post;
 	char node_token[AGENT_TOKEN_MAX + 1]; /* the installed agent's, "" without stage 2 */
 };

@@ -17,6 +17,14 @@
  *     etc/systemd/system/rackboot-agent.service enabled for
  *     multi-user.target, etc/init.d/rackboot-agent (+ rc2-5.d links when the
  *     target has those directories).
+ *   the boot NIC by DHCP, found by its MAC, when the plan's network is
+ *     "dhcp", in the first way the image has: etc/netplan/ ->
+ *     etc/netplan/60-rackboot.yaml (0600); etc/network/interfaces (ifupdown)
+ *     -> etc/systemd/network/10-rackboot-boot.link naming it boot0 and
+ *     etc/network/interfaces.d/rackboot-boot0 (and a "source" line when
+ *     interfaces lacks one); systemd-networkd -> etc/systemd/network/
+ *     10-rackboot-boot.network, networkd enabled; none of these: left alone
+ *     and said in the report.
  * Each file is written beside its place and renamed over it, owned by
  * root, never through a symlink of the target.
  *
@@ -439,11 +447,81 @@ static int install_service(int rootfd, const struct agent_var *vars, size_t n, c
 	return 0;
 }
 
+static bool exists(int rootfd, const char *path, mode_t type)
+{
+	struct stat st;
+
+	return fstatat(rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       (st.st_mode & S_IFMT) == type;
+}
+
+/* network = "dhcp": the boot NIC, by its MAC, in the image's own network
+ * configuration system. how says which (or that there was none). */
+static int network(int rootfd, const struct agent_var *vars, size_t n, char *how, size_t howlen,
+                   char *err, size_t errlen)
+{
+	static const char *const networkd[] = { "lib/systemd/systemd-networkd",
+		                                "usr/lib/systemd/systemd-networkd" };
+	char *text = NULL, *out = NULL;
+	size_t len = 0;
+	int e;
+
+	if (exists(rootfd, "etc/netplan", S_IFDIR)) {
+		snprintf(how, howlen, "network: netplan, boot NIC by DHCP");
+		return put(rootfd, "netplan-boot.yaml", vars, n, "etc/netplan/60-rackboot.yaml",
+		           0600, err, errlen);
+	}
+	if (exists(rootfd, "etc/network/interfaces", S_IFREG)) {
+		if ((e = put(rootfd, "rackboot-boot.link", vars, n,
+		             "etc/systemd/network/10-rackboot-boot.link", 0644, err, errlen)) < 0 ||
+		    (e = put(rootfd, "interfaces-boot0", vars, n,
+		             "etc/network/interfaces.d/rackboot-boot0", 0644, err, errlen)) < 0)
+			return e;
+		e = read_beneath(rootfd, "etc/network/interfaces", CONFIG_MAX, &text, &len);
+		if (e < 0)
+			return agent_errf(err, errlen, e, "etc/network/interfaces: %s",
+			                  strerror(-e));
+		/* Debian's default sources interfaces.d; an older one may not */
+		if (!memmem(text, len, "interfaces.d", 12)) {
+			out = malloc(len + 64);
+			if (!out) {
+				free(text);
+				return -ENOMEM;
+			}
+			memcpy(out, text, len);
+			snprintf(out + len, 64, "%ssource /etc/network/interfaces.d/*\n",
+			         len && text[len - 1] != '\n' ? "\n" : "");
+			e = agent_write_beneath(rootfd, "etc/network/interfaces", out, strlen(out),
+			                        0644, err, errlen);
+		}
+		free(text);
+		free(out);
+		snprintf(how, howlen, "network: ifupdown, boot NIC named boot0, by DHCP");
+		return e;
+	}
+	for (size_t i = 0; i < RB_ARRAY_SIZE(networkd); i++)
+		if (exists(rootfd, networkd[i], S_IFREG)) {
+			snprintf(how, howlen, "network: systemd-networkd, boot NIC by DHCP");
+			if ((e = put(rootfd, "rackboot-boot.network", vars, n,
+			             "etc/systemd/network/10-rackboot-boot.network", 0644, err,
+			             errlen)) < 0)
+				return e;
+			return link_beneath(rootfd, "etc/systemd/system/multi-user.target.wants",
+			                    "systemd-networkd.service",
+			                    "/lib/systemd/system/systemd-networkd.service", err,
+			                    errlen);
+		}
+	snprintf(how, howlen,
+	         "network: the image has no netplan, ifupdown or systemd-networkd: its own "
+	         "config left as it is");
+	return 0;
+}
+
 int agent_postinst_apply(int rootfd, const char *root, const struct agent_postinst *pi,
                          char *report, size_t replen, char *err, size_t errlen)
 {
 	char short_host[64] = "", karg[160] = "no kernel args", *keys = NULL;
-	char interval[16], jit[16];
+	char interval[16], jit[16], net[128] = "network: the image's";
 	size_t klen = 0;
 	unsigned n_pub = 0;
 	int e = 0;
@@ -501,14 +579,17 @@ int agent_postinst_apply(int rootfd, const char *root, const struct agent_postin
 	if (*pi->kernel_args &&
 	    (e = kernel_args(rootfd, root, pi, vars, nv, karg, sizeof(karg), err, errlen)) < 0)
 		goto out;
+	if (pi->network_dhcp && (e = network(rootfd, vars, nv, net, sizeof(net), err, errlen)) < 0)
+		goto out;
 	if ((e = put(rootfd, "agent.conf", vars, nv, "etc/rackboot/agent.conf", 0600, err,
 	             errlen)) < 0 ||
 	    (e = install_agent(rootfd, root, pi, &n_pub, err, errlen)) < 0 ||
 	    (e = install_service(rootfd, vars, nv, err, errlen)) < 0)
 		goto out;
 	snprintf(report, replen,
-	         "hostname %s, %zu SSH key(s), %s, agent%s with %u trusted key(s) and its service",
-	         *pi->hostname ? pi->hostname : "(image's)", pi->n_ssh_keys, karg,
+	         "hostname %s, %zu SSH key(s), %s, %s, agent%s with %u trusted key(s) and its "
+	         "service",
+	         *pi->hostname ? pi->hostname : "(image's)", pi->n_ssh_keys, karg, net,
 	         pi->self ? " binary" : " config", n_pub);
 out:
 	free(keys);

@@ -4,6 +4,7 @@
  * script), from templates built into the agent (templates/postinstall/).
  * See agent/postinst.c. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -43,6 +44,7 @@ struct agent_postinst {
 	/* agent.conf */
 	const char *server, *mac, *token, *repo, *image, *image_version;
 	unsigned interval_s, jitter_s; /* the update poll; 0 and 0 = 300 and 60 */
+	bool network_dhcp;             /* the boot NIC (mac) configured for DHCP */
 	const char *self;   /* the agent binary copied to usr/sbin/rackboot-agent; NULL: skip */
 	const char *pubdir; /* *.pub copied to etc/rackboot/trusted; NULL: skip */
 	unsigned script_timeout_s; /* update-grub's limit */

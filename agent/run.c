@@ -25,7 +25,9 @@
  *      settings and the installed agent written, unmounted; then "imaged"
  *      carries what is installed ("installed": image and packages).
  *   6. The after action: sync, then reboot(2) or power off. --no-after skips
- *      it for tests.
+ *      it for tests. "kexec" loads the installed system's kernel
+ *      (agent/kexec.c), reports step "kexec" and reboots into it; where it
+ *      cannot, it reports why and reboots through the firmware.
  * Any failure posts status "failed" with a one-line reason (best effort:
  * the server may be what failed) and exits 1. As PID 1 (an initramfs that
  * exec's the agent) a failure waits a while and reboots, so a node never
@@ -56,6 +58,7 @@
 #include "agent/fetch.h"
 #include "agent/grow.h"
 #include "agent/inventory.h"
+#include "agent/kexec.h"
 #include "agent/plain.h"
 #include "agent/plan.h"
 #include "agent/report.h"
@@ -241,6 +244,7 @@ struct run {
 	struct agent_cmdline c;
 	struct agent_plan plan;
 	bool have_plan;
+	struct agent_hosts hosts; /* the repository's and the plan's repo_hosts */
 	struct agent_api api;
 	struct rb_key *keys[MAX_KEYS];
 	size_t n_keys;
@@ -332,6 +336,17 @@ static int get_plan(struct run *r)
 	if (e < 0)
 		return fail(r, e, "%s", err);
 	r->have_plan = true;
+	if (r->plan.has_image) {
+		const char *allow[AGENT_PLAN_HOSTS_MAX];
+
+		for (size_t i = 0; i < r->plan.image.n_repo_hosts; i++)
+			allow[i] = r->plan.image.repo_hosts[i];
+		e = agent_hosts_build(&r->hosts, r->plan.image.repo, allow,
+		                      r->plan.image.n_repo_hosts, AGENT_HOSTS_HINT_PLAN, err,
+		                      sizeof(err));
+		if (e < 0)
+			return fail(r, e, "plan: image: %s", err);
+	}
 	if (r->c.mode != AGENT_MODE_UNSET && r->c.mode != r->plan.mode)
 		log_warn("booted for %s, the server's plan is %s: following the plan",
 		         agent_mode_name(r->c.mode), agent_mode_name(r->plan.mode));
@@ -373,7 +388,8 @@ static struct agent_fetch_opts fetch_opts(const struct run *r)
 	return (struct agent_fetch_opts){ .timeout_s = r->o->timeout_s,
 		                          .retries = 4,
 		                          .parallel = 4,
-		                          .max_recv_speed = r->o->max_rate };
+		                          .max_recv_speed = r->o->max_rate,
+		                          .hosts = &r->hosts };
 }
 
 /* Fetches and verifies the manifest before anything is wiped, for the
@@ -682,7 +698,8 @@ static int do_stage2(struct run *r, char *report, size_t replen)
 		                        .timeout_s = r->o->timeout_s,
 		                        .script_timeout_s = r->o->script_timeout_s,
 		                        .step = stage2_step,
-		                        .step_arg = r };
+		                        .step_arg = r,
+		                        .hosts = &r->hosts };
 	char err[2048];
 	struct stat st;
 	int e;
@@ -737,6 +754,7 @@ static int do_provision(struct run *r)
 	po.name = r->plan.image.name;
 	po.version = r->plan.image.version;
 	po.timeout_s = r->o->timeout_s;
+	po.hosts = &r->hosts;
 	if ((e = rackboot ? manifest_check(r, &disk_size) : plain_check(r, &po, &disk_size)) < 0 ||
 	    (e = choose_target(r, disk_size)) < 0 || (e = do_wipe(r, wrep, sizeof(wrep))) < 0 ||
 	    (e = rackboot ? do_image(r, irep, sizeof(irep))
@@ -761,6 +779,30 @@ static int do_provision(struct run *r)
 	return status_imaged(r);
 }
 
+/* after = kexec: the installed kernel loaded, or a warning naming why it
+ * cannot be and a firmware reboot. Either is reported as the step. */
+static enum agent_after kexec_or_reboot(struct run *r)
+{
+	struct agent_kexec_opts ko = { .target = r->target,
+		                       .root_partition = r->plan.post.root_partition,
+		                       .extra_args = r->plan.post.kernel_args };
+	char rep[AGENT_KEXEC_CMDLINE_MAX + 640], why[1024] = "nothing was imaged", err[256];
+	bool ok = r->plan.action == AGENT_ACTION_IMAGE &&
+	          agent_kexec_load(&ko, rep, sizeof(rep), why, sizeof(why)) == 0;
+
+	if (ok) {
+		log_info("%s", rep);
+	} else {
+		log_warn("kexec not possible: %s; rebooting through the firmware", why);
+		snprintf(rep, sizeof(rep), "kexec not possible: %s; firmware reboot", why);
+	}
+	if (r->plan.action == AGENT_ACTION_IMAGE &&
+	    agent_post_status(&r->api, "imaged", ok ? "kexec" : "reboot", rep, &r->written, 0, err,
+	                      sizeof(err)) < 0)
+		log_debug("kexec report lost: %s", err);
+	return ok ? AGENT_AFTER_KEXEC : AGENT_AFTER_REBOOT;
+}
+
 static int do_after(struct run *r)
 {
 	enum agent_after a = r->plan.after;
@@ -770,8 +812,14 @@ static int do_after(struct run *r)
 		         r->o->no_after ? "--no-after" : "plan says none");
 		return 0;
 	}
+	if (a == AGENT_AFTER_KEXEC)
+		a = kexec_or_reboot(r);
 	log_info("after: %s", agent_after_name(a));
 	sync();
+	if (a == AGENT_AFTER_KEXEC && reboot(RB_KEXEC) < 0) {
+		log_warn("kexec: %s; rebooting through the firmware", strerror(errno));
+		a = AGENT_AFTER_REBOOT;
+	}
 	if (reboot(a == AGENT_AFTER_REBOOT ? RB_AUTOBOOT : RB_POWER_OFF) < 0) {
 		int e = -errno;
 

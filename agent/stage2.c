@@ -420,7 +420,8 @@ static int install_packages(const struct agent_stage2_opts *o, const char *root,
 		                     .n_pubs = o->n_pubs,
 		                     .root = root,
 		                     .script_timeout_s = o->script_timeout_s,
-		                     .timeout_s = o->timeout_s };
+		                     .timeout_s = o->timeout_s,
+		                     .hosts = o->hosts };
 	const struct img_cat_package **order = NULL;
 	struct img_catalog *cat = NULL;
 	char **wanted = NULL, **specs = NULL, step[300];
@@ -555,6 +556,7 @@ int agent_stage2(const struct agent_stage2_opts *o, json_t **ret_installed, char
 	pi.image_version = pl->image.version;
 	pi.interval_s = pl->post.update_interval_s;
 	pi.jitter_s = pl->post.update_jitter_s;
+	pi.network_dhcp = pl->post.network_dhcp;
 	pi.self = o->self ? o->self : "/proc/self/exe";
 	pi.pubdir = o->pubdir;
 	pi.script_timeout_s = o->script_timeout_s;

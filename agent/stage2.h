@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct agent_hosts;
 struct agent_plan;
 struct rb_key;
 struct json_t;
@@ -49,6 +50,9 @@ struct agent_stage2_opts {
 	/* called with a one-line step before each package and the settings */
 	void (*step)(void *arg, const char *step);
 	void *step_arg;
+	/* hosts the packages may come from (agent/hosts.h); NULL: only the
+	 * repository's */
+	const struct agent_hosts *hosts;
 };
 
 /* Mounts the target's root partition (auto or the plan's), installs the

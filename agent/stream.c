@@ -10,6 +10,8 @@
  * agent_stream_read() (shaped for a libarchive read callback).
  *
  * Every request: http and https only, also after a redirect (at most 5);
+ * to the hosts of opts.hosts only, on every hop (agent/hosts.c: a refused
+ * hop ends the transfer before its body, never retried);
  * a connect timeout and a low-speed abort (below AGENT_FETCH_LOW_SPEED
  * bytes/s for timeout_s); HTTP errors fail the request. A transient failure
  * (network error, 5xx, 408, 429, a connection cut in the body) is retried
@@ -76,7 +78,7 @@ struct agent_stream {
 	int error;         /* producer: the transfer failed (-errno) */
 	bool hash_ok;
 	char got_hex[RB_SHA256_HEX_LEN + 1];
-	char msg[512];
+	char msg[1024];
 
 	uint64_t received; /* body bytes of the file accepted so far (atomic) */
 	unsigned requests; /* atomic */
@@ -87,6 +89,7 @@ struct agent_stream {
 	bool first_write; /* the next write callback is the response's first */
 	int fatal;        /* a mismatch found in a callback: no retry */
 	char crange[128]; /* Content-Range of the last response */
+	struct agent_hop_guard guard;
 };
 
 static void set_fatal(struct agent_stream *s, int e, const char *fmt, ...)
@@ -158,6 +161,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	struct agent_stream *s = ud;
 	size_t k = size * n;
 
+	if (!agent_hop_guard_header(&s->guard, s->easy, p, k))
+		return 0;
 	if (k >= 5 && strncasecmp(p, "HTTP/", 5) == 0)
 		s->crange[0] = '\0'; /* a new response (after a redirect) */
 	else if (k > 14 && strncasecmp(p, "Content-Range:", 14) == 0)
@@ -331,6 +336,8 @@ static void setup_attempt(struct agent_stream *s)
 	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xferinfo);
 	curl_easy_setopt(e, CURLOPT_XFERINFODATA, s);
 	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	agent_hop_guard_reset(&s->guard, o->hosts, s->url);
+	agent_hop_guard_install(&s->guard, e, false);
 	s->from = __atomic_load_n(&s->received, __ATOMIC_RELAXED);
 	s->skip = 0;
 	s->first_write = true;
@@ -349,6 +356,10 @@ static int classify(struct agent_stream *s, CURLcode rc)
 	uint64_t got = __atomic_load_n(&s->received, __ATOMIC_RELAXED);
 	long status = 0;
 
+	if (s->guard.refused) {
+		set_fatal(s, s->guard.refused, "%s: %s", s->url, s->guard.msg);
+		return s->fatal;
+	}
 	if (s->fatal)
 		return s->fatal;
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);

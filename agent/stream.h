@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/hosts.h"
+
 #define AGENT_STREAM_BUF   (256U * 1024) /* bytes per queued buffer */
 #define AGENT_STREAM_DEPTH 16            /* buffers queued at most (4 MiB) */
 
@@ -17,6 +19,9 @@ struct agent_stream_opts {
 	unsigned retries;   /* failed attempts in a row, after the first; the
 	                     * count restarts after an attempt that moved at
 	                     * least 1 MiB */
+	/* Hosts every request and redirect hop may go to; NULL: only the
+	 * host and port of url. */
+	const struct agent_hosts *hosts;
 };
 
 struct agent_stream;

@@ -1111,8 +1111,11 @@ static void usage(FILE *o)
 	fputs("usage: rackboot-agent image --repo URL --pub KEYFILE [--pub KEYFILE...]\n"
 	      "                            --name NAME --version VERSION --target PATH\n"
 	      "                            [--reimage] [--timeout-s N] [--retries N]\n"
-	      "                            [--parallel N] [--max-rate BYTES_PER_S] [-q]\n"
+	      "                            [--parallel N] [--max-rate BYTES_PER_S]\n"
+	      "                            [--allow-host HOST[:PORT]...] [-q]\n"
 	      "Writes a signed image from the repository onto PATH (file or block device).\n"
+	      "  --allow-host H another host the repository may redirect to (repeatable;\n"
+	      "                 without a port: any port); others are refused\n"
 	      "  --reimage      hash what PATH holds and fetch only the chunks that differ\n"
 	      "  --timeout-s N  connect timeout and low-speed abort window (default 30)\n"
 	      "  --retries N    extra attempts per request (default 4)\n"
@@ -1146,6 +1149,7 @@ int agent_cmd_image(int argc, char **argv)
 		{ "retries", required_argument, NULL, 'N' },
 		{ "parallel", required_argument, NULL, 'P' },
 		{ "max-rate", required_argument, NULL, 'M' },
+		{ "allow-host", required_argument, NULL, 'A' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1156,8 +1160,9 @@ int agent_cmd_image(int argc, char **argv)
 	};
 	struct rb_key *keys[MAX_PUBS];
 	struct agent_image_stats st;
-	const char *pubs[MAX_PUBS];
-	size_t n_pubs = 0, n_keys = 0;
+	const char *pubs[MAX_PUBS], *allow[AGENT_HOSTS_MAX];
+	struct agent_hosts hosts;
+	size_t n_pubs = 0, n_keys = 0, n_allow = 0;
 	char repo[URL_MAX], err[768];
 	long long v;
 	int c, e, rc = 1;
@@ -1215,6 +1220,14 @@ int agent_cmd_image(int argc, char **argv)
 				return 2;
 			o.fetch.max_recv_speed = (uint64_t)v;
 			break;
+		case 'A':
+			if (n_allow == AGENT_HOSTS_MAX - 1) {
+				fprintf(stderr, "rackboot-agent image: at most %d --allow-host\n",
+				        AGENT_HOSTS_MAX - 1);
+				return 2;
+			}
+			allow[n_allow++] = optarg;
+			break;
 		case 'q':
 			o.progress = false;
 			break;
@@ -1234,6 +1247,12 @@ int agent_cmd_image(int argc, char **argv)
 		fputs("rackboot-agent image: --name/--version: [A-Za-z0-9._+-]{1,64}\n", stderr);
 		return 2;
 	}
+	if (agent_hosts_build(&hosts, o.repo, allow, n_allow, AGENT_HOSTS_HINT_CMD, err,
+	                      sizeof(err)) < 0) {
+		fprintf(stderr, "rackboot-agent image: %s\n", err);
+		return 2;
+	}
+	o.fetch.hosts = &hosts;
 	e = rb_keys_load_public((const char *const *)pubs, n_pubs, keys, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "rackboot-agent image: %s\n", err);

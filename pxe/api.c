@@ -755,7 +755,7 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	const struct rb_config *cfg = api->cfg;
 	struct node_want *w = calloc(1, sizeof(*w));
 	struct img_catalog *cat = NULL;
-	json_t *sets = NULL, *pkgs = NULL, *post = NULL, *doc;
+	json_t *sets = NULL, *pkgs = NULL, *post = NULL, *hosts = NULL, *doc;
 	char why[400], version[65], repo[1100];
 	char token[API_TOKEN_LEN + 1] = "", hash[RB_SHA256_HEX_LEN + 1];
 	const char *type = NULL;
@@ -813,12 +813,25 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 		snprintf(repo, sizeof(repo), "%s", cfg->repo_url);
 	else
 		snprintf(repo, sizeof(repo), "%s/repo", rq->base ? rq->base : "");
-	doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:b, "
-	                "s:s, s:O, s:O, s:O, s:s}",
+	/* The other hosts the agent may follow the repository's redirects to
+	 * (agent/hosts.c): validated at load (http.repo_hosts). */
+	hosts = json_array();
+	for (size_t i = 0; hosts && i < cfg->n_repo_hosts; i++)
+		if (json_array_append_new(hosts, json_string(cfg->repo_hosts[i])) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	if (!hosts) {
+		r = -ENOMEM;
+		goto out;
+	}
+	doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:O, s:s, s:s, s:s}, s:s, s:s, "
+	                "s:b, s:s, s:O, s:O, s:O, s:s}",
 	                "mac", macstr, "mode", "provision", "state", node->state, "action", "image",
 	                "profile", w->p->name, "profile_source", w->source, "image", "repo", repo,
-	                "name", w->image, "version", version, "type", type, "disk", w->p->disk,
-	                "wipe", *w->op.reimage_wipe ? w->op.reimage_wipe : rb_wipe_name(w->p->wipe),
+	                "repo_hosts", hosts, "name", w->image, "version", version, "type", type,
+	                "disk", w->p->disk, "wipe",
+	                *w->op.reimage_wipe ? w->op.reimage_wipe : rb_wipe_name(w->p->wipe),
 	                "grow_last_partition", (int)w->p->grow_last_partition, "after",
 	                rb_after_name(w->p->after), "package_sets", sets, "packages", pkgs,
 	                "post_install", post, "node_token", token);
@@ -830,6 +843,7 @@ static int plan_provision(struct api *api, const struct api_request *rq,
 	r = api_reply_doc(ret, 200, doc);
 out:
 	explicit_bzero(token, sizeof(token));
+	json_decref(hosts);
 	json_decref(sets);
 	json_decref(pkgs);
 	json_decref(post);

@@ -931,7 +931,8 @@ static json_t *strings_json(char *const *v, size_t n)
 
 static json_t *profile_json(const struct rb_profile *p)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:o, s:s, s:s, s:o, s:i, s:i, s:i}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:o, s:s, s:s, s:o, s:i, s:i, s:i, "
+	                 "s:s}",
 	                 "name", p->name, "image", p->image, "version", p->version, "wipe",
 	                 rb_wipe_name(p->wipe), "grow_last_partition", (int)p->grow_last_partition,
 	                 "after", rb_after_name(p->after), "disk", p->disk, "package_sets",
@@ -939,7 +940,8 @@ static json_t *profile_json(const struct rb_profile *p)
 	                 p->kernel_args, "hostname", p->hostname, "ssh_keys",
 	                 strings_json(p->ssh_keys, p->n_ssh_keys), "root_partition",
 	                 (int)p->root_partition, "update_interval_s", (int)p->update_interval_s,
-	                 "update_jitter_s", (int)p->update_jitter_s);
+	                 "update_jitter_s", (int)p->update_jitter_s, "network",
+	                 p->network_dhcp ? "dhcp" : "image");
 }
 
 static json_t *package_set_json(const struct rb_package_set *s)

@@ -4,6 +4,7 @@
  * file, the line and the expected form; a config with any error is freed
  * whole and never applied. Must never touch sockets or the registry. */
 #include "pxe/config.h"
+#include "common/hostport.h"
 #include "common/manifest.h"
 #include "common/nodecfg.h"
 #include "common/util.h"
@@ -30,6 +31,7 @@ enum kind {
 	K_IMG_NAME,          /* img_name_is_valid(); "" too when min is 0 */
 	K_DEV_PATH_OR_EMPTY, /* "" or an absolute path under /dev/ */
 	K_URL_OR_EMPTY,      /* "" or http(s)://... */
+	K_HOST_PORT,         /* "host" or "host:port" (rb_hostport_parse()), at most max */
 	K_PCI_ID_OR_EMPTY,   /* "" or "0x" and 4 hex digits, like "0x10de" */
 	K_TEXT_OR_EMPTY,     /* printable ASCII without quotes or backslashes */
 	K_MAC_GLOB,          /* "" or hex digits, ':', '*' and '?' */
@@ -52,7 +54,8 @@ static const char *const dhcp_modes[] = { "proxy", "full", "off", NULL };
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
 /* Same order as enum rb_wipe and enum rb_after. */
 static const char *const wipe_modes[] = { "none", "metadata", "full", NULL };
-static const char *const after_actions[] = { "reboot", "poweroff", "none", NULL };
+static const char *const after_actions[] = { "reboot", "poweroff", "none", "kexec", NULL };
+static const char *const network_modes[] = { "image", "dhcp", NULL };
 
 static const struct rule rules[] = {
 	{ "root", "server_address", K_IPV4_OR_EMPTY, 0, 0, NULL },
@@ -86,7 +89,9 @@ static const struct rule rules[] = {
 	{ "http", "threads", K_RANGE, 1, 256, NULL },
 	{ "api", "heartbeat_s", K_RANGE, 1, 300, NULL },
 	{ "http", "max_conns", K_RANGE, 1, 100000, NULL },
+	{ "http", "idle_timeout_s", K_RANGE, 1, 3600, NULL },
 	{ "http", "repo_url", K_URL_OR_EMPTY, 0, 0, NULL },
+	{ "http", "repo_hosts", K_HOST_PORT, 0, RB_REPO_HOSTS_MAX, NULL },
 	{ "registry", "path", K_NAME, 0, 4095, NULL },
 	{ "profile", "image", K_IMG_NAME, 1, 0, NULL },
 	{ "profile", "version", K_IMG_NAME, 1, 0, NULL },
@@ -99,6 +104,7 @@ static const struct rule rules[] = {
 	{ "profile", "ssh_keys", K_SSH_KEY, 0, 0, NULL },
 	{ "profile", "root_partition", K_RANGE, 0, 128, NULL },
 	{ "profile", "update_interval_s", K_RANGE, 5, 86400, NULL },
+	{ "profile", "network", K_ENUM, 0, 0, network_modes },
 	{ "profile", "update_jitter_s", K_RANGE, 0, 86400, NULL },
 	{ "package_set", "packages", K_PKG_WANT, 0, 0, NULL },
 	{ "rule", "profile", K_IMG_NAME, 1, 0, NULL },
@@ -412,6 +418,26 @@ static int check_value(cfg_t *cfg, const struct rule *r, cfg_opt_t *opt, unsigne
 		}
 		return 0;
 	}
+	case K_HOST_PORT: {
+		const char *s = cfg_opt_getnstr(opt, idx);
+		char host[RB_HOST_MAX];
+		unsigned port;
+
+		if (idx >= (unsigned)r->max) {
+			cfg_error(cfg, "%s: at most %ld hosts", name, r->max);
+			return -1;
+		}
+		if (!s || rb_hostport_parse(s, host, &port) < 0) {
+			cfg_error(cfg,
+			          "%s = \"%s\": expected a host the agent may download from, "
+			          "\"host\" (any port) or \"host:port\", like "
+			          "\"cache1.rack3.example\" or \"10.0.0.5:8080\" ([v6]:port for "
+			          "IPv6; no scheme, path or user)",
+			          name, s ? s : "");
+			return -1;
+		}
+		return 0;
+	}
 	}
 	return 0;
 }
@@ -631,8 +657,10 @@ static cfg_opt_t http_opts[] = {
 	CFG_STR("repo_root", DEF_ROOT "/repo", CFGF_NONE),
 	CFG_STR("templates_dir", "", CFGF_NONE),
 	CFG_STR("repo_url", "", CFGF_NONE),
+	CFG_STR_LIST("repo_hosts", "{}", CFGF_NONE),
 	CFG_INT("threads", 4, CFGF_NONE),
 	CFG_INT("max_conns", 1000, CFGF_NONE),
+	CFG_INT("idle_timeout_s", 60, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -670,6 +698,7 @@ static cfg_opt_t profile_opts[] = {
 	CFG_STR_LIST("ssh_keys", "{}", CFGF_NONE),
 	CFG_INT("root_partition", 0, CFGF_NONE),
 	CFG_INT("update_interval_s", 300, CFGF_NONE),
+	CFG_STR("network", "image", CFGF_NONE),
 	CFG_INT("update_jitter_s", 60, CFGF_NONE),
 	CFG_END(),
 };
@@ -758,6 +787,7 @@ void rb_config_free(struct rb_config *c)
 	for (size_t i = 0; i < RB_ARRAY_SIZE(strs); i++)
 		free(*strs[i]);
 	free(c->hosts);
+	free(c->repo_hosts);
 	for (size_t i = 0; i < c->n_profiles; i++) {
 		free(c->profiles[i].package_sets);
 		free(c->profiles[i].ssh_keys);
@@ -915,6 +945,7 @@ static int extract_profiles(cfg_t *cfg, struct rb_config *c)
 		p->root_partition = (unsigned)cfg_getint(s, "root_partition");
 		p->update_interval_s = (unsigned)cfg_getint(s, "update_interval_s");
 		p->update_jitter_s = (unsigned)cfg_getint(s, "update_jitter_s");
+		p->network_dhcp = !strcmp(cfg_getstr(s, "network"), "dhcp");
 		p->line = s->line;
 		if (dup_list(s, "package_sets", &p->package_sets, &p->n_package_sets) < 0 ||
 		    dup_list(s, "ssh_keys", &p->ssh_keys, &p->n_ssh_keys) < 0)
@@ -1031,8 +1062,11 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 		while (n > 0 && c->repo_url[n - 1] == '/')
 			c->repo_url[--n] = '\0';
 	}
+	if (dup_list(ht, "repo_hosts", &c->repo_hosts, &c->n_repo_hosts) < 0)
+		r |= -ENOMEM;
 	c->http_threads = (unsigned)cfg_getint(ht, "threads");
 	c->http_max_conns = (unsigned)cfg_getint(ht, "max_conns");
+	c->http_idle_timeout_s = (unsigned)cfg_getint(ht, "idle_timeout_s");
 
 	r |= dup_str(&c->db_path, cfg_getstr(rg, "path"));
 	r |= dup_str(&c->api_tokens_file, cfg_getstr(cfg_getsec(cfg, "api"), "tokens_file"));
@@ -1344,9 +1378,13 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 	        c->tftp_max_transfers);
 	fprintf(o, "http {\n\tport = %u\n\tboot_root = \"%s\"\n\trepo_root = \"%s\"\n",
 	        c->http_port, c->http_boot_root, c->repo_root);
-	fprintf(o, "\ttemplates_dir = \"%s\"\n\trepo_url = \"%s\"\n", c->templates_dir,
-	        c->repo_url);
-	fprintf(o, "\tthreads = %u\n\tmax_conns = %u\n}\n", c->http_threads, c->http_max_conns);
+	fprintf(o, "\ttemplates_dir = \"%s\"\n\trepo_url = \"%s\"\n\trepo_hosts = {",
+	        c->templates_dir, c->repo_url);
+	for (size_t j = 0; j < c->n_repo_hosts; j++)
+		fprintf(o, "%s\"%s\"", j ? ", " : "", c->repo_hosts[j]);
+	fputs("}\n", o);
+	fprintf(o, "\tthreads = %u\n\tmax_conns = %u\n\tidle_timeout_s = %u\n}\n", c->http_threads,
+	        c->http_max_conns, c->http_idle_timeout_s);
 	fprintf(o, "registry {\n\tpath = \"%s\"\n}\n", c->db_path);
 	fprintf(o, "api {\n\ttokens_file = \"%s\"\n\tmetrics_auth = %s\n\theartbeat_s = %u\n}\n",
 	        c->api_tokens_file, c->metrics_auth ? "true" : "false", c->api_heartbeat_s);
@@ -1369,8 +1407,9 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 			fprintf(o, "%s\"%s\"", j ? ", " : "", p->ssh_keys[j]);
 		fprintf(o,
 		        "}\n\troot_partition = %u\n\tupdate_interval_s = %u\n\tupdate_jitter_s = "
-		        "%u\n}\n",
-		        p->root_partition, p->update_interval_s, p->update_jitter_s);
+		        "%u\n\tnetwork = \"%s\"\n}\n",
+		        p->root_partition, p->update_interval_s, p->update_jitter_s,
+		        p->network_dhcp ? "dhcp" : "image");
 	}
 	for (size_t i = 0; i < c->n_package_sets; i++) {
 		const struct rb_package_set *ps = &c->package_sets[i];

@@ -31,6 +31,7 @@ enum rb_after {
 	RB_AFTER_REBOOT,
 	RB_AFTER_POWEROFF,
 	RB_AFTER_NONE,
+	RB_AFTER_KEXEC, /* the installed kernel started by kexec, no firmware reboot */
 };
 
 /* What a provisioning node gets: one `profile "NAME" { ... }` section. */
@@ -53,7 +54,8 @@ struct rb_profile {
 	/* the installed agent polls its desired state every update_interval_s
 	 * seconds plus a random 0..update_jitter_s */
 	unsigned update_interval_s, update_jitter_s;
-	int line;                /* where the section ends (its "}"), for errors */
+	bool network_dhcp; /* network = "dhcp": the boot NIC, matched by MAC, by DHCP */
+	int line;          /* where the section ends (its "}"), for errors */
 };
 
 /* A package a set wants: an exact version, or "" for the catalogue's
@@ -135,8 +137,13 @@ struct rb_config {
 	char *repo_root;      /* served at /repo/ */
 	char *templates_dir;  /* "" = the templates built into the binary */
 	char *repo_url;       /* repository URL given to agents; "" = <base>/repo */
+	/* other hosts ("host" or "host:port") the repository may redirect
+	 * agents to, sent in the plan as image.repo_hosts */
+	char **repo_hosts; /* one allocation, like ssh_keys */
+	size_t n_repo_hosts;
 	unsigned http_threads;
 	unsigned http_max_conns;
+	unsigned http_idle_timeout_s; /* a connection silent this long is closed */
 
 	/* Registry */
 	char *db_path; /* "" = <state_dir>/registry.db */

@@ -29,7 +29,8 @@
  * percent-encoded traversal (MHD decodes %2e%2e and %2f before we see the
  * path; rb_path_is_safe() then refuses it: 400), nor a symlink leading out of
  * the root (403) reach a file outside it. A %00 in the raw URI is refused
- * (400) before MHD's decoding would silently cut the path at the NUL.
+ * (400) before MHD's decoding would silently cut the path at the NUL, and
+ * so is a raw NUL byte in the request line (has_raw_nul()).
  * Directories are 403, never listed. Files go out with sendfile
  * (MHD_create_response_from_fd_at_offset64).
  *
@@ -79,10 +80,17 @@
 #include "pxe/registry.h"
 #include "pxe/ui.h"
 
-#define HTTP_CONN_TIMEOUT_S 60
-#define HTTP_LISTEN_BACKLOG 511
-#define HTTP_LOG_URI_MAX    200
-#define HTTP_QUERY_MAX      4096
+#define HTTP_IDLE_DEFAULT_S 60
+/* Connections above http.max_conns get 503 (when they send a request) up
+ * to this many more; beyond those they are closed at once. */
+#define HTTP_SHED_RESERVE_MIN 16
+/* MHD's own limit, a backstop above ours: at it MHD stops accepting and
+ * new clients would wait in the listen backlog. */
+#define HTTP_MHD_LIMIT_MARGIN 64
+#define HTTP_LISTEN_BACKLOG   511
+#define HTTP_LOG_URI_MAX      200
+#define HTTP_QUERY_MAX        4096
+#define HTTP_LINE_MAX         (64 * 1024) /* MHD's whole request fits its pool */
 
 struct http_server {
 	const struct rb_config *cfg;
@@ -92,6 +100,9 @@ struct http_server {
 	struct rb_events *events;
 	int boot_fd, repo_fd, tmpl_fd; /* tmpl_fd -1: embedded templates */
 	atomic_uint_fast64_t requests, errors, bytes_sent;
+	atomic_uint conns;          /* open connections (notify callback) */
+	unsigned soft_limit;        /* above: every request gets 503 */
+	unsigned hard_limit;        /* above: closed before a byte is read */
 	pthread_mutex_t stats_lock; /* the DHCP and TFTP counters below */
 	bool have_dhcp, have_tftp;
 	struct dhcp_stats dhcp;
@@ -102,7 +113,7 @@ struct http_server {
  * with the raw, still-encoded URI) and freed in the completion callback. */
 struct http_req {
 	struct http_server *srv;
-	bool bad_uri; /* raw URI holds %00 */
+	bool bad_uri; /* raw URI holds %00 or a NUL byte */
 	bool seen;    /* the handler was called once already */
 	bool queued;  /* a response was queued */
 	bool head;
@@ -117,6 +128,9 @@ struct http_req {
 	uint64_t body_len; /* bytes the response body carries */
 	char method[12];
 	char uri[HTTP_LOG_URI_MAX]; /* escaped, for the access log */
+	/* Where the raw URI handed to on_uri() ended (its first NUL); only
+	 * compared with the version pointer, never dereferenced. */
+	uintptr_t raw_uri_end;
 };
 
 /* ---- responses ---------------------------------------------------------- */
@@ -206,6 +220,10 @@ static enum MHD_Result send_error(struct MHD_Connection *con, struct http_req *r
 	}
 	if (resp && status == 405)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (resp && status == 503) {
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	}
 	return queue(con, rq, status, resp, len);
 }
 
@@ -979,6 +997,21 @@ static enum MHD_Result upload_append(struct http_req *rq, const char *data, size
 	return MHD_YES;
 }
 
+/* A NUL byte inside the request target: MHD (0.9.75) hands on_uri() the
+ * URI as a C string, cut at that NUL, so "GET /boot/a\0/../x HTTP/1.1"
+ * would be served as /boot/a. MHD splits the request line in place, and
+ * the version string starts right after the URI's end (the space it
+ * overwrote): when it starts further on, the URI held a NUL. A version
+ * elsewhere (an empty one is a static string) says nothing: no check. */
+static bool has_raw_nul(const struct http_req *rq, const char *version)
+{
+	uintptr_t v = (uintptr_t)version;
+
+	if (!version || !*version || v <= rq->raw_uri_end + 1)
+		return false;
+	return v - rq->raw_uri_end <= HTTP_LINE_MAX;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -988,6 +1021,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 
 	if (!rq)
 		return MHD_NO;
+	if (!rq->seen && has_raw_nul(rq, version))
+		rq->bad_uri = true;
+	if (!rq->seen && !rq->queued &&
+	    atomic_load_explicit(&rq->srv->conns, memory_order_relaxed) > rq->srv->soft_limit) {
+		rq->seen = true;
+		snprintf(rq->method, sizeof(rq->method), "%s", method);
+		return send_error(con, rq, url, 503, "too many connections, try again later");
+	}
 	if (rq->queued) {
 		/* Body bytes after our (error) answer: discard them. */
 		*upload_data_size = 0;
@@ -1071,6 +1112,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
 		return NULL;
 	rq->srv = cls;
 	rq->bad_uri = has_encoded_nul(uri);
+	rq->raw_uri_end = (uintptr_t)uri + strlen(uri);
 	q = strchr(uri, '?');
 	if (q && strlen(q + 1) > HTTP_QUERY_MAX) {
 		rq->query_too_long = true;
@@ -1106,6 +1148,28 @@ static void note_boot_file(struct http_server *srv, struct MHD_Connection *con,
 	registry_note(srv->reg, mac, NULL, peer,
 	              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "http.file" : "http.abort",
 	              "%s %llu bytes", rq->uri + 6, (unsigned long long)rq->body_len);
+}
+
+/* Counts connections. One above the hard limit is shut down here, before
+ * MHD reads a byte: the client sees the connection close at once instead
+ * of waiting in the listen backlog (which is what MHD's own limit does:
+ * it stops accepting). MHD then closes it on its next read. */
+static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *srv = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+		return;
+	}
+	if (atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed) + 1 > srv->hard_limit) {
+		const union MHD_ConnectionInfo *ci =
+		        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		if (ci)
+			shutdown(ci->connect_fd, SHUT_RDWR);
+	}
 }
 
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
@@ -1176,6 +1240,7 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 	 * they have nothing to send. */
 	unsigned flags =
 	        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+	unsigned idle_s = cfg->http_idle_timeout_s ? cfg->http_idle_timeout_s : HTTP_IDLE_DEFAULT_S;
 	int r;
 
 	srv = calloc(1, sizeof(*srv));
@@ -1184,6 +1249,9 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 	srv->cfg = cfg;
 	srv->reg = reg;
 	srv->boot_fd = srv->repo_fd = srv->tmpl_fd = -1;
+	srv->soft_limit = RB_MAX(cfg->http_max_conns, 1u);
+	srv->hard_limit =
+	        srv->soft_limit + RB_MAX(srv->soft_limit / 8, (unsigned)HTTP_SHED_RESERVE_MIN);
 	pthread_mutex_init(&srv->stats_lock, NULL);
 	r = open_dir(cfg->http_boot_root, &srv->boot_fd);
 	if (r < 0) {
@@ -1222,16 +1290,18 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 	        flags, cfg->http_port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
 	        on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)RB_MAX(cfg->http_threads, 1u),
-	        MHD_OPTION_CONNECTION_LIMIT, (unsigned)RB_MAX(cfg->http_max_conns, 1u),
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
-	        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)HTTP_LISTEN_BACKLOG,
+	        MHD_OPTION_CONNECTION_LIMIT, srv->hard_limit + HTTP_MHD_LIMIT_MARGIN,
+	        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+	        srv, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)HTTP_LISTEN_BACKLOG,
 	        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
 	        srv, MHD_OPTION_END);
 	if (!srv->mhd) {
 		r = errno ? -errno : -EADDRINUSE;
 		goto err_free;
 	}
-	log_debug("http: listening on port %u, %u threads", cfg->http_port, cfg->http_threads);
+	log_debug("http: listening on port %u, %u threads, 503 above %u connections, closed "
+	          "above %u, idle ones closed after %u s",
+	          cfg->http_port, cfg->http_threads, srv->soft_limit, srv->hard_limit, idle_s);
 	*ret = srv;
 	return 0;
 

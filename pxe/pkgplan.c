@@ -223,11 +223,11 @@ int pkgplan_post_install(const struct rb_profile *p, const uint8_t mac[6], const
 		}
 	if (!keys)
 		return -ENOMEM;
-	doc = json_pack("{s:s, s:o, s:s, s:I, s:I, s:I}", "hostname", host, "ssh_keys", keys,
-	                "kernel_args", p->kernel_args, "root_partition",
-	                (json_int_t)p->root_partition, "update_interval_s",
-	                (json_int_t)p->update_interval_s, "update_jitter_s",
-	                (json_int_t)p->update_jitter_s);
+	doc = json_pack(
+	        "{s:s, s:o, s:s, s:I, s:I, s:I, s:s}", "hostname", host, "ssh_keys", keys,
+	        "kernel_args", p->kernel_args, "root_partition", (json_int_t)p->root_partition,
+	        "update_interval_s", (json_int_t)p->update_interval_s, "update_jitter_s",
+	        (json_int_t)p->update_jitter_s, "network", p->network_dhcp ? "dhcp" : "image");
 	if (!doc)
 		return -ENOMEM;
 	*ret = doc;

@@ -44,7 +44,8 @@ int pkgplan_resolve_set(const struct rb_config *cfg, const struct img_catalog *c
 /* The plan's "post_install" object for a node: hostname (the registry's
  * own when set, else the profile's pattern expanded for mac and ip, else
  * ""), ssh_keys, kernel_args, root_partition, update_interval_s and
- * update_jitter_s (the installed agent's poll). -ENOENT with why when the
+ * update_jitter_s (the installed agent's poll), network ("image" or
+ * "dhcp"). -ENOENT with why when the
  * pattern needs {ip} and the node's address is not known. */
 int pkgplan_post_install(const struct rb_profile *p, const uint8_t mac[6], const char *ip,
                          const char *node_hostname, struct json_t **ret, char *why, size_t whylen);

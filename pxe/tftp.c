@@ -11,17 +11,31 @@
  *   ERROR 0: boot files are binary, and serving netascii as octet would
  *   silently give a text client different bytes than it asked for.
  * - Write requests get ERROR 2 (access violation).
+ * - A request with more than TFTP_OPTIONS_MAX options (an option flood)
+ *   gets ERROR 8; one larger than REQ_BUF_SIZE gets ERROR 0 (both are
+ *   datagrams no boot firmware sends; the answer is smaller than the
+ *   request, so it amplifies nothing).
  * - Files are opened below the root with rb_open_beneath(): absolute paths,
  *   "..", backslashes and symlinks leaving the root give ERROR 2, a missing
  *   file ERROR 1, anything that is not a regular file ERROR 2.
  * - blksize is capped by the config and by the interface MTU (no IP
- *   fragments); windowsize by the config; a lost window (partial or
- *   duplicate ACK, or a timeout) halves the window for the rest of the
- *   transfer (tftp_proto.c keeps that arithmetic).
+ *   fragments); windowsize by the config. The window never shrinks: a
+ *   loss (an ACK short of the burst, a repeated ACK, a timeout) resends a
+ *   whole window from the first block not acknowledged (RFC 7440; the
+ *   arithmetic is in tftp_proto.c), since receivers count the negotiated
+ *   window before they ACK and a shorter burst would stall them.
  * - Retransmission starts at the negotiated timeout or tftp_timeout_ms and
  *   doubles each time up to tftp_retries, then the transfer is dropped.
+ *   An OACK is repeated at once when its peer repeats the request, and by
+ *   the timer only every OACK_RESEND_USEC (see there why).
+ * - The ACK of the last block completes a transfer whatever is pending.
+ *   A peer that closes its port (ICMP port unreachable) once the last
+ *   block went out got it and lost its final ACK on the way (RFC 1350
+ *   section 6 lets a receiver leave right after that ACK): completed,
+ *   logged as such, not failed.
  * - A peer (address and port) that repeats its request while its transfer
- *   runs is ignored: the transfer's own retransmission answers it.
+ *   runs is ignored once DATA flows (the transfer's own retransmission
+ *   answers it); while the OACK waits for ACK 0 it gets the OACK again.
  * - A peer that answers the OACK with ERROR 8 (UEFI firmware asking only
  *   for tsize does this) ends its transfer quietly: neither completed nor
  *   failed.
@@ -52,14 +66,19 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define REQ_BUF_SIZE    2048 /* a request larger than this is not a TFTP request */
-#define LISTEN_BURST    64   /* requests handled per wake-up */
-#define BATCH_MAX       64   /* DATA packets per sendmmsg() */
-#define STAGE_BYTES     (256 * 1024)
-#define RTO_MAX_USEC    (64ULL * 1000000)
-#define LOG_BURST       20 /* malformed-packet log lines per LOG_PERIOD */
-#define LOG_PERIOD_USEC (10ULL * 1000000)
-#define NAME_LOG_MAX    256
+#define REQ_BUF_SIZE 2048 /* a request larger than this is not a TFTP request */
+#define LISTEN_BURST 64   /* requests handled per wake-up */
+#define BATCH_MAX    64   /* DATA packets per sendmmsg() */
+#define STAGE_BYTES  (256 * 1024)
+#define RTO_MAX_USEC (64ULL * 1000000)
+/* The OACK is repeated by the timer only after this long, at a fixed
+ * interval: atftp aborts on a second OACK ("unexpected OACK") and repeats
+ * a lost ACK 0 itself after 5 s; a client that lost the OACK repeats its
+ * request, which gets the OACK again at once. */
+#define OACK_RESEND_USEC (6ULL * 1000000)
+#define LOG_BURST        20 /* malformed-packet log lines per LOG_PERIOD */
+#define LOG_PERIOD_USEC  (10ULL * 1000000)
+#define NAME_LOG_MAX     256
 
 struct tftp_xfer {
 	struct tftp_server *srv;
@@ -201,10 +220,10 @@ static void xfer_end(struct tftp_xfer *x, enum xfer_end_reason why, const char *
 	case END_DONE:
 		srv->stats.completed++;
 		log_info("tftp: sent \"%s\" to %s:%u: %llu bytes in %llu ms (%.1f MB/s), "
-		         "blksize %u, window %u/%u, %u losses",
+		         "blksize %u, window %u, %u losses%s%s",
 		         x->name, x->ip, ntohs(x->peer.sin_port), (unsigned long long)x->size,
 		         (unsigned long long)(usec / 1000), mbps, x->params.blksize, x->win.window,
-		         x->params.windowsize, x->win.losses);
+		         x->win.losses, what ? ", " : "", what ? what : "");
 		if (x->has_mac)
 			registry_note(srv->reg, x->mac, NULL, x->ip, "tftp.done", "%s %llu bytes",
 			              x->name, (unsigned long long)x->size);
@@ -323,8 +342,8 @@ static bool xfer_send_failed(struct tftp_xfer *x, int r)
  * false when the transfer was ended. */
 static bool xfer_pump(struct tftp_xfer *x)
 {
-	uint64_t n, probe;
-	int r = 0;
+	uint64_t n;
+	int r;
 
 	while ((n = tftp_window_sendable(&x->win)) > 0) {
 		r = send_blocks(x, x->win.next, n);
@@ -333,12 +352,6 @@ static bool xfer_pump(struct tftp_xfer *x)
 		if (r == 0) /* socket buffer full: the timer resends */
 			break;
 		tftp_window_sent(&x->win, (uint64_t)r);
-	}
-	probe = r > 0 ? tftp_window_probe(&x->win) : 0;
-	if (probe) {
-		r = send_blocks(x, probe, 1);
-		if (r < 0)
-			return xfer_send_failed(x, r);
 	}
 	xfer_arm(x);
 	return true;
@@ -361,7 +374,6 @@ static void xfer_on_timer(struct rb_timer *t, void *userdata)
 		xfer_abort(x, TFTP_EUNDEF, why);
 		return;
 	}
-	x->rto_usec = RB_MIN(x->rto_usec * 2, RTO_MAX_USEC);
 	if (x->oack_pending) {
 		int r = send_oack(x);
 
@@ -372,6 +384,7 @@ static void xfer_on_timer(struct rb_timer *t, void *userdata)
 		xfer_arm(x);
 		return;
 	}
+	x->rto_usec = RB_MIN(x->rto_usec * 2, RTO_MAX_USEC);
 	tftp_window_timeout(&x->win);
 	xfer_pump(x);
 }
@@ -429,7 +442,14 @@ static void xfer_on_io(struct rb_io *io, int fd, uint32_t events, void *userdata
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
-		/* ECONNREFUSED: the peer's port is gone (ICMP unreachable). */
+		/* ECONNREFUSED: the peer's port is gone (ICMP unreachable).
+		 * After the last block went out, that is a receiver that
+		 * has it all and whose final ACK was lost. */
+		if (errno == ECONNREFUSED && !x->oack_pending &&
+		    x->win.sent_max == x->win.nblocks) {
+			xfer_end(x, END_DONE, "final ACK lost, the peer closed its port");
+			return;
+		}
 		xfer_end(x, END_FAILED, strerror(errno));
 		return;
 	}
@@ -585,6 +605,11 @@ static void handle_bad_request(struct tftp_server *srv, int r, const uint8_t *bu
 		       "File name too long");
 		return;
 	}
+	if (r == -E2BIG) {
+		srv->stats.requests++;
+		refuse(srv, peer, local, ip, "(option flood)", TFTP_EOPTNEG, "Too many options");
+		return;
+	}
 	if (log_allowed(srv))
 		log_info("tftp: dropped malformed %zu-byte request from %s:%u", len, ip,
 		         ntohs(peer->sin_port));
@@ -617,8 +642,16 @@ static void handle_request(struct tftp_server *srv, const uint8_t *buf, size_t l
 		refuse(srv, peer, local, ip, name, TFTP_EUNDEF, "Only octet mode is supported");
 		return;
 	}
-	if (find_xfer(srv, peer)) {
-		log_debug("tftp: repeated request from %s:%u ignored", ip, ntohs(peer->sin_port));
+	x = find_xfer(srv, peer);
+	if (x) {
+		/* The peer did not get our OACK: repeat it now. Once DATA
+		 * flows, the transfer's own retransmission answers. */
+		if (x->oack_pending && send_oack(x) == 0)
+			log_debug("tftp: repeated request from %s:%u: OACK sent again", ip,
+			          ntohs(peer->sin_port));
+		else
+			log_debug("tftp: repeated request from %s:%u ignored", ip,
+			          ntohs(peer->sin_port));
 		return;
 	}
 	if (srv->stats.active >= srv->max_transfers) {
@@ -653,10 +686,30 @@ static void handle_request(struct tftp_server *srv, const uint8_t *buf, size_t l
 			xfer_end(x, END_FAILED, strerror(-r));
 			return;
 		}
+		x->rto_usec = RB_MAX(x->rto_base_usec, OACK_RESEND_USEC);
 		xfer_arm(x);
 		return;
 	}
 	xfer_pump(x);
+}
+
+/* A datagram larger than REQ_BUF_SIZE on the request port: a request
+ * (name or options flood) gets ERROR 0, anything else is dropped. */
+static void handle_oversized(struct tftp_server *srv, const uint8_t *buf,
+                             const struct sockaddr_in *peer, struct in_addr local)
+{
+	uint16_t op = (uint16_t)(buf[0] << 8 | buf[1]);
+	char ip[INET_ADDRSTRLEN];
+
+	format_peer(peer, ip);
+	if (log_allowed(srv))
+		log_info("tftp: oversized packet (opcode %u, over %d bytes) from %s:%u", op,
+		         REQ_BUF_SIZE, ip, ntohs(peer->sin_port));
+	if (op != TFTP_RRQ && op != TFTP_WRQ)
+		return;
+	srv->stats.requests++;
+	srv->stats.refused++;
+	send_error_from_listener(srv, peer, local, TFTP_EUNDEF, "Request too large");
 }
 
 static void listen_on_io(struct rb_io *io, int fd, uint32_t events, void *userdata)
@@ -690,15 +743,6 @@ static void listen_on_io(struct rb_io *io, int fd, uint32_t events, void *userda
 		if (mh.msg_namelen < sizeof(peer) || peer.sin_family != AF_INET ||
 		    peer.sin_port == 0)
 			continue;
-		if (mh.msg_flags & MSG_TRUNC) {
-			char ip[INET_ADDRSTRLEN];
-
-			format_peer(&peer, ip);
-			if (log_allowed(srv))
-				log_info("tftp: dropped oversized packet from %s:%u", ip,
-				         ntohs(peer.sin_port));
-			continue;
-		}
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
 			if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
 				struct in_pktinfo pi;
@@ -707,6 +751,10 @@ static void listen_on_io(struct rb_io *io, int fd, uint32_t events, void *userda
 				if (local.s_addr == INADDR_ANY)
 					local = pi.ipi_spec_dst;
 			}
+		if (mh.msg_flags & MSG_TRUNC) {
+			handle_oversized(srv, buf, &peer, local);
+			continue;
+		}
 		handle_request(srv, buf, (size_t)n, &peer, local);
 	}
 }

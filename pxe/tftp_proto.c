@@ -5,7 +5,8 @@
  * request malformed (-EBADMSG), while option trouble that RFC 2347 lets a
  * server ignore (unknown names, duplicates, a name without a value, a value
  * out of range) only drops that option. The first occurrence of a duplicated
- * option wins. blksize below 8 is ignored and above 65464 is clamped
+ * option wins; more than TFTP_OPTIONS_MAX options make the request a flood
+ * (-E2BIG), which the server refuses. blksize below 8 is ignored and above 65464 is clamped
  * (RFC 2348); timeout outside 1..255 and windowsize outside 1..65535 are
  * ignored (RFC 2349, RFC 7440).
  *
@@ -131,7 +132,7 @@ int tftp_request_parse(const void *buf, size_t len, struct tftp_request *ret)
 	struct cursor c = { .p = buf, .left = len };
 	const char *fname, *mode;
 	size_t fname_len, mode_len;
-	unsigned seen = 0;
+	unsigned seen = 0, n_options = 0;
 	uint16_t op;
 	int r;
 
@@ -177,12 +178,16 @@ int tftp_request_parse(const void *buf, size_t len, struct tftp_request *ret)
 			break;
 		}
 		if (c.left == 0) { /* a name without a value */
+			if (++n_options > TFTP_OPTIONS_MAX)
+				return -E2BIG;
 			ret->n_ignored++;
 			break;
 		}
 		r = cursor_string(&c, &val, &val_len);
 		if (r < 0)
 			return r;
+		if (++n_options > TFTP_OPTIONS_MAX)
+			return -E2BIG;
 		if (!apply_option(ret, &seen, name, val, val_len))
 			ret->n_ignored++;
 	}
@@ -336,7 +341,6 @@ void tftp_window_init(struct tftp_window *w, uint64_t nblocks, unsigned window)
 	w->nblocks = nblocks;
 	w->next = 1;
 	w->window = window ? window : 1;
-	w->negotiated = w->window;
 }
 
 uint64_t tftp_window_sendable(const struct tftp_window *w)
@@ -353,18 +357,13 @@ void tftp_window_sent(struct tftp_window *w, uint64_t n)
 		w->sent_max = w->next - 1;
 }
 
-static void window_shrink(struct tftp_window *w)
-{
-	w->losses++;
-	w->window = RB_MAX(w->window / 2, 1u);
-}
-
 enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block)
 {
 	/* The only index within [acked, sent_max] with these low 16 bits; the
 	 * window cap keeps that range shorter than 65536. Anything else is an
-	 * ACK older than 'acked' (or bogus) and is ignored. An index at or
-	 * past 'next' is fine: blocks sent before a go-back did arrive. */
+	 * ACK older than 'acked' (or bogus) and is ignored: it never moves
+	 * 'next' back. An index at or past 'next' is fine: blocks sent before
+	 * a go-back did arrive. */
 	uint64_t idx = w->acked + (uint16_t)(block - (uint16_t)w->acked);
 
 	if (idx > w->sent_max)
@@ -372,12 +371,13 @@ enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block)
 	if (idx == w->acked) {
 		/* Nothing outstanding, or lock-step: a duplicate ACK must not
 		 * trigger a resend (Sorcerer's Apprentice, RFC 1123 4.2.3.1);
-		 * the timer covers a real loss. With a window, the first
-		 * duplicate says the whole window was lost: resend once. */
-		if (w->next == w->acked + 1 || w->negotiated == 1 || w->dup_resent)
+		 * the timer covers a real loss. With a window, the receiver
+		 * repeats its ACK when the window's first block is missing:
+		 * resend the window once. */
+		if (w->next == w->acked + 1 || w->window == 1 || w->dup_resent)
 			return TFTP_ACK_STALE;
 		w->dup_resent = true;
-		window_shrink(w);
+		w->losses++;
 		w->next = w->acked + 1;
 		return TFTP_ACK_RESEND;
 	}
@@ -385,8 +385,8 @@ enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block)
 	w->dup_resent = false;
 	if (w->acked == w->nblocks)
 		return TFTP_ACK_DONE;
-	if (idx + 1 < w->next) { /* part of the burst arrived: loss */
-		window_shrink(w);
+	if (idx + 1 < w->next) { /* the receiver saw a gap after idx */
+		w->losses++;
 		w->next = idx + 1;
 		return TFTP_ACK_RESEND;
 	}
@@ -397,22 +397,7 @@ enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block)
 
 void tftp_window_timeout(struct tftp_window *w)
 {
-	if (w->window > 1)
-		window_shrink(w);
-	else
-		w->losses++;
+	w->losses++;
 	w->next = w->acked + 1;
 	w->dup_resent = false;
-}
-
-uint64_t tftp_window_probe(const struct tftp_window *w)
-{
-	uint64_t last = w->next - 1;
-
-	/* Needed only when the burst stopped short of what the receiver
-	 * counts: not at the end of the file, not at the negotiated window. */
-	if (w->window >= w->negotiated || last <= w->acked || last >= w->nblocks ||
-	    last - w->acked >= w->negotiated || tftp_window_sendable(w) > 0)
-		return 0;
-	return last;
 }

@@ -48,6 +48,9 @@ enum tftp_mode {
  * onto the 64-bit block counter unambiguous and bounds a burst. */
 #define TFTP_WINDOW_CAP   4096
 #define TFTP_FILENAME_MAX 1024
+/* Option pairs a request may carry. Boot firmware sends two to four
+ * (blksize, tsize, windowsize, timeout); more is a flood, refused. */
+#define TFTP_OPTIONS_MAX 16
 
 /* A parsed RRQ/WRQ. Option fields are 0/false when the option was absent,
  * duplicated after its first occurrence, or had an unusable value (ignored
@@ -67,8 +70,9 @@ struct tftp_request {
 
 /* Parses an RRQ or WRQ. Returns 0; -EBADMSG when a string is not
  * NUL-terminated inside the packet, the file name is empty or the mode
- * missing; -ENAMETOOLONG for a file name over TFTP_FILENAME_MAX;
- * -EPROTO when the opcode is not RRQ/WRQ. Trailing NUL padding is allowed. */
+ * missing; -ENAMETOOLONG for a file name over TFTP_FILENAME_MAX; -E2BIG
+ * for more than TFTP_OPTIONS_MAX options (known or not); -EPROTO when the
+ * opcode is not RRQ/WRQ. Trailing NUL padding is allowed. */
 int tftp_request_parse(const void *buf, size_t len, struct tftp_request *ret);
 
 /* A packet a client sends during a transfer. */
@@ -120,26 +124,26 @@ uint64_t tftp_block_count(uint64_t file_size, unsigned blksize);
  * RFC 1350 lock-step). Block indices are 64-bit and 1-based so rollover
  * of the 16-bit wire number never confuses the sender.
  *
- * After a loss the window shrinks (halves, down to 1) for the rest of the
- * transfer. Receivers still count the negotiated window before they ACK,
- * so a shrunken burst would otherwise wait for a timeout: the sender then
- * repeats the burst's last block, and receivers answer a duplicate block
- * with an ACK of what they hold (tftp_window_probe()). */
+ * The window stays the negotiated one for the whole transfer: receivers
+ * count that many blocks before they ACK, so a shorter burst would only
+ * wait for the receiver's timeout (atftp: 5 s each, and it ignores
+ * duplicate blocks, so repeating one does not make it ACK either). Every
+ * loss (a gap ACK, a repeated ACK, a timeout) resends a whole window from
+ * the first block not acknowledged, as RFC 7440 section 4 has it. */
 struct tftp_window {
-	uint64_t nblocks;    /* blocks in the transfer */
-	uint64_t acked;      /* highest index acknowledged in order, 0 = none */
-	uint64_t next;       /* next index to send */
-	uint64_t sent_max;   /* highest index ever sent (a go-back moves next below it) */
-	unsigned window;     /* current window, shrinks on loss */
-	unsigned negotiated; /* the window the receiver counts */
-	unsigned losses;     /* loss events seen (partial, duplicate ACK, timeout) */
-	bool dup_resent;     /* a duplicate of the current ACK already caused a resend */
+	uint64_t nblocks;  /* blocks in the transfer */
+	uint64_t acked;    /* highest index acknowledged in order, 0 = none */
+	uint64_t next;     /* next index to send */
+	uint64_t sent_max; /* highest index ever sent (a go-back moves next below it) */
+	unsigned window;   /* the negotiated window (1 = lock-step) */
+	unsigned losses;   /* loss events seen (partial, duplicate ACK, timeout) */
+	bool dup_resent;   /* a duplicate of the current ACK already caused a resend */
 };
 
 enum tftp_ack_result {
 	TFTP_ACK_STALE,  /* old, duplicate or out-of-window ACK: nothing to send */
 	TFTP_ACK_SEND,   /* send from w->next */
-	TFTP_ACK_RESEND, /* loss: w->next moved back, window shrunk; send from w->next */
+	TFTP_ACK_RESEND, /* loss: w->next moved back; send from w->next */
 	TFTP_ACK_DONE,   /* the last block was acknowledged */
 };
 
@@ -150,9 +154,6 @@ uint64_t tftp_window_sendable(const struct tftp_window *w);
 void tftp_window_sent(struct tftp_window *w, uint64_t n);
 /* Applies the ACK with wire block number 'block'. */
 enum tftp_ack_result tftp_window_ack(struct tftp_window *w, uint16_t block);
-/* A retransmission timeout: go back to the first unacknowledged block and
- * halve the window. */
+/* A retransmission timeout: go back to the first unacknowledged block
+ * (the whole window is sent again from there). */
 void tftp_window_timeout(struct tftp_window *w);
-/* After a burst: the index of a block to send once more so that the
- * receiver ACKs a shrunken window now, or 0 when none is needed. */
-uint64_t tftp_window_probe(const struct tftp_window *w);

@@ -234,38 +234,26 @@ EOI
 	rm -rf "$d"
 }
 
-# e2e_installed_disk OUT SIZE_MIB MARKER INITRAMFS: a small bootable Linux
-# disk, what a tenant's image is in these tests. MBR with syslinux's boot
-# code, one bootable ext4 partition from 1 MiB to SIZE_MIB - 4 MiB (the last
-# MiBs belong to no partition, like a real disk's slack); its root is the
-# busybox, rackboot-agent, libraries and modules of INITRAMFS (a product
-# initramfs built with --modules ...,ext4,crc32c_generic), with busybox init:
-# /etc/init.d/rcS brings the NIC up by DHCP, prints "MARKER up", then runs
-# /etc/init.d/rackboot-agent start when stage 2 installed one. Booted by
-# extlinux: /boot/vmlinuz and /boot/initrd (INITRAMFS with an /init that
-# loads its modules, mounts /dev/vda1 and switch_roots), kernel line from
-# /boot/extlinux/extlinux.conf. The root is mounted read-only (the disk
-# stays byte-identical to the image while it runs) unless E2E_ROOT_MODE=rw
-# (a node whose installed agent changes it). Needs extlinux and a loop mount.
-e2e_installed_disk() {
-	out=$1 size=$2 marker=$3 initrd=$4
-	d=$(mktemp -d)
-	mkdir -p "$d/root" "$d/over" "$d/mnt"
+# e2e_installed_root DIR MARKER INITRAMFS ROOTDEV: the installed system's
+# tree of e2e_installed_disk into DIR (empty), for a root file system on
+# ROOTDEV (the kernel line's root=, which its initrd mounts).
+e2e_installed_root() {
+	rr=$1 marker=$2 initrd=$3 rootdev=$4
 	case $(head -c 4 "$initrd" | od -An -tx1 | tr -d ' ') in
 	28b52ffd) zstd -dc "$initrd" ;;
 	*) gzip -dc "$initrd" ;;
-	esac | (cd "$d/root" && cpio -id --quiet) || return 1
-	rm -f "$d/root/init"
-	mkdir -p "$d/root/sbin" "$d/root/boot/extlinux" "$d/root/proc" "$d/root/sys" \
-		"$d/root/dev" "$d/root/run" "$d/root/tmp" "$d/root/var/lib" "$d/root/var/log" \
-		"$d/root/etc/init.d"
-	ln -sf /bin/busybox "$d/root/sbin/init"
+	esac | (cd "$rr" && cpio -id --quiet) || return 1
+	rm -f "$rr/init"
+	mkdir -p "$rr/sbin" "$rr/boot/extlinux" "$rr/proc" "$rr/sys" \
+		"$rr/dev" "$rr/run" "$rr/tmp" "$rr/var/lib" "$rr/var/log" \
+		"$rr/etc/init.d"
+	ln -sf /bin/busybox "$rr/sbin/init"
 	# The applets as a distribution has them (the root may be read-only)
-	for a in $("$d/root/bin/busybox" --list); do
-		[ -e "$d/root/bin/$a" ] || ln -s busybox "$d/root/bin/$a"
+	for a in $("$rr/bin/busybox" --list); do
+		[ -e "$rr/bin/$a" ] || ln -s busybox "$rr/bin/$a"
 	done
-	printf '::sysinit:/etc/init.d/rcS\n::ctrlaltdel:/sbin/reboot -f\n' >"$d/root/etc/inittab"
-	cat >"$d/root/etc/init.d/rcS" <<EOR
+	printf '::sysinit:/etc/init.d/rcS\n::ctrlaltdel:/sbin/reboot -f\n' >"$rr/etc/inittab"
+	cat >"$rr/etc/init.d/rcS" <<EOR
 #!/bin/sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -282,29 +270,36 @@ done
 echo "$marker up: \$(hostname) \$(ip -4 -o addr show eth0 | awk '{ print \$4 }')"
 [ -x /etc/init.d/rackboot-agent ] && /etc/init.d/rackboot-agent start
 EOR
-	chmod 755 "$d/root/etc/init.d/rcS"
-	cp "$E2E_VMLINUZ" "$d/root/boot/vmlinuz"
+	chmod 755 "$rr/etc/init.d/rcS"
+	cp "$E2E_VMLINUZ" "$rr/boot/vmlinuz"
 	# The installed system's initrd: the same modules, an /init that
-	# mounts the root partition and hands over to it.
-	mkdir -p "$d/over"
-	cat >"$d/over/init" <<'EOI'
+	# mounts the root partition (root= of its kernel line) and hands over.
+	ro=$(mktemp -d)
+	cat >"$ro/init" <<'EOI'
 #!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /sysroot
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs dev /dev
 while read -r ko; do /bin/busybox insmod "$ko" 2>/dev/null; done </etc/modules
-n=0
-while [ ! -b /dev/vda1 ] && [ "$n" -lt 30 ]; do /bin/busybox sleep 1; n=$((n + 1)); done
 mode=ro
-case " $(/bin/busybox cat /proc/cmdline) " in *" rw "*) mode=rw ;; esac
-/bin/busybox mount -t ext4 -o "$mode" /dev/vda1 /sysroot || { echo "cannot mount /dev/vda1"; /bin/busybox sleep 5; /bin/busybox reboot -f; }
+root=/dev/vda1
+for w in $(/bin/busybox cat /proc/cmdline); do
+	case $w in
+	rw) mode=rw ;;
+	root=/dev/*) root=${w#root=} ;;
+	esac
+done
+n=0
+while [ ! -b "$root" ] && [ "$n" -lt 30 ]; do /bin/busybox sleep 1; n=$((n + 1)); done
+/bin/busybox mount -t ext4 -o "$mode" "$root" /sysroot || { echo "cannot mount $root"; /bin/busybox sleep 5; /bin/busybox reboot -f; }
 /bin/busybox umount /proc /dev
 exec /bin/busybox switch_root /sysroot /sbin/init
 EOI
-	chmod 755 "$d/over/init"
-	cp "$initrd" "$d/root/boot/initrd"
-	(cd "$d/over" && echo init | cpio -o -H newc --quiet | gzip -1) >>"$d/root/boot/initrd"
-	cat >"$d/root/boot/extlinux/extlinux.conf" <<EOX
+	chmod 755 "$ro/init"
+	cp "$initrd" "$rr/boot/initrd"
+	(cd "$ro" && echo init | cpio -o -H newc --quiet | gzip -1) >>"$rr/boot/initrd"
+	rm -rf "$ro"
+	cat >"$rr/boot/extlinux/extlinux.conf" <<EOX
 SERIAL 0 115200
 DEFAULT linux
 PROMPT 0
@@ -312,8 +307,29 @@ TIMEOUT 0
 LABEL linux
 	KERNEL /boot/vmlinuz
 	INITRD /boot/initrd
-	APPEND root=/dev/vda1 ${E2E_ROOT_MODE:-ro} console=ttyS0 panic=-1 quiet
+	APPEND root=$rootdev ${E2E_ROOT_MODE:-ro} console=ttyS0 panic=-1 quiet
 EOX
+}
+
+# e2e_installed_disk OUT SIZE_MIB MARKER INITRAMFS: a small bootable Linux
+# disk, what a tenant's image is in these tests. MBR with syslinux's boot
+# code, one bootable ext4 partition from 1 MiB to SIZE_MIB - 4 MiB (the last
+# MiBs belong to no partition, like a real disk's slack); its root is the
+# busybox, rackboot-agent, libraries and modules of INITRAMFS (a product
+# initramfs built with --modules ...,ext4,crc32c_generic), with busybox init:
+# /etc/init.d/rcS brings the NIC up by DHCP, prints "MARKER up", then runs
+# /etc/init.d/rackboot-agent start when stage 2 installed one. Booted by
+# extlinux: /boot/vmlinuz and /boot/initrd (INITRAMFS with an /init that
+# loads its modules, mounts root= (/dev/vda1) and switch_roots), kernel line from
+# /boot/extlinux/extlinux.conf. The root is mounted read-only (the disk
+# stays byte-identical to the image while it runs) unless E2E_ROOT_MODE=rw
+# (a node whose installed agent changes it). Needs extlinux and a loop mount.
+# tests/e2e/uefi_disk.sh has the GPT + UEFI counterpart, with the same root.
+e2e_installed_disk() {
+	out=$1 size=$2 marker=$3 initrd=$4
+	d=$(mktemp -d)
+	mkdir -p "$d/root" "$d/mnt"
+	e2e_installed_root "$d/root" "$marker" "$initrd" /dev/vda1 || return 1
 	psize=$((size - 5))
 	rm -f "$out"
 	truncate -s "${size}M" "$out"
@@ -332,3 +348,6 @@ EOX
 	dd if=/usr/lib/syslinux/mbr/mbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
 	rm -rf "$d"
 }
+
+# The UEFI installed disk (GPT, ESP with a unified kernel image).
+. "$(dirname "${BASH_SOURCE:-$0}")/uefi_disk.sh"

@@ -5,10 +5,10 @@ mock of rackboot code: every byte of the repository comes from rackbootd).
 
     hostile_http.py PORTFILE UPSTREAM [options]
 
-Listens on 127.0.0.1 (port chosen by the kernel, written to PORTFILE once
+Listens on 127.0.0.1 (or --listen ADDR; port chosen by the kernel, written to PORTFILE once
 listening) and forwards GET requests, Range header included, to UPSTREAM
-(http://127.0.0.1:PORT). Requests whose path contains /packs/ can be made
-to misbehave:
+(http://127.0.0.1:PORT). Requests whose path contains /packs/ (or the
+--match text) can be made to misbehave:
 
   --rate BPS        send pack bodies at BPS bytes/s (throttle)
   --step BYTES      fetch a pack range from upstream BYTES at a time, each
@@ -24,6 +24,11 @@ to misbehave:
                     (the connection stays open until the client leaves)
   --redirect URL    answer 302 with Location: URL (no upstream request)
   --redirect-all    apply --redirect to every path, not only packs
+  --redirect-base B answer 302 with Location: B + the request's path (B like
+                    http://127.0.0.2:PORT: the same file on another host)
+  --pad N           append N bytes to the body (Content-Length grows, the
+                    Content-Range does not): a response longer than asked
+  --match TEXT      what a path must contain to misbehave (default /packs/)
 
 When UPSTREAM does not answer, the client gets 502; when it dies in the
 middle of a body, the client's connection is closed in the middle too.
@@ -54,10 +59,10 @@ def make_handler(args):
             sys.stderr.write("hostile: %s\n" % (fmt % a))
 
         def do_GET(self):
-            is_pack = "/packs/" in self.path
-            if args.redirect and (is_pack or args.redirect_all):
+            is_pack = args.match in self.path
+            if (args.redirect or args.redirect_base) and (is_pack or args.redirect_all):
                 self.send_response(302)
-                self.send_header("Location", args.redirect)
+                self.send_header("Location", args.redirect or args.redirect_base + self.path)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -89,6 +94,9 @@ def make_handler(args):
                 hdrs["Content-Range"] = "bytes %d-%d/%d" % (first, last, size)
             else:
                 step = 0
+            pad = args.pad if is_pack and r.status in (200, 206) else 0
+            if pad and hdrs["Content-Length"] is not None:
+                hdrs["Content-Length"] = str(int(hdrs["Content-Length"]) + pad)
             self.send_response(r.status)
             for k, v in hdrs.items():
                 if v is not None:
@@ -120,6 +128,8 @@ def make_handler(args):
                         yield b
                         continue
                     if not step or pos > last:
+                        if pad:
+                            yield b"\xa5" * pad
                         return
                     try:
                         c.request("GET", self.path, headers={
@@ -179,8 +189,12 @@ def main():
     p.add_argument("--stall", action="store_true")
     p.add_argument("--redirect")
     p.add_argument("--redirect-all", action="store_true")
+    p.add_argument("--redirect-base")
+    p.add_argument("--pad", type=int, default=0)
+    p.add_argument("--match", default="/packs/")
+    p.add_argument("--listen", default="127.0.0.1")
     args = p.parse_args()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args))
+    srv = http.server.ThreadingHTTPServer((args.listen, 0), make_handler(args))
     srv.daemon_threads = True
     tmp = args.portfile + ".tmp"
     with open(tmp, "w") as f:

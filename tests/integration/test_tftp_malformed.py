@@ -188,8 +188,7 @@ def main():
         silent(rrq(b"probe") + b"blksize", "option name without NUL")
         silent(rrq(b"probe") + b"blksize\0" + b"1468", "option value without NUL")
         silent(rrq(b"probe") + b"\0junk", "junk after NUL padding")
-        silent(b"\0\1" + b"A" * 65000, "huge packet")
-        silent(rrq(b"probe", b"blksize", b"1468") + b"x" * 3000, "oversized request")
+        silent(b"\0\4" + b"A" * 65000, "huge non-request packet")
         silent(b"\0\5\0\1not a request\0", "ERROR to the request port")
 
         # Answered.
@@ -221,9 +220,18 @@ def main():
         expect(rrq(b"mid", b"windowsize", b"0", b"timeout", b"0"), "windowsize 0, timeout 0 ignored",
                3, lambda v: v[0] == 1)
         expect(rrq(b"mid", b"timeout", b"256"), "timeout 256 ignored", 3, lambda v: v[0] == 1)
+        # Option floods and oversized requests are refused (no boot
+        # firmware sends either): ERROR 8 and ERROR 0.
         many = [b"opt%d" % i for i in range(120)]
-        expect(rrq(b"probe", *[x for o in many for x in (o, b"1")]), "120 unknown options", 3,
-               lambda v: v[0] == 1)
+        expect(rrq(b"probe", *[x for o in many[:16] for x in (o, b"1")]), "16 unknown options",
+               3, lambda v: v[0] == 1)
+        expect(rrq(b"probe", *[x for o in many[:17] for x in (o, b"1")]), "17 options refused",
+               5, lambda v: v[0] == 8)
+        expect(rrq(b"probe", *[x for o in many for x in (o, b"1")]), "120 options refused", 5,
+               lambda v: v[0] == 8)
+        expect(b"\0\1" + b"A" * 65000, "huge request refused", 5, lambda v: v[0] == 0)
+        expect(rrq(b"probe", b"blksize", b"1468") + b"x" * 3000, "oversized request refused", 5,
+               lambda v: v[0] == 0)
         expect(rrq(b"a" * 300), "300-byte file name", 5, lambda v: v[0] == 1)
         expect(rrq(b"a/" * 600), "1200-byte file name", 5, lambda v: v[0] == 1)
         expect(rrq(b"../etc/passwd"), "../ path", 5, lambda v: v[0] == 2)
@@ -272,9 +280,9 @@ def main():
         check(err is not None, "transfer dropped with an ERROR: %r" % (err,))
         c.close()
 
-        # The window shrinks after a loss and stays smaller; a shrunken
-        # burst ends with its last block repeated, so that receivers that
-        # count the negotiated window ACK it without waiting for a timeout.
+        # RFC 7440: a loss resends a whole window from the first block not
+        # acknowledged (receivers count the negotiated window before they
+        # ACK, so the window never shrinks); a duplicate ACK resends once.
         def burst(c):
             got = []
             c.s.settimeout(TIMEOUT_MS / 1000.0 * 0.6)  # before the server's timer
@@ -295,14 +303,36 @@ def main():
         check(got == list(range(1, 9)), "first window 1..8: %r" % got)
         c.ack(3)  # blocks 4..8 "lost"
         got = burst(c)
-        check(got == [4, 5, 6, 7, 7], "after loss: 4 blocks from block 4, 7 repeated: %r" % got)
-        c.ack(7)
-        got = burst(c)
-        check(got == [8, 9, 10, 11, 11], "window stays 4: %r" % got)
+        check(got == list(range(4, 12)), "after loss: a whole window from block 4: %r" % got)
         c.ack(11)
-        c.ack(11)  # a duplicate ACK: one resend of a smaller burst, once
         got = burst(c)
-        check(got == [12, 13, 14, 15, 15, 12, 13, 13], "duplicate ACK halves again: %r" % got)
+        check(got == list(range(12, 20)), "window stays 8: %r" % got)
+        c.ack(19)  # blocks 20 and 21 (the empty last one) follow
+        c.ack(5)  # an old ACK: ignored, moves nothing back
+        c.ack(19)  # a duplicate ACK: the window once more
+        c.ack(19)  # ... but only once
+        got = burst(c)
+        check(got == [20, 21, 20, 21], "old ACK ignored, duplicate ACK resends once: %r" % got)
+        c.abort()
+        c.close()
+
+        # A repeated request while the OACK waits for ACK 0 gets the OACK
+        # again at once; the timer does not repeat it within its first
+        # seconds (atftp aborts on a second OACK when only its ACK 0 was
+        # lost, and repeats that ACK itself after 5 s).
+        c = Client(port)
+        c.send(rrq(b"mid", b"blksize", b"1024"))
+        op, v = c.recv()
+        c.send(rrq(b"mid", b"blksize", b"1024"))
+        op2, v2 = c.recv()
+        c.s.settimeout(TIMEOUT_MS / 1000.0 * 5)
+        op3, v3 = c.recv()
+        check(op == 6 and op2 == 6 and v2 == v and op3 is None,
+              "repeated RRQ: OACK again at once, none from the timer: %r" % [op, op2, op3])
+        c.ack(0)
+        c.s.settimeout(2.0)
+        op4, v4 = c.recv()
+        check(op4 == 3 and v4[0] == 1 and len(v4[1]) == 1024, "DATA 1 after ACK 0")
         c.abort()
         c.close()
 

@@ -202,6 +202,14 @@ static void test_plan_good(void **state)
 	                            MAC, &p, err, sizeof(err)),
 	                 0);
 	assert_int_equal(p.after, AGENT_AFTER_NONE);
+	/* the fast swap (agent/kexec.c) */
+	assert_int_equal(parse_plan(PLAN_HEAD "\"action\":\"image\"," IMAGE
+	                                      ",\"disk\":\"\",\"wipe\":\"metadata\","
+	                                      "\"grow_last_partition\":false,\"after\":\"kexec\"}",
+	                            NULL, &p, err, sizeof(err)),
+	                 0);
+	assert_int_equal(p.after, AGENT_AFTER_KEXEC);
+	assert_string_equal(agent_after_name(p.after), "kexec");
 }
 
 static void test_plan_bad(void **state)
@@ -319,7 +327,8 @@ static void test_plan_bad(void **state)
 #define POST_OK                                                                                    \
 	"\"post_install\":{\"hostname\":\"gpu-525400123456\",\"ssh_keys\":[\"ssh-ed25519 "         \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site\"],\"kernel_args\":\"iommu=pt\","                   \
-	"\"root_partition\":2,\"update_interval_s\":30,\"update_jitter_s\":0}"
+	"\"root_partition\":2,\"update_interval_s\":30,\"update_jitter_s\":0,"                     \
+	"\"network\":\"dhcp\"}"
 #define TOKEN "\"node_token\":\"0123456789abcdef0123456789abcdef\""
 
 static void test_plan_stage2(void **state)
@@ -353,6 +362,7 @@ static void test_plan_stage2(void **state)
 	assert_int_equal(p.post.root_partition, 2);
 	assert_int_equal(p.post.update_interval_s, 30);
 	assert_int_equal(p.post.update_jitter_s, 0);
+	assert_true(p.post.network_dhcp);
 	assert_string_equal(p.node_token, "0123456789abcdef0123456789abcdef");
 	agent_plan_fini(&p);
 	assert_null(p.packages);
@@ -393,6 +403,9 @@ static void test_plan_stage2(void **state)
 		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\","
 		  "\"root_partition\":0,\"update_jitter_s\":\"9\"},\"packages\":[]," TOKEN "}",
 		  "post_install.update_jitter_s" },
+		{ "\"post_install\":{\"hostname\":\"\",\"ssh_keys\":[],\"kernel_args\":\"\","
+		  "\"root_partition\":0,\"network\":\"static\"},\"packages\":[]," TOKEN "}",
+		  "post_install.network: expected \"image\" or \"dhcp\"" },
 		{ "\"post_install\":[]}", "post_install: expected an object" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -238,12 +238,119 @@ static void test_apply_dir(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/* Reads path below dir into buf ("" when absent). */
+static void slurp(const char *dir, const char *path, char *buf, size_t len)
+{
+	char p[512];
+	FILE *f;
+	size_t n = 0;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, path);
+	f = fopen(p, "r");
+	if (f) {
+		n = fread(buf, 1, len - 1, f);
+		fclose(f);
+	}
+	buf[n] = '\0';
+}
+
+/* network = "dhcp" in each kind of image: netplan, ifupdown (with and
+ * without a "source" line), systemd-networkd, and none of them. */
+static void test_network(void **state)
+{
+	static const struct {
+		const char *setup, *report;
+	} kinds[] = {
+		{ "mkdir -p etc/netplan", "network: netplan" },
+		{ "mkdir -p etc/network && printf 'auto lo\\niface lo inet loopback' "
+		  ">etc/network/interfaces",
+		  "network: ifupdown, boot NIC named boot0" },
+		{ "mkdir -p etc/network && printf 'source /etc/network/interfaces.d/*\\n' "
+		  ">etc/network/interfaces",
+		  "network: ifupdown, boot NIC named boot0" },
+		{ "mkdir -p lib/systemd && : >lib/systemd/systemd-networkd",
+		  "network: systemd-networkd" },
+		{ "true", "network: the image has no netplan, ifupdown or systemd-networkd" },
+	};
+	struct agent_postinst pi = { .profile = "gpu",
+		                     .hostname = "",
+		                     .kernel_args = "",
+		                     .server = "http://10.0.0.1:8080",
+		                     .mac = "52:54:00:00:00:01",
+		                     .token = "0123456789abcdef0123456789abcdef",
+		                     .repo = "http://10.0.0.1:8080/repo",
+		                     .image = "debian12",
+		                     .image_version = "3",
+		                     .network_dhcp = true };
+	char dir[] = "/tmp/rbnetXXXXXX", cmd[512], rep[512], err[512], buf[1024];
+	struct stat st;
+
+	(void)state;
+	if (geteuid() != 0) /* files are chowned to root */
+		skip();
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		int rootfd;
+
+		memcpy(dir, "/tmp/rbnetXXXXXX", sizeof(dir));
+		assert_non_null(mkdtemp(dir));
+		snprintf(cmd, sizeof(cmd), "cd '%s' && %s", dir, kinds[k].setup);
+		assert_int_equal(system(cmd), 0);
+		rootfd = open(dir, O_RDONLY | O_DIRECTORY);
+		assert_true(rootfd >= 0);
+		assert_int_equal(
+		        agent_postinst_apply(rootfd, dir, &pi, rep, sizeof(rep), err, sizeof(err)),
+		        0);
+		assert_non_null(strstr(rep, kinds[k].report));
+		switch (k) {
+		case 0:
+			slurp(dir, "etc/netplan/60-rackboot.yaml", buf, sizeof(buf));
+			assert_non_null(strstr(buf, "macaddress: \"52:54:00:00:00:01\""));
+			assert_non_null(strstr(buf, "dhcp4: true"));
+			assert_int_equal(fstatat(rootfd, "etc/netplan/60-rackboot.yaml", &st, 0),
+			                 0);
+			assert_int_equal(st.st_mode & 0777, 0600);
+			break;
+		case 1:
+		case 2:
+			slurp(dir, "etc/systemd/network/10-rackboot-boot.link", buf, sizeof(buf));
+			assert_non_null(strstr(buf, "MACAddress=52:54:00:00:00:01\n"));
+			assert_non_null(strstr(buf, "Name=boot0\n"));
+			slurp(dir, "etc/network/interfaces.d/rackboot-boot0", buf, sizeof(buf));
+			assert_non_null(strstr(buf, "iface boot0 inet dhcp\n"));
+			slurp(dir, "etc/network/interfaces", buf, sizeof(buf));
+			/* the source line added once, after the image's own lines */
+			assert_string_equal(buf, k == 1 ? "auto lo\niface lo inet loopback\n"
+			                                  "source /etc/network/interfaces.d/*\n"
+			                                : "source /etc/network/interfaces.d/*\n");
+			break;
+		case 3:
+			slurp(dir, "etc/systemd/network/10-rackboot-boot.network", buf,
+			      sizeof(buf));
+			assert_non_null(strstr(buf, "[Match]\nMACAddress=52:54:00:00:00:01\n"));
+			assert_non_null(strstr(buf, "DHCP=yes\n"));
+			assert_int_equal(
+			        readlinkat(rootfd,
+			                   "etc/systemd/system/multi-user.target.wants/"
+			                   "systemd-networkd.service",
+			                   buf, sizeof(buf)),
+			        (ssize_t)strlen("/lib/systemd/system/systemd-networkd.service"));
+			break;
+		default:
+			assert_int_equal(fstatat(rootfd, "etc/systemd/network", &st, 0), -1);
+			assert_int_equal(fstatat(rootfd, "etc/netplan", &st, 0), -1);
+		}
+		close(rootfd);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pick_root), cmocka_unit_test(test_fs_and_table),
 		cmocka_unit_test(test_render),    cmocka_unit_test(test_append_lines),
-		cmocka_unit_test(test_apply_dir),
+		cmocka_unit_test(test_apply_dir), cmocka_unit_test(test_network),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

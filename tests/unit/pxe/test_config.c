@@ -129,6 +129,7 @@ static void test_profiles(void **state)
 	assert_string_equal(p->disk, "/dev/disk/by-id/nvme-SAMSUNG_MZ1L2_S665:1");
 	assert_string_equal(rb_wipe_name(p->wipe), "full");
 	assert_string_equal(rb_after_name(p->after), "poweroff");
+	assert_string_equal(rb_after_name(RB_AFTER_KEXEC), "kexec");
 	assert_null(rb_config_profile(c, "gpu"));
 	assert_null(rb_config_profile(c, NULL));
 	rb_config_free(c);
@@ -153,7 +154,8 @@ static void test_package_sets(void **state)
 	             " hostname = \"gpu-{mac}.{ip}.rack1\"\n"
 	             " ssh_keys = {\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@site\",\n"
 	             "  \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== \"}\n"
-	             " root_partition = 2\n update_interval_s = 30\n update_jitter_s = 0\n}\n"
+	             " root_partition = 2\n update_interval_s = 30\n update_jitter_s = 0\n"
+	             " network = \"dhcp\"\n}\n"
 	             "profile \"plain\" { image = \"debian12\" }\n",
 	             &c, err, sizeof(err)),
 	        0);
@@ -180,10 +182,12 @@ static void test_package_sets(void **state)
 	assert_int_equal(p->root_partition, 2);
 	assert_int_equal(p->update_interval_s, 30);
 	assert_int_equal(p->update_jitter_s, 0);
+	assert_true(p->network_dhcp);
 	/* the defaults */
 	p = rb_config_profile(c, "plain");
 	assert_int_equal(p->update_interval_s, 300);
 	assert_int_equal(p->update_jitter_s, 60);
+	assert_false(p->network_dhcp);
 	assert_int_equal(p->n_package_sets, 0);
 	assert_null(p->package_sets);
 	assert_int_equal(p->n_ssh_keys, 0);
@@ -271,7 +275,7 @@ static const struct bad bad_vectors[] = {
 	{ "profile \"p\" {\n image = \"x\"\n wipe = \"zero\"\n}\n",
 	  ":3: wipe = \"zero\": expected \"none\" or \"metadata\" or \"full\"" },
 	{ "profile \"p\" {\n image = \"x\"\n after = \"halt\"\n}\n",
-	  ":3: after = \"halt\": expected \"reboot\" or \"poweroff\" or \"none\"" },
+	  ":3: after = \"halt\": expected \"reboot\" or \"poweroff\" or \"none\" or \"kexec\"" },
 	{ "profile \"p\" {\n image = \"x\"\n disk = \"sda\"\n}\n",
 	  ":3: disk = \"sda\": expected \"\" (the agent picks) or a device path under /dev/" },
 	{ "profile \"p\" { image = \"x\" disk = \"/dev/../etc/shadow\" }\n",
@@ -357,6 +361,8 @@ static const struct bad bad_vectors[] = {
 	  ":3: root_partition = 129: expected a number from 0 to 128" },
 	{ "profile \"p\" {\n image = \"x\"\n update_interval_s = 1\n}\n",
 	  ":3: update_interval_s = 1: expected a number from 5 to 86400" },
+	{ "profile \"p\" {\n image = \"x\"\n network = \"static\"\n}\n",
+	  ":3: network = \"static\": expected \"image\" or \"dhcp\"" },
 };
 
 static void test_bad_values(void **state)

@@ -194,6 +194,38 @@ static void test_request_long_name(void **state)
 	}
 }
 
+/* Up to TFTP_OPTIONS_MAX options parse (unknown ones ignored); one more,
+ * with or without a value, is a flood. */
+static void test_request_option_flood(void **state)
+{
+	uint8_t pkt[1024];
+	struct tftp_request req;
+
+	for (unsigned n = TFTP_OPTIONS_MAX; n <= TFTP_OPTIONS_MAX + 1; n++) {
+		for (int valueless = 0; valueless <= 1; valueless++) {
+			size_t off = 0;
+
+			memcpy(pkt, "\0\1f\0octet\0", 10);
+			off = 10;
+			for (unsigned i = 0; i < n; i++) {
+				int k = snprintf((char *)pkt + off, sizeof(pkt) - off, "x%u", i);
+
+				off += (size_t)k + 1;
+				if (valueless && i == n - 1)
+					break; /* the last name has no value */
+				pkt[off++] = '1';
+				pkt[off++] = '\0';
+			}
+			if (n > TFTP_OPTIONS_MAX) {
+				assert_int_equal(tftp_request_parse(pkt, off, &req), -E2BIG);
+			} else {
+				assert_int_equal(tftp_request_parse(pkt, off, &req), 0);
+				assert_int_equal(req.n_ignored, n);
+			}
+		}
+	}
+}
+
 /* Every prefix of a valid request is either rejected or parses to a
  * subset of it: the cursor never reads past the given length. */
 static void test_request_truncations(void **state)
@@ -396,7 +428,10 @@ static void test_window_lockstep(void **state)
 	assert_int_equal(w.losses, 0);
 }
 
-static void test_window_loss_fallback(void **state)
+/* RFC 7440: every loss resends a whole window from the first block not
+ * acknowledged; the window never shrinks (receivers count the negotiated
+ * window: atftp waited 5 s for each shortened burst). */
+static void test_window_loss_resends_full_window(void **state)
 {
 	struct tftp_window w;
 
@@ -404,33 +439,32 @@ static void test_window_loss_fallback(void **state)
 	assert_int_equal(send_all(&w), 16);
 	assert_int_equal(tftp_window_ack(&w, 16), TFTP_ACK_SEND);
 	assert_int_equal(send_all(&w), 16); /* 17..32 */
-	/* Client got 17..20 only: go back to 21, window halves */
+	/* Client got 17..20 only: go back to 21, a whole window */
 	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_RESEND);
 	assert_int_equal(w.next, 21);
-	assert_int_equal(w.window, 8);
-	assert_int_equal(send_all(&w), 8); /* 21..28 */
-	/* Client got nothing of it and repeats ACK 20: one resend, smaller */
+	assert_int_equal(w.window, 16);
+	assert_int_equal(send_all(&w), 16); /* 21..36 */
+	/* Client got nothing of it and repeats ACK 20: one resend */
 	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_RESEND);
-	assert_int_equal(w.window, 4);
 	assert_int_equal(w.next, 21);
-	assert_int_equal(send_all(&w), 4);
+	assert_int_equal(send_all(&w), 16);
 	/* ... but the same duplicate again does not multiply traffic */
 	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_STALE);
 	assert_int_equal(tftp_window_sendable(&w), 0);
-	/* A timeout goes back and halves again, down to 1 and no further */
+	/* A timeout goes back to 21 with the whole window, every time */
 	tftp_window_timeout(&w);
-	assert_int_equal(w.window, 2);
 	assert_int_equal(w.next, 21);
+	assert_int_equal(tftp_window_sendable(&w), 16);
 	tftp_window_timeout(&w);
 	tftp_window_timeout(&w);
-	assert_int_equal(w.window, 1);
+	assert_int_equal(w.window, 16);
 	assert_int_equal(w.losses, 5);
-	/* Old ACKs (before 20) are ignored */
-	assert_int_equal(send_all(&w), 1);
+	/* Old ACKs (before 20) are ignored and move nothing back */
+	assert_int_equal(send_all(&w), 16);
 	assert_int_equal(tftp_window_ack(&w, 5), TFTP_ACK_STALE);
-	assert_int_equal(tftp_window_ack(&w, 21), TFTP_ACK_SEND);
-	/* The window does not grow back for the rest of the transfer */
-	assert_int_equal(tftp_window_sendable(&w), 1);
+	assert_int_equal(w.next, 37);
+	assert_int_equal(tftp_window_ack(&w, 36), TFTP_ACK_SEND);
+	assert_int_equal(tftp_window_sendable(&w), 16);
 }
 
 /* Blocks sent before a go-back did arrive: their ACK is progress, not
@@ -444,47 +478,50 @@ static void test_window_ack_after_goback(void **state)
 	assert_int_equal(tftp_window_ack(&w, 16), TFTP_ACK_SEND);
 	assert_int_equal(send_all(&w), 16); /* 17..32 */
 	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_RESEND);
-	assert_int_equal(send_all(&w), 8); /* 21..28 */
-	assert_int_equal(w.sent_max, 32);
-	assert_int_equal(tftp_window_ack(&w, 33), TFTP_ACK_STALE); /* never sent */
-	assert_int_equal(tftp_window_ack(&w, 32), TFTP_ACK_SEND);
-	assert_int_equal(w.acked, 32);
-	assert_int_equal(w.next, 33);
-	assert_int_equal(send_all(&w), 8); /* the window stays 8 */
+	assert_int_equal(send_all(&w), 16); /* 21..36 */
+	assert_int_equal(w.sent_max, 36);
+	assert_int_equal(tftp_window_ack(&w, 37), TFTP_ACK_STALE); /* never sent */
+	assert_int_equal(tftp_window_ack(&w, 28), TFTP_ACK_RESEND);
+	assert_int_equal(w.next, 29);
+	assert_int_equal(send_all(&w), 16); /* 29..44 */
+	assert_int_equal(tftp_window_ack(&w, 44), TFTP_ACK_SEND);
+	assert_int_equal(w.acked, 44);
+	assert_int_equal(w.next, 45);
 	/* After a timeout went back, an ACK of the old burst still counts */
+	assert_int_equal(send_all(&w), 16); /* 45..60 */
 	tftp_window_timeout(&w);
-	assert_int_equal(w.next, 33);
-	assert_int_equal(w.window, 4);
-	assert_int_equal(tftp_window_ack(&w, 40), TFTP_ACK_SEND);
-	assert_int_equal(w.next, 41);
+	assert_int_equal(w.next, 45);
+	assert_int_equal(tftp_window_ack(&w, 52), TFTP_ACK_SEND);
+	assert_int_equal(w.next, 53);
+	/* ... and a late, older ACK does not reset to a stale block */
+	assert_int_equal(tftp_window_ack(&w, 48), TFTP_ACK_STALE);
+	assert_int_equal(w.next, 53);
+	assert_int_equal(w.acked, 52);
 }
 
-/* A shrunken burst ends with its last block repeated, so receivers that
- * count the negotiated window ACK it at once. */
-static void test_window_probe(void **state)
+/* The ACK of the last block ends the transfer even right after a timeout
+ * went back (a retransmission pending), and even after a go-back. */
+static void test_window_final_ack_while_resending(void **state)
 {
 	struct tftp_window w;
 
-	tftp_window_init(&w, 100, 16);
-	assert_int_equal(send_all(&w), 16);
-	assert_int_equal(tftp_window_probe(&w), 0); /* full window: none */
-	assert_int_equal(tftp_window_ack(&w, 10), TFTP_ACK_RESEND);
-	assert_int_equal(send_all(&w), 8); /* 11..18 */
-	assert_int_equal(tftp_window_probe(&w), 18);
-	assert_int_equal(tftp_window_ack(&w, 18), TFTP_ACK_SEND);
+	tftp_window_init(&w, 20, 8);
 	assert_int_equal(send_all(&w), 8);
-	assert_int_equal(tftp_window_probe(&w), 26);
-	/* The burst that reaches the end of the file needs none */
-	w.acked = 95;
-	w.next = 96;
-	assert_int_equal(send_all(&w), 5);
-	assert_int_equal(tftp_window_probe(&w), 0);
-	/* Lock-step never probes */
-	tftp_window_init(&w, 100, 1);
-	assert_int_equal(send_all(&w), 1);
+	assert_int_equal(tftp_window_ack(&w, 8), TFTP_ACK_SEND);
+	assert_int_equal(send_all(&w), 8);
+	assert_int_equal(tftp_window_ack(&w, 16), TFTP_ACK_SEND);
+	assert_int_equal(send_all(&w), 4); /* 17..20 */
 	tftp_window_timeout(&w);
-	assert_int_equal(send_all(&w), 1);
-	assert_int_equal(tftp_window_probe(&w), 0);
+	assert_int_equal(w.next, 17);
+	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_DONE);
+	/* go-back on a gap, then the final ACK of the first burst */
+	tftp_window_init(&w, 20, 8);
+	w.acked = 12;
+	w.next = 13;
+	w.sent_max = 12;
+	assert_int_equal(send_all(&w), 8); /* 13..20 */
+	assert_int_equal(tftp_window_ack(&w, 14), TFTP_ACK_RESEND);
+	assert_int_equal(tftp_window_ack(&w, 20), TFTP_ACK_DONE);
 }
 
 static void test_window_final_block(void **state)
@@ -541,8 +578,8 @@ static void test_window_rollover_stale(void **state)
 	/* wire 65533 is 65533, a partial ACK */
 	assert_int_equal(tftp_window_ack(&w, 65533), TFTP_ACK_RESEND);
 	assert_int_equal(w.acked, 65533);
-	assert_int_equal(send_all(&w), 8);                       /* 65534..65541 */
-	assert_int_equal(tftp_window_ack(&w, 5), TFTP_ACK_SEND); /* 65541 = wire 5 */
+	assert_int_equal(send_all(&w), 16);                        /* 65534..65549 */
+	assert_int_equal(tftp_window_ack(&w, 5), TFTP_ACK_RESEND); /* 65541 = wire 5 */
 	assert_int_equal(w.acked, 65541);
 	/* An ACK from before the wrap (wire 65535 = 65535) is old */
 	assert_int_equal(tftp_window_ack(&w, 65535), TFTP_ACK_STALE);
@@ -554,6 +591,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_parse),
 		cmocka_unit_test(test_request_long_name),
+		cmocka_unit_test(test_request_option_flood),
 		cmocka_unit_test(test_request_truncations),
 		cmocka_unit_test(test_reply_parse),
 		cmocka_unit_test(test_negotiate),
@@ -561,9 +599,9 @@ int main(void)
 		cmocka_unit_test(test_build_error_and_data),
 		cmocka_unit_test(test_block_count),
 		cmocka_unit_test(test_window_lockstep),
-		cmocka_unit_test(test_window_loss_fallback),
+		cmocka_unit_test(test_window_loss_resends_full_window),
 		cmocka_unit_test(test_window_ack_after_goback),
-		cmocka_unit_test(test_window_probe),
+		cmocka_unit_test(test_window_final_ack_while_resending),
 		cmocka_unit_test(test_window_final_block),
 		cmocka_unit_test(test_window_rollover),
 		cmocka_unit_test(test_window_rollover_stale),
