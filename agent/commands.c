@@ -13,6 +13,7 @@ int agent_cmd_plain(int argc, char **argv);
 int agent_cmd_pkg_install(int argc, char **argv);
 int agent_cmd_update(int argc, char **argv);
 int agent_cmd_pkg_remove(int argc, char **argv);
+int agent_cmd_netboot_next(int argc, char **argv);
 
 const struct agent_command agent_commands[] = {
 	/* entries (each helper adds its own under this line) */
@@ -28,5 +29,7 @@ const struct agent_command agent_commands[] = {
 	  agent_cmd_pkg_install },
 	{ "pkg-remove", "remove installed packages from a root directory", agent_cmd_pkg_remove },
 	{ "update", "keep this installed node at its desired state (stage 3)", agent_cmd_update },
+	{ "netboot-next", "make the next boot a network boot (UEFI BootNext, as update does)",
+	  agent_cmd_netboot_next },
 	{ NULL, NULL, NULL },
 };

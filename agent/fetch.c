@@ -379,7 +379,10 @@ static void ended(struct agent_fetcher *f, struct agent_xfer *x, CURLcode rc)
 	curl_easy_cleanup(e);
 	x->easy = NULL;
 	if (x->guard->refused) {
-		fail(f, x, x->guard->refused, x->guard->msg);
+		/* never retried: the repository said where to go, and it is not allowed */
+		snprintf(x->errmsg, sizeof(x->errmsg), "%.500s (after %u request%s)", x->guard->msg,
+		         x->tries, x->tries == 1 ? "" : "s");
+		finish(f, x, x->guard->refused);
 		return;
 	}
 	if (x->overflow) {

@@ -10,11 +10,11 @@
  *      a change again).
  *   3. reimage (the operator asked, or the desired image is not the one
  *      stage 2 wrote): status "reimage", the next boot made a network
- *      boot (efibootmgr --bootnext to the firmware's PXE/HTTP entry where
- *      there is EFI and efibootmgr; else the firmware's boot order must
- *      try the network first, and rackbootd now serves the provisioning
- *      boot), sync, reboot (not with --no-after). Stage 1 then fetches only
- *      the chunks that changed.
+ *      boot (on UEFI, BootNext set through efivarfs to the firmware's
+ *      network entry for this node's MAC, agent/efivars.c; on BIOS the
+ *      firmware's boot order must try the network first, and rackbootd
+ *      now serves the provisioning boot), sync, reboot (not with --no-after). Stage 1 then fetches
+ * only the chunks that changed.
  *   4. packages: the signed catalogue fetched and verified, the desired
  *      pins resolved with their dependencies, the difference to
  *      installed.json applied package by package (agent/pkgupdate.c,
@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/efivars.h"
 #include "agent/pkginstall.h"
 #include "agent/pkgstate.h"
 #include "agent/pkgupdate.h"
@@ -295,7 +296,7 @@ int agent_efi_netboot_entry(const char *listing, char ret[5])
 
 struct upd {
 	const char *root; /* "/" on a node; a directory in tests */
-	const char *conf_path, *pubdir, *arch, *efibootmgr;
+	const char *conf_path, *pubdir, *arch, *efibootmgr, *efivars;
 	bool once, no_after;
 	unsigned interval_s, jitter_s, timeout_s, script_timeout_s;
 	struct agent_update_conf conf;
@@ -449,28 +450,14 @@ static int run_capture(const char *const argv[], char **ret)
 	return 0;
 }
 
-/* The next boot from the network: efibootmgr --bootnext where there is
- * EFI, else the firmware's boot order (rackbootd serves the provisioning
- * boot once the node reported "reimage"). how says which. */
-static void arrange_netboot(struct upd *u, char *how, size_t howlen)
+/* The next boot from the network with efibootmgr (--efibootmgr PATH
+ * only: the native way below reads the same variables and chooses by the
+ * node's MAC, where efibootmgr's listing offers only descriptions). */
+static void arrange_netboot_tool(const char *tool, char *how, size_t howlen)
 {
-	static const char *const paths[] = { "/usr/bin/efibootmgr", "/usr/sbin/efibootmgr",
-		                             "/bin/efibootmgr", "/sbin/efibootmgr" };
-	const char *tool = u->efibootmgr;
 	char *listing = NULL, entry[5];
 	int e;
 
-	if (!tool && access("/sys/firmware/efi", F_OK) == 0)
-		for (size_t i = 0; i < RB_ARRAY_SIZE(paths) && !tool; i++)
-			if (access(paths[i], X_OK) == 0)
-				tool = paths[i];
-	if (!tool) {
-		snprintf(how, howlen,
-		         "no EFI boot manager (no /sys/firmware/efi or no efibootmgr): the next "
-		         "boot reaches rackbootd only if the firmware tries the network before "
-		         "the disk");
-		return;
-	}
 	{
 		const char *argv[] = { tool, NULL };
 
@@ -497,14 +484,60 @@ static void arrange_netboot(struct upd *u, char *how, size_t howlen)
 		snprintf(how, howlen, "BootNext set to Boot%s (%s -n)", entry, tool);
 }
 
+/* The next boot from the network: BootNext through efivarfs on UEFI
+ * (agent/efivars.c), nothing on BIOS (rackbootd serves the provisioning
+ * boot once the node reported "reimage", if the firmware tries the
+ * network first). how says which, and why. A test root (--root other
+ * than /) leaves this machine's firmware alone unless --efivars names a
+ * directory. */
+static void arrange_netboot(struct upd *u, char *how, size_t howlen)
+{
+	char msg[1024];
+	uint8_t mac[6];
+	int e;
+
+	if (u->efibootmgr) {
+		arrange_netboot_tool(u->efibootmgr, how, howlen);
+		return;
+	}
+	if (!u->efivars && strcmp(u->root, "/") != 0) {
+		snprintf(how, howlen,
+		         "not set (--root %s is not this machine's root, and no --efivars): the "
+		         "firmware's boot order decides",
+		         u->root);
+		return;
+	}
+	if (rb_mac_parse(u->conf.mac, mac) < 0) {
+		snprintf(how, howlen, "not set (mac \"%s\" in agent.conf unreadable)", u->conf.mac);
+		return;
+	}
+	e = agent_efi_netboot_next(u->efivars, mac, false, msg, sizeof(msg));
+	if (e < 0 && e != -EOPNOTSUPP)
+		log_warn("next boot: BootNext not set: %s", msg);
+	else
+		log_info("next boot: %s", msg);
+	/* the report carries it cut to fit (the log above has it whole) */
+	if ((e == 0 || e == -EOPNOTSUPP
+	             ? snprintf(how, howlen, "%s", msg)
+	             : snprintf(how, howlen,
+	                        "BootNext not set: %s; the next boot reaches rackbootd only if "
+	                        "the firmware tries the network before the disk",
+	                        msg)) >= (int)howlen)
+		log_debug("next boot: cut to %zu bytes for the report", howlen - 1);
+}
+
 static int do_reimage(struct upd *u, const struct agent_desired *d, const char *etag)
 {
-	char how[400], msg[800];
+	/* rackbootd refuses a status message over 1024 bytes (pxe/api.c
+	 * API_MESSAGE_MAX): cut here, so the reimage is still reported */
+	char how[720], msg[1024 + 1];
 
 	arrange_netboot(u, how, sizeof(how));
-	snprintf(msg, sizeof(msg), "reimage to %s %s (running %s %s); next boot: %s", d->image,
-	         d->image_version, u->conf.image[0] ? u->conf.image : "?",
-	         u->conf.image_version[0] ? u->conf.image_version : "?", how);
+	if (snprintf(msg, sizeof(msg), "reimage to %s %s (running %s %s); next boot: %s", d->image,
+	             d->image_version, u->conf.image[0] ? u->conf.image : "?",
+	             u->conf.image_version[0] ? u->conf.image_version : "?",
+	             how) >= (int)sizeof(msg))
+		log_debug("reimage: the status message cut to %zu bytes", sizeof(msg) - 1);
 	report(u, "reimage", "reimage", msg);
 	/* Acted on: a node whose firmware boots its disk again does not loop. */
 	save_state(u, etag, "reimage");
@@ -765,11 +798,90 @@ out:
 	return rc;
 }
 
+/* `rackboot-agent netboot-next`: what update does before a reimage, on
+ * its own, so an operator can see (--dry-run) or set the entry. */
+int agent_cmd_netboot_next(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "mac", required_argument, NULL, 'm' },
+		{ "efivars", required_argument, NULL, 'V' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *conf_path = AGENT_CONF_PATH, *mac_text = NULL, *dir = NULL;
+	struct agent_update_conf conf;
+	char msg[1024], err[512], *text = NULL;
+	bool dry_run = false;
+	uint8_t mac[6];
+	size_t len;
+	int c, e;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'm':
+			mac_text = optarg;
+			break;
+		case 'V':
+			dir = optarg;
+			break;
+		case 'n':
+			dry_run = true;
+			break;
+		case 'h':
+			printf("usage: rackboot-agent netboot-next [--mac MAC | --config FILE]\n"
+			       "                                   [--efivars DIR] [--dry-run]\n"
+			       "Sets UEFI BootNext to the firmware's network entry for MAC "
+			       "(default:\n"
+			       "agent.conf's), as update does before a reimage.\n"
+			       "  --efivars DIR  an efivarfs directory (default " AGENT_EFIVARS_DIR
+			       ",\n                 mounted if need be)\n"
+			       "  --dry-run      say which entry, write nothing\n"
+			       "Exit: 0 set (or chosen), 1 not, 2 usage, 3 BIOS.\n");
+			return 0;
+		default:
+			goto bad;
+		}
+	}
+	if (optind != argc)
+		goto bad;
+	if (!mac_text) {
+		e = read_small_file(-1, conf_path, AGENT_CONF_MAX, &text, &len);
+		if (e == 0)
+			e = agent_update_conf_parse(text, len, &conf, err, sizeof(err));
+		else
+			snprintf(err, sizeof(err), "%s", strerror(-e));
+		free(text);
+		if (e < 0) {
+			fprintf(stderr, "rackboot-agent netboot-next: %s: %s (or give --mac)\n",
+			        conf_path, err);
+			return 1;
+		}
+		mac_text = conf.mac;
+	}
+	if (rb_mac_parse(mac_text, mac) < 0)
+		goto bad;
+	e = agent_efi_netboot_next(dir, mac, dry_run, msg, sizeof(msg));
+	printf("%s\n", msg);
+	return e == 0 ? 0 : e == -EOPNOTSUPP ? 3 : 1;
+bad:
+	fputs("usage: rackboot-agent netboot-next [--mac MAC | --config FILE] [--efivars DIR] "
+	      "[--dry-run]\n",
+	      stderr);
+	return 2;
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: rackboot-agent update [--config FILE] [--root DIR] [--pubdir DIR]\n"
 	      "                             [--once] [--interval-s N] [--jitter-s N]\n"
-	      "                             [--no-after] [--arch A] [--efibootmgr PATH]\n"
+	      "                             [--no-after] [--arch A] [--efivars DIR]\n"
+	      "                             [--efibootmgr PATH]\n"
 	      "                             [--timeout-s N] [--script-timeout-s N]\n"
 	      "Keeps this node at the desired state rackbootd names: polls\n"
 	      "/api/v1/nodes/<mac>/desired (conditional GET), applies package changes\n"
@@ -780,8 +892,9 @@ static void usage(FILE *f)
 	      "  --once         poll and apply once, then exit (1 if that failed)\n"
 	      "  --interval-s N, --jitter-s N  override the config (poll every N s + 0..J s)\n"
 	      "  --no-after     report a reimage but do not reboot\n"
-	      "  --efibootmgr PATH  set BootNext with this tool (default: efibootmgr when\n"
-	      "                 /sys/firmware/efi exists)\n"
+	      "  --efivars DIR  set BootNext for a reimage in DIR, an efivarfs (default:\n"
+	      "                 " AGENT_EFIVARS_DIR ", mounted if need be, on UEFI)\n"
+	      "  --efibootmgr PATH  set BootNext with this tool instead\n"
 	      "Exit: 0 (after SIGTERM, or --once done), 1 failure, 2 usage.\n",
 	      f);
 }
@@ -798,6 +911,7 @@ int agent_cmd_update(int argc, char **argv)
 		{ "no-after", no_argument, NULL, 'n' },
 		{ "arch", required_argument, NULL, 'a' },
 		{ "efibootmgr", required_argument, NULL, 'E' },
+		{ "efivars", required_argument, NULL, 'V' },
 		{ "timeout-s", required_argument, NULL, 'T' },
 		{ "script-timeout-s", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
@@ -837,6 +951,9 @@ int agent_cmd_update(int argc, char **argv)
 			break;
 		case 'E':
 			u->efibootmgr = optarg;
+			break;
+		case 'V':
+			u->efivars = optarg;
 			break;
 		case 'i':
 		case 'j':

@@ -50,3 +50,7 @@ int agent_efi_netboot_entry(const char *listing, char ret[5]);
 /* The command: argv[0] is "update". Exit 0 (with --once: polled and
  * applied, or nothing to do), 1 failure, 2 usage. */
 int agent_cmd_update(int argc, char **argv);
+
+/* `rackboot-agent netboot-next`: sets BootNext as update does before a
+ * reimage (agent/efivars.c). Exit 0 set, 1 not, 2 usage, 3 BIOS. */
+int agent_cmd_netboot_next(int argc, char **argv);

@@ -53,6 +53,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "pxe/api_ops.h"
+#include "pxe/httpcond.h"
 #include "pxe/config.h"
 #include "pxe/events.h"
 #include "pxe/pkgplan.h"
@@ -1088,6 +1089,21 @@ static int parse_installed(json_t *doc, char **ret_text, int *ret_reboot, struct
 	return 0;
 }
 
+/* registry_decide_fn: clears a pending reimage's wipe level once the node
+ * reported imaged; -EALREADY (nothing written) when none was pending. */
+static int reimage_done(struct registry_node *node, struct registry_operator *op, char event[24],
+                        char detail[512], void *ud)
+{
+	(void)node;
+	(void)ud;
+	if (!op->reimage_wipe[0])
+		return -EALREADY;
+	snprintf(event, 24, "reimage.done");
+	snprintf(detail, 512, "the reimage asked for (wipe %s) is done", op->reimage_wipe);
+	op->reimage_wipe[0] = '\0';
+	return 0;
+}
+
 static int handle_status(struct api *api, const struct api_request *rq, const char *macstr,
                          struct api_reply *ret)
 {
@@ -1134,6 +1150,16 @@ static int handle_status(struct api *api, const struct api_request *rq, const ch
 			goto out;
 		}
 	}
+	if (!strcmp(rec->state, "imaged") && strcmp(node.state, "imaged") != 0) {
+		/* the operator's reimage is done: its wipe level must not apply
+		 * to a later plan (nor show as pending) */
+		r = registry_operator_change(api->reg, mac, reimage_done, NULL);
+		if (r < 0 && r != -EALREADY) {
+			log_debug("api: status: reimage done: %s", strerror(-r));
+			r = reply_registry_error(ret, r);
+			goto out;
+		}
+	}
 	if (installed || reboot >= 0) {
 		r = registry_installed_set(api->reg, mac, installed, reboot);
 		if (r < 0) {
@@ -1150,35 +1176,6 @@ out:
 }
 
 /* ---- desired state (the installed node's agent) --------------------------- */
-
-/* Whether an If-None-Match value ("*", or a list of entity tags, weak
- * ones too) names etag (quotes included). */
-static bool etag_matches(const char *inm, const char *etag)
-{
-	size_t n = strlen(etag);
-
-	if (!inm || !*etag)
-		return false;
-	while (*inm) {
-		const char *end;
-
-		while (*inm == ' ' || *inm == ',' || *inm == '\t')
-			inm++;
-		if (!strncmp(inm, "W/", 2))
-			inm += 2;
-		if (*inm == '*')
-			return true;
-		end = inm;
-		while (*end && *end != ',')
-			end++;
-		while (end > inm && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		if ((size_t)(end - inm) == n && !strncmp(inm, etag, n))
-			return true;
-		inm = *end ? end + 1 : end;
-	}
-	return false;
-}
 
 static int handle_desired(struct api *api, const struct api_request *rq, const char *macstr,
                           struct api_reply *ret)
@@ -1232,7 +1229,7 @@ static int handle_desired(struct api *api, const struct api_request *rq, const c
 	if (r < 0)
 		goto out;
 	snprintf(ret->etag, sizeof(ret->etag), "\"%s\"", gen);
-	if (etag_matches(rq->if_none_match, ret->etag)) {
+	if (http_etag_matches(rq->if_none_match, ret->etag)) {
 		json_decref(doc);
 		ret->status = 304;
 		ret->body = strdup("");

@@ -39,6 +39,10 @@
  * end (or "-0") gets 416 with "Content-Range: bytes * /size". A Range header
  * with several ranges, or one we cannot parse, is ignored and the whole file
  * is sent with 200, which RFC 9110 allows (a server MAY ignore Range).
+ * Static files carry Last-Modified and an ETag (size, mtime with its
+ * nanoseconds); a GET or HEAD whose If-None-Match names it, or without
+ * If-None-Match an If-Modified-Since no earlier than the mtime, is 304
+ * without a body (httpcond.c), checked before Range.
  *
  * Owns: the MHD daemon, the root directory fds, the counters, the API
  * (api.c). Reads the registry; writes it only through api.c (a boot
@@ -74,6 +78,7 @@
 #include "pxe/config.h"
 #include "pxe/embedded.h"
 #include "pxe/events.h"
+#include "pxe/httpcond.h"
 #include "pxe/ipxe_script.h"
 #include "pxe/metrics.h"
 #include "pxe/netif.h"
@@ -390,19 +395,37 @@ static int parse_range(const char *h, uint64_t size, uint64_t *ret_off, uint64_t
 
 /* ---- static files ------------------------------------------------------- */
 
-static void add_file_headers(struct MHD_Response *resp, const char *path, const struct stat *st)
+/* A file's entity tag: size, mtime and its nanoseconds, so that a file
+ * rewritten within the same second still gets a new one. */
+#define FILE_ETAG_MAX 64
+static void file_etag(const struct stat *st, char etag[FILE_ETAG_MAX])
 {
-	char date[64], etag[64];
+	snprintf(etag, FILE_ETAG_MAX, "\"%llx-%llx-%lx\"", (unsigned long long)st->st_size,
+	         (unsigned long long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec);
+}
+
+/* The validators, on 200, 206 and 304 alike: Last-Modified and ETag. */
+static void add_validators(struct MHD_Response *resp, const struct stat *st, const char *etag)
+{
+	char date[64];
 	struct tm tm;
 
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type(path));
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
 	if (gmtime_r(&st->st_mtim.tv_sec, &tm) &&
 	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
-	snprintf(etag, sizeof(etag), "\"%llx-%llx-%lx\"", (unsigned long long)st->st_size,
-	         (unsigned long long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+}
+
+/* GET or HEAD with If-None-Match naming the file's ETag, or (without
+ * If-None-Match) If-Modified-Since no earlier than its mtime: 304 with
+ * the validators and no body, evaluated before Range (RFC 9110 13.2.2). */
+static bool file_not_modified(struct MHD_Connection *con, const struct stat *st, const char *etag)
+{
+	return http_not_modified(
+	        MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH),
+	        MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+	                                    MHD_HTTP_HEADER_IF_MODIFIED_SINCE),
+	        etag, st->st_mtim.tv_sec, time(NULL));
 }
 
 static enum MHD_Result serve_file(struct MHD_Connection *con, struct http_req *rq, const char *url,
@@ -412,7 +435,7 @@ static enum MHD_Result serve_file(struct MHD_Connection *con, struct http_req *r
 	struct MHD_Response *resp;
 	struct stat st;
 	unsigned status = 200;
-	char cr[96];
+	char cr[96], etag[FILE_ETAG_MAX];
 	int fd, r;
 
 	if (rootfd < 0)
@@ -446,6 +469,15 @@ static enum MHD_Result serve_file(struct MHD_Connection *con, struct http_req *r
 		close(fd);
 		return send_error(con, rq, url, 403, NULL);
 	}
+	file_etag(&st, etag);
+	if (file_not_modified(con, &st, etag)) {
+		close(fd);
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			return MHD_NO;
+		add_validators(resp, &st, etag);
+		return queue(con, rq, 304, resp, 0);
+	}
 	size = (uint64_t)st.st_size;
 	len = size;
 	if (!rq->head) {
@@ -478,7 +510,9 @@ static enum MHD_Result serve_file(struct MHD_Connection *con, struct http_req *r
 	}
 	if (!resp)
 		return MHD_NO;
-	add_file_headers(resp, rel, &st);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type(rel));
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	add_validators(resp, &st, etag);
 	if (status == 206)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
 	return queue(con, rq, status, resp, len);

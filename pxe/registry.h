@@ -80,7 +80,8 @@ struct registry_operator {
 	char desired_package_sets[REGISTRY_PKGSETS_MAX + 1];
 	int held; /* 0 or 1: no provisioning, no updates while set */
 	/* Wipe level of a pending reimage ("none", "metadata", "full"), "" =
-	 * none asked for. Cleared by provision and retire. */
+	 * none asked for. Cleared by provision and retire, and when the agent
+	 * reports imaged (event "reimage.done"). */
 	char reimage_wipe[16];
 };
 /* The node and its operator fields. Either out pointer may be NULL. */

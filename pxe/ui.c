@@ -21,6 +21,7 @@
 
 #include "common/util.h"
 #include "pxe/embedded.h"
+#include "pxe/httpcond.h"
 
 #define UI_PREFIX "/ui"
 
@@ -84,38 +85,6 @@ static void ui_etag(const struct rb_embedded_file *f, char buf[static 24])
 	snprintf(buf, 24, "\"%016llx\"", (unsigned long long)h);
 }
 
-/* If-None-Match: "*" or a comma-separated list of entity tags, each maybe
- * weak (W/"..."); a weak match is enough for GET (RFC 9110 13.1.2). */
-static bool etag_matches(const char *header, const char *etag)
-{
-	size_t elen = strlen(etag);
-	const char *p = header;
-
-	if (!p)
-		return false;
-	while (*p) {
-		const char *end;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (*p == '*')
-			return true;
-		if (strncmp(p, "W/", 2) == 0)
-			p += 2;
-		end = p;
-		while (*end && *end != ',')
-			end++;
-		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		if ((size_t)(end - p) == elen && memcmp(p, etag, elen) == 0)
-			return true;
-		p = end;
-		while (*p && *p != ',')
-			p++;
-	}
-	return false;
-}
-
 static void add_header(struct ui_reply *ret, const char *name, const char *value)
 {
 	if (ret->n_headers < UI_HEADERS_MAX)
@@ -157,7 +126,7 @@ void ui_handle(const char *path, const char *if_none_match, struct ui_reply *ret
 	add_header(ret, "ETag", ret->etag);
 	add_header(ret, "Cache-Control", "no-cache");
 	add_header(ret, "Content-Type", ui_type(f->name));
-	if (etag_matches(if_none_match, ret->etag)) {
+	if (http_etag_matches(if_none_match, ret->etag)) {
 		ret->status = 304;
 		return;
 	}

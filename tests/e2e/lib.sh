@@ -76,6 +76,9 @@ e2e_roots() {
 # e2e_qemu NS TAP MAC FIRMWARE SERIAL_LOG [extra args]: start a node.
 # FIRMWARE: bios (SeaBIOS + iPXE NIC ROM), uefi (OVMF + iPXE EFI NIC ROM),
 # uefi-edk2 (OVMF's own PXE client, no iPXE ROM: the path real servers take).
+# E2E_OVMF_VARS=FILE: the node's NVRAM, kept across power cycles as a real
+# node's is (made from OVMF_VARS.fd when absent); else a fresh one beside
+# SERIAL_LOG.
 e2e_qemu() {
 	ns=$1 tap=$2 mac=$3 fw=$4 log=$5
 	shift 5
@@ -84,8 +87,8 @@ e2e_qemu() {
 	case $fw in
 	bios) ;;
 	uefi|uefi-edk2)
-		vars=$(mktemp /tmp/rb-ovmf-vars.XXXXXX)
-		cp /usr/share/OVMF/OVMF_VARS.fd "$vars"
+		vars=${E2E_OVMF_VARS:-$log.vars}
+		[ -n "${E2E_OVMF_VARS:-}" ] && [ -s "$vars" ] || cp /usr/share/OVMF/OVMF_VARS.fd "$vars"
 		fwargs="-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd -drive if=pflash,format=raw,file=$vars"
 		[ "$fw" = uefi-edk2 ] && rom=",romfile="
 		;;

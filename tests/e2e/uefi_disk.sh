@@ -66,8 +66,26 @@ e2e_installed_disk_uefi() {
 		return 1
 	fi
 	truncate -s "${psize}M" "$d/part.img"
-	E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -L rackroot -U 5ac0b007-0000-4000-8000-000000000002 \
-		-d "$d/root" "$d/part.img" || { rm -rf "$d"; return 1; }
+	features=""
+	attrs=""
+	if [ "${E2E_HYBRID:-0}" = 1 ]; then
+		# BIOS too: extlinux in the root (syslinux 6 reads ext4 without
+		# these features), the partition marked legacy-BIOS-bootable for
+		# syslinux's GPT MBR code
+		features="-O ^64bit,^metadata_csum,^orphan_file,^extent,^flex_bg,^huge_file"
+		attrs=", attrs=\"LegacyBIOSBootable\""
+	fi
+	# shellcheck disable=SC2086
+	E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F $features -L rackroot \
+		-U 5ac0b007-0000-4000-8000-000000000002 -d "$d/root" "$d/part.img" || { rm -rf "$d"; return 1; }
+	if [ "${E2E_HYBRID:-0}" = 1 ]; then
+		mkdir -p "$d/mnt"
+		mount -o loop "$d/part.img" "$d/mnt" || { rm -rf "$d"; return 1; }
+		extlinux --install "$d/mnt/boot/extlinux" >/dev/null 2>&1
+		xrc=$?
+		umount "$d/mnt"
+		[ "$xrc" -eq 0 ] || { echo "e2e_installed_disk_uefi: extlinux --install failed" >&2; rm -rf "$d"; return 1; }
+	fi
 	rm -f "$out"
 	truncate -s "${size}M" "$out"
 	# Fixed GUIDs: the same inputs give the same disk.
@@ -75,14 +93,26 @@ e2e_installed_disk_uefi() {
 label: gpt
 label-id: 5AC0B007-0000-4000-8000-000000000000
 start=2048, size=$((esp * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=5AC0B007-0000-4000-8000-0000000000E5, name=esp
-start=$(((1 + esp) * 2048)), size=$((psize * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5AC0B007-0000-4000-8000-000000000002, name=root
+start=$(((1 + esp) * 2048)), size=$((psize * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5AC0B007-0000-4000-8000-000000000002, name=root$attrs
 EOS
 	if ! dd if="$d/esp.img" of="$out" bs=1M seek=1 conv=notrunc status=none ||
 		! dd if="$d/part.img" of="$out" bs=1M seek=$((1 + esp)) conv=notrunc status=none; then
 		rm -rf "$d"
 		return 1
 	fi
+	[ "${E2E_HYBRID:-0}" = 1 ] &&
+		dd if=/usr/lib/syslinux/mbr/gptmbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
 	rm -rf "$d"
+}
+
+# e2e_installed_disk_hybrid OUT SIZE_MIB MARKER INITRAMFS: one disk that
+# boots under BIOS (syslinux's GPT MBR code -> extlinux in the root, which
+# is marked legacy-BIOS-bootable) and UEFI (the unified kernel image on the
+# ESP), the same system either way: what a tenant image for a mixed fleet
+# is in the lifecycle test. Needs extlinux and a loop mount besides the
+# UEFI disk's tools.
+e2e_installed_disk_hybrid() {
+	E2E_HYBRID=1 e2e_installed_disk_uefi "$@"
 }
 
 # e2e_boot_disk_uefi DISK SERIAL_LOG [extra args]: boots DISK under OVMF

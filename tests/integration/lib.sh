@@ -24,6 +24,7 @@
 # Exit status 77 is meson's "skipped".
 
 RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+# shellcheck disable=SC2034 # for the scripts that source this
 RB_SRV=$RB_BUILD/pxe/rackbootd
 RB_TMP=
 RB_LOG=
@@ -90,6 +91,28 @@ EOF
 }
 
 # ---- the server ----------------------------------------------------------------
+# rb_repo_conf REPO: the configuration most agent tests serve a repository
+# with: RB_TMP/rackbootd.conf on a free port of 127.0.0.1 (RB_PORT), DHCP and
+# TFTP off, boot_root RB_TMP/boot,
+# repo_root REPO, 4 HTTP threads, no privilege drop.
+rb_repo_conf() {
+	RB_PORT=$(rb_free_ports tcp) || exit 1
+	mkdir -p "$RB_TMP/boot" "$RB_TMP/state"
+	cat >"$RB_TMP/rackbootd.conf" <<EOF
+user = ""
+state_dir = "$RB_TMP/state"
+server_address = "127.0.0.1"
+dhcp { mode = "off" }
+tftp { enable = false }
+http {
+	port = $RB_PORT
+	boot_root = "$RB_TMP/boot"
+	repo_root = "$1"
+	threads = 4
+}
+EOF
+}
+
 # rb_start_server URL COMMAND...: runs COMMAND (rackbootd, or a wrapper that
 # execs it: ip netns exec, valgrind) in the background with its output
 # appended to RB_LOG, sets RB_PID, and waits until URL answers curl.
@@ -102,7 +125,8 @@ rb_start_server() {
 }
 # rb_wait_server PROBE...: waits until the command PROBE succeeds, at most
 # RB_START_TIMEOUT_S (default 10) seconds and only while RB_PID lives;
-# otherwise prints the log and exits 1.
+# otherwise prints the log (and the files RB_EXTRA_LOGS names: valgrind's)
+# and exits 1.
 rb_wait_server() {
 	_rb_n=0
 	while [ $_rb_n -lt $((${RB_START_TIMEOUT_S:-10} * 10)) ]; do
@@ -113,7 +137,8 @@ rb_wait_server() {
 	done
 	"$@" && return 0
 	echo "FAIL: rackbootd did not start (waited for: $*); its log:"
-	cat "$RB_LOG"
+	# shellcheck disable=SC2086 # a list of files
+	cat "$RB_LOG" ${RB_EXTRA_LOGS:-} 2>/dev/null
 	exit 1
 }
 # rb_kill_server: SIGKILL for RB_PID (a fault a test makes, or the trap on
@@ -171,10 +196,40 @@ rb_stop_server() {
 	return $_rb_rc
 }
 # rb_stop [WAITPID]: stops RB_PID with rb_stop_server, as a check.
+# shellcheck disable=SC2120 # WAITPID is optional
 rb_stop() {
 	check "rackbootd stopped on SIGTERM: exit 0, no sanitizer report in its log" \
 		rb_stop_server "$RB_PID" "$RB_LOG" "$@"
 	RB_PID=
+}
+
+# ---- talking to it -------------------------------------------------------------
+# rb_code METHOD URL [curl args...]: prints the HTTP status; the body is in
+# RB_TMP/body (removed first: curl writes no file for an empty body), the
+# headers in RB_TMP/hdr.
+rb_code() {
+	_rb_m=$1
+	_rb_u=$2
+	shift 2
+	rm -f "$RB_TMP/body"
+	curl -s -D "$RB_TMP/hdr" -o "$RB_TMP/body" -w '%{http_code}' -X "$_rb_m" "$@" "$_rb_u"
+}
+# rb_json EXPR: prints the Python expression EXPR of d, the JSON in
+# RB_TMP/body.
+rb_json() {
+	python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$RB_TMP/body"
+}
+# rb_sql DB STATEMENT: runs STATEMENT on the registry DB as an operator
+# would by hand (a busy timeout, committed); prints the rows, if any.
+rb_sql() {
+	python3 - "$1" "$2" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=10)
+rows = db.execute(sys.argv[2]).fetchall()
+db.commit()
+for r in rows:
+    print(*r)
+EOF
 }
 
 # ---- checks --------------------------------------------------------------------

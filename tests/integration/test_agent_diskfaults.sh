@@ -24,40 +24,27 @@
 # and rackbootd in a trap.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
 export PATH=$PATH:/usr/sbin:/sbin
-for t in sfdisk blkid python3 cmp curl truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd sfdisk blkid python3 cmp curl truncate
 
-T=$(mktemp -d /tmp/rbt-diskfault.XXXXXX)
-PID=
+rb_setup diskfault
+T=$RB_TMP
 AGPID=
 LOOP=
 MNT=
 cleanup() {
 	[ -n "$AGPID" ] && kill "$AGPID" 2>/dev/null
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
 	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
 	[ -n "$MNT" ] && umount "$MNT" 2>/dev/null
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
 SKIPPED=
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 mkdir -p "$R" "$T/boot" "$T/state"
 
@@ -77,30 +64,10 @@ head -c $((DATA_END - DATA_START)) /dev/urandom |
 	"$DISK" >/dev/null || { echo "FAIL: rackboot-image build"; exit 1; }
 MF=$R/images/node/1.manifest.json
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+rb_repo_conf "$R"
+PORT=$RB_PORT
 URL=http://127.0.0.1:$PORT/repo
-cat >"$T/rackbootd.conf" <<EOF
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" ||
-	{ echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
 agent() { timeout 120 "$AGENT" image --repo "$URL" --pub "$T/site.pub" -q --name node --version 1 "$@"; }
 # no_table FILE: no MBR signature at 510, no GPT header at 512 or in the
@@ -159,21 +126,21 @@ if [ -n "$MNT" ]; then
 	if LOOP=$(losetup -f --show "$MNT/loop.bin" 2>/dev/null) && [ -b "$LOOP" ]; then
 		printf 'label: gpt\nstart=2048, type=L, name="old tenant"\n' | sfdisk -q "$LOOP" >/dev/null 2>&1
 		if no_table "$LOOP"; then
-			bad "a: could not put the old GPT on $LOOP"
+			fail "a: could not put the old GPT on $LOOP"
 		else
 			agent --target "$LOOP" >"$T/sa" 2>"$T/ea"
 			rc=$?
 			off=$(write_offset "$T/ea")
 			if [ $rc -eq 1 ] && grep -q "writing $LOOP: \(No space left on device\|Input/output error\)" "$T/ea" &&
 				[ -n "$off" ] && [ "$off" -ge $DATA_START ] && [ "$off" -lt $DATA_END ]; then
-				ok "a: loop device failing in the middle: exit 1: $(cat "$T/ea")"
+				pass "a: loop device failing in the middle: exit 1: $(cat "$T/ea")"
 			else
-				bad "a: loop device failing in the middle: exit $rc, want a write error at an offset in [$DATA_START, $DATA_END): $(cat "$T/sa" "$T/ea")"
+				fail "a: loop device failing in the middle: exit $rc, want a write error at an offset in [$DATA_START, $DATA_END): $(cat "$T/sa" "$T/ea")"
 			fi
 			if no_table "$LOOP" && tools_see_nothing "$LOOP"; then
-				ok "a: no MBR signature, no GPT (sfdisk -d and blkid -p find none), the old GPT is gone"
+				pass "a: no MBR signature, no GPT (sfdisk -d and blkid -p find none), the old GPT is gone"
 			else
-				bad "a: a partition table is left on $LOOP: $(sfdisk -d "$LOOP" 2>&1 | head -3 | tr '\n' ' ')"
+				fail "a: a partition table is left on $LOOP: $(sfdisk -d "$LOOP" 2>&1 | head -3 | tr '\n' ' ')"
 			fi
 		fi
 		losetup -d "$LOOP"
@@ -192,9 +159,9 @@ if [ -n "$MNT" ]; then
 	if [ $rc -eq 1 ] && grep -q "writing $MNT/node.img: No space left on device" "$T/eb" &&
 		[ -n "$off" ] && [ "$off" -ge $DATA_START ] && [ "$off" -lt $DATA_END ] &&
 		no_table "$MNT/node.img"; then
-		ok "b: file on a full file system: exit 1, no partition table: $(cat "$T/eb")"
+		pass "b: file on a full file system: exit 1, no partition table: $(cat "$T/eb")"
 	else
-		bad "b: file on a full file system: exit $rc: $(cat "$T/sb" "$T/eb")"
+		fail "b: file on a full file system: exit $rc: $(cat "$T/sb" "$T/eb")"
 	fi
 	rm -f "$MNT/filler" "$MNT/node.img"
 	umount "$MNT" && MNT=
@@ -209,9 +176,9 @@ agent --target "$T/c.img" >"$T/sc" 2>"$T/ec"
 rc=$?
 if [ $rc -eq 1 ] && named_chunk_in "$T/ec" $MID && grep -q "packs/$P.pack.*404" "$T/ec" &&
 	no_table "$T/c.img"; then
-	ok "c: pack $MID of $NPACKS missing: exit 1 naming a chunk of it: $(cat "$T/ec")"
+	pass "c: pack $MID of $NPACKS missing: exit 1 naming a chunk of it: $(cat "$T/ec")"
 else
-	bad "c: pack $MID missing: exit $rc, want a chunk of $(chunks_of $MID | wc -w) in pack $MID and 404: $(cat "$T/sc" "$T/ec")"
+	fail "c: pack $MID missing: exit $rc, want a chunk of $(chunks_of $MID | wc -w) in pack $MID and 404: $(cat "$T/sc" "$T/ec")"
 fi
 mv "$T/held.pack" "$R/packs/$P.pack"
 
@@ -229,29 +196,28 @@ if kill -0 "$AGPID" 2>/dev/null; then
 	AGPID=
 	if [ $rc -eq 1 ] && named_chunk_in "$T/ed" 0 && grep -q "packs/$P0.pack.*404" "$T/ed" &&
 		no_table "$T/d.img"; then
-		ok "d: pack 0 deleted mid-run: exit 1 naming a chunk of it, no partition table: $(cat "$T/ed")"
+		pass "d: pack 0 deleted mid-run: exit 1 naming a chunk of it, no partition table: $(cat "$T/ed")"
 	else
-		bad "d: pack 0 deleted mid-run: exit $rc: $(cat "$T/sd" "$T/ed")"
+		fail "d: pack 0 deleted mid-run: exit $rc: $(cat "$T/sd" "$T/ed")"
 	fi
 	mv "$T/held.pack" "$R/packs/$P0.pack"
 	full=$(python3 -c 'import json, sys; print(sum(p["size"] for p in json.load(open(sys.argv[1]))["packs"]))' "$MF")
 	if agent --target "$T/d.img" --reimage >"$T/sd2" 2>"$T/ed2" && cmp -s "$DISK" "$T/d.img"; then
 		got=$(tr ' ' '\n' <"$T/sd2" | awk -F= '$1 == "fetched_bytes" { print $2 }')
 		if [ "${got:-0}" -lt "$full" ]; then
-			ok "d: pack back, --reimage resumed: byte-identical, fetched $got of $full stored bytes: $(cat "$T/sd2")"
+			pass "d: pack back, --reimage resumed: byte-identical, fetched $got of $full stored bytes: $(cat "$T/sd2")"
 		else
-			bad "d: resume fetched $got bytes, a full write is $full"
+			fail "d: resume fetched $got bytes, a full write is $full"
 		fi
 	else
-		bad "d: resume with --reimage: $(cat "$T/sd2" "$T/ed2")"
+		fail "d: resume with --reimage: $(cat "$T/sd2" "$T/ed2")"
 	fi
 else
 	wait "$AGPID"
 	AGPID=
-	bad "d: the agent ended within 1.5 s at --max-rate 1500000: $(cat "$T/sd" "$T/ed")"
+	fail "d: the agent ended within 1.5 s at --max-rate 1500000: $(cat "$T/sd" "$T/ed")"
 fi
 
-kill -0 "$PID" 2>/dev/null || bad "rackbootd died"
+kill -0 "$RB_PID" 2>/dev/null || fail "rackbootd died"
 [ -n "$SKIPPED" ] && echo "skipped parts:$SKIPPED"
-echo "$FAILS failure(s)"
-[ "$FAILS" -eq 0 ]
+rb_finish

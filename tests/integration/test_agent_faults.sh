@@ -281,7 +281,7 @@ stop_front
 start_front --redirect file:///etc/passwd --redirect-all
 agent "$FRONT" --name node --version 1 --target "$T/d1.img" >"$T/s6" 2>"$T/e6"
 rc=$?
-if [ $rc -eq 1 ] && grep -q "manifest.json: .*only http/https" "$T/e6" && [ ! -e "$T/d1.img" ]; then
+if [ $rc -eq 1 ] && grep -q "manifest.json: redirect to file:///etc/passwd refused: only http:// and https://" "$T/e6" && [ ! -e "$T/d1.img" ]; then
 	ok "manifest redirected to file://: refused: $(cat "$T/e6")"
 else
 	bad "manifest redirected to file://: exit $rc: $(cat "$T/e6")"
@@ -290,7 +290,8 @@ stop_front
 start_front --redirect ftp://127.0.0.1/pack
 agent "$FRONT" --name node --version 1 --target "$T/d2.img" >"$T/s7" 2>"$T/e7"
 rc=$?
-if [ $rc -eq 1 ] && grep -q "only http/https" "$T/e7" && grep -q "after 1 request)" "$T/e7" &&
+if [ $rc -eq 1 ] && grep -q "redirect to ftp://127.0.0.1/pack refused: only http:// and https://" "$T/e7" &&
+	grep -q "after 1 request)" "$T/e7" &&
 	no_table "$T/d2.img" $DSIZE; then
 	ok "pack redirected to ftp://: refused without retrying: $(cat "$T/e7")"
 else

@@ -22,35 +22,22 @@
 # harness can succeed). Kills only the rackbootd it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
 export PATH=$PATH:/usr/sbin:/sbin
-for t in qemu-img sfdisk python3 cmp curl zstd gzip sha256sum; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd qemu-img sfdisk python3 cmp curl zstd gzip sha256sum
 
-T=$(mktemp -d /tmp/rbt-formats.XXXXXX)
-PID=
+rb_setup formats
+T=$RB_TMP
 LOOP=
 cleanup() {
 	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 C=$T/corpus
 mkdir -p "$R" "$C" "$T/boot" "$T/state"
@@ -107,18 +94,18 @@ except Exception: print("?")')
 	esac
 	if [ "$fmt" = "$want" ]; then
 		if [ "$fmt" = "?" ]; then
-			ok "corpus $name: qemu-img does not take it for raw (\"$(echo "$probe" | head -1)\"), opens it with -f raw"
+			pass "corpus $name: qemu-img does not take it for raw (\"$(echo "$probe" | head -1)\"), opens it with -f raw"
 		else
-			ok "corpus $name: qemu-img probes it as $fmt"
+			pass "corpus $name: qemu-img probes it as $fmt"
 		fi
 	else
-		bad "corpus $name: qemu-img says format $fmt, expected $want: $(echo "$probe" | head -3 | tr '\n' ' ')"
+		fail "corpus $name: qemu-img says format $fmt, expected $want: $(echo "$probe" | head -3 | tr '\n' ' ')"
 	fi
 	if "$IMG" register --repo "$T/scratch" --key "$T/site.key" --name x --version 1 "$C/$file" \
 		>/dev/null 2>"$T/reg.err"; then
-		bad "corpus $name: rackboot-image register took it"
+		fail "corpus $name: rackboot-image register took it"
 	else
-		ok "corpus $name: rackboot-image register refuses it: $(cat "$T/reg.err")"
+		pass "corpus $name: rackboot-image register refuses it: $(cat "$T/reg.err")"
 	fi
 done <<<"$CORPUS"
 
@@ -141,29 +128,9 @@ rm -f "$R/catalog.json.sig"
 "$IMG" sign --key "$T/site.key" "$R/catalog.json" >/dev/null && [ -s "$R/catalog.json.sig" ] ||
 	{ echo "FAIL: rackboot-image sign catalog.json"; exit 1; }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$T/rackbootd.conf" <<EOF
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF
-"$SRV" -c "$T/rackbootd.conf" >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" ||
-	{ echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+rb_repo_conf "$R"
+PORT=$RB_PORT
+rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf"
 plain() {
 	timeout 120 "$AGENT" plain --repo "http://127.0.0.1:$PORT/repo" --pub "$T/site.pub" -q "$@"
 }
@@ -171,9 +138,9 @@ plain() {
 # the good one: the catalogue and the harness work
 if plain --name good --version 1 --target "$T/good.out" >"$T/s0" 2>"$T/e0" &&
 	cmp -s "$T/good.img" "$T/good.out"; then
-	ok "good raw disk from the edited catalogue: byte-identical"
+	pass "good raw disk from the edited catalogue: byte-identical"
 else
-	bad "good raw disk: $(cat "$T/s0" "$T/e0")"
+	fail "good raw disk: $(cat "$T/s0" "$T/e0")"
 fi
 
 # ---- each hostile entry onto a file that holds a GPT disk, and onto a
@@ -186,13 +153,13 @@ while IFS=: read -r name kind file words; do
 	after=$(sha256sum <"$T/target.img")
 	if [ $rc -eq 1 ] && grep -q "$words" "$T/e1" && grep -q "nothing was written" "$T/e1" &&
 		[ "$before" = "$after" ]; then
-		ok "$name ($kind): refused, target unchanged: $(cat "$T/e1")"
+		pass "$name ($kind): refused, target unchanged: $(cat "$T/e1")"
 	else
-		bad "$name ($kind): exit $rc, target changed: $([ "$before" = "$after" ] && echo no || echo YES): $(cat "$T/s1" "$T/e1")"
+		fail "$name ($kind): exit $rc, target changed: $([ "$before" = "$after" ] && echo no || echo YES): $(cat "$T/s1" "$T/e1")"
 	fi
 	plain --name "$name" --version 1 --target "$T/new-$name.img" >/dev/null 2>&1
-	[ ! -e "$T/new-$name.img" ] && ok "$name: no target file created" ||
-		bad "$name: $T/new-$name.img was created ($(stat -c %s "$T/new-$name.img") bytes)"
+	[ ! -e "$T/new-$name.img" ] && pass "$name: no target file created" ||
+		fail "$name: $T/new-$name.img was created ($(stat -c %s "$T/new-$name.img") bytes)"
 done <<<"$CORPUS"
 
 # ---- a block device: the whole device hashed before and after ----
@@ -207,9 +174,9 @@ if [ "$(id -u)" -eq 0 ] && cp "$T/good.img" "$T/loop.bin" &&
 		rc=$?
 		after=$(sha256sum <"$LOOP")
 		if [ $rc -eq 1 ] && [ "$before" = "$after" ]; then
-			ok "$name onto $LOOP: refused, every byte of the device unchanged"
+			pass "$name onto $LOOP: refused, every byte of the device unchanged"
 		else
-			bad "$name onto $LOOP: exit $rc, device changed: $([ "$before" = "$after" ] && echo no || echo YES): $(cat "$T/e2")"
+			fail "$name onto $LOOP: exit $rc, device changed: $([ "$before" = "$after" ] && echo no || echo YES): $(cat "$T/e2")"
 		fi
 	done
 	losetup -d "$LOOP"
@@ -219,5 +186,4 @@ else
 	echo "skipped: the loop device part (needs root and a free loop device)"
 fi
 
-echo "$FAILS failure(s)"
-[ "$FAILS" -eq 0 ]
+rb_finish

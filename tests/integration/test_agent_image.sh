@@ -11,74 +11,30 @@
 # sector), never in a disk that looks complete.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in sfdisk mkfs.vfat mkfs.ext4 python3 cmp curl du; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
+rb_need_cmd sfdisk mkfs.vfat mkfs.ext4 python3 cmp curl du
 
-T=$(mktemp -d /tmp/rbt-agentimg.XXXXXX)
-PID=
+rb_setup agentimg
+T=$RB_TMP
 PYPID=
 AGPID=
 cleanup() {
 	[ -n "$AGPID" ] && kill -9 "$AGPID" 2>/dev/null
-	if [ -n "$PID" ]; then
-		kill -CONT "$PID" 2>/dev/null
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
 	[ -n "$PYPID" ] && kill "$PYPID" 2>/dev/null
-	rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 mkdir -p "$R" "$T/boot" "$T/state"
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
+rb_repo_conf "$R"
+PORT=$RB_PORT
 URL=http://127.0.0.1:$PORT/repo
-cat >"$T/rackbootd.conf" <<EOF2
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF2
-start_server() {
-	"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-	PID=$!
-	for _ in $(seq 100); do
-		curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1
-}
-stop_server() {
-	kill -CONT "$PID" 2>/dev/null
-	kill -9 "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	PID=
-}
+start_server() { rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf" -v; }
 
 # no_table FILE SIZE: true if FILE holds no MBR signature, no primary and no
 # backup GPT header.
@@ -156,53 +112,53 @@ start_server
 OUT=$T/out.img
 before=$(pack_bytes)
 if agent --name node --version 1 --target "$OUT" >"$T/s1" 2>"$T/e1"; then
-	ok "write v1: $(cat "$T/s1")"
+	pass "write v1: $(cat "$T/s1")"
 else
-	bad "write v1 exit $?: $(cat "$T/e1")"
+	fail "write v1 exit $?: $(cat "$T/e1")"
 fi
-cmp -s "$T/disk1.img" "$OUT" && ok "v1 on the target is byte-identical to the source" ||
-	bad "v1 on the target differs from the source"
+cmp -s "$T/disk1.img" "$OUT" && pass "v1 on the target is byte-identical to the source" ||
+	fail "v1 on the target differs from the source"
 full=$(field fetched_bytes "$T/s1")
 full_srv=$(($(pack_bytes) - before))
 [ "$full_srv" -gt 0 ] && [ "${full:-0}" -ge "$full_srv" ] &&
-	ok "server sent $full_srv pack bytes, agent counted $full bytes in all" ||
-	bad "full write: server pack bytes $full_srv, agent fetched ${full:-?}"
+	pass "server sent $full_srv pack bytes, agent counted $full bytes in all" ||
+	fail "full write: server pack bytes $full_srv, agent fetched ${full:-?}"
 
 # ---- mostly empty: 2 GiB disk, 24 MiB of data ----
 start=$(date +%s%N)
 if agent --name sparse --version 1 --target "$T/sp.out" >"$T/s2" 2>"$T/e2"; then
 	ms=$((($(date +%s%N) - start) / 1000000))
-	ok "sparse write in ${ms} ms: $(cat "$T/s2")"
+	pass "sparse write in ${ms} ms: $(cat "$T/s2")"
 else
-	bad "sparse write: $(cat "$T/e2")"
+	fail "sparse write: $(cat "$T/e2")"
 fi
-cmp -s "$SP" "$T/sp.out" && ok "sparse target is byte-identical" || bad "sparse target differs"
+cmp -s "$SP" "$T/sp.out" && pass "sparse target is byte-identical" || fail "sparse target differs"
 used=$(du -k "$T/sp.out" | cut -f1)
-[ "$used" -lt $((64 * 1024)) ] && ok "sparse target uses $used KiB on disk for 2 GiB" ||
-	bad "sparse target uses $used KiB"
+[ "$used" -lt $((64 * 1024)) ] && pass "sparse target uses $used KiB on disk for 2 GiB" ||
+	fail "sparse target uses $used KiB"
 zs=$(field skipped_zero "$T/s2")
-[ "${zs:-0}" -gt 30000 ] && ok "sparse: $zs zero chunks skipped" || bad "sparse skipped_zero=${zs:-?}"
+[ "${zs:-0}" -gt 30000 ] && pass "sparse: $zs zero chunks skipped" || fail "sparse skipped_zero=${zs:-?}"
 
 # ---- reimage v1 -> v2 fetches only the changed chunks ----
 before=$(pack_bytes)
 if agent --name node --version 2 --target "$OUT" --reimage >"$T/s3" 2>"$T/e3"; then
-	ok "reimage v1->v2: $(cat "$T/s3")"
+	pass "reimage v1->v2: $(cat "$T/s3")"
 else
-	bad "reimage v1->v2: $(cat "$T/e3")"
+	fail "reimage v1->v2: $(cat "$T/e3")"
 fi
-cmp -s "$T/disk2.img" "$OUT" && ok "v2 on the target is byte-identical" || bad "v2 differs"
+cmp -s "$T/disk2.img" "$OUT" && pass "v2 on the target is byte-identical" || fail "v2 differs"
 re_srv=$(($(pack_bytes) - before))
 re=$(field fetched_bytes "$T/s3")
 present=$(field skipped_present "$T/s3")
 written=$(field chunks_written "$T/s3")
 if [ "$re_srv" -gt 0 ] && [ $((re_srv * 5)) -lt "$full_srv" ] && [ "${present:-0}" -gt "${written:-0}" ]; then
-	ok "reimage: server sent $re_srv pack bytes (full: $full_srv), $present chunks kept, $written written"
+	pass "reimage: server sent $re_srv pack bytes (full: $full_srv), $present chunks kept, $written written"
 else
-	bad "reimage: server sent $re_srv of $full_srv pack bytes, present=${present:-?} written=${written:-?}"
+	fail "reimage: server sent $re_srv of $full_srv pack bytes, present=${present:-?} written=${written:-?}"
 fi
 # reimage of the same version: nothing but the boot-area chunks is fetched
 agent --name node --version 2 --target "$OUT" --reimage >"$T/s4" 2>"$T/e4" &&
-	cmp -s "$T/disk2.img" "$OUT" && ok "reimage v2->v2: $(cat "$T/s4")" || bad "reimage v2->v2"
+	cmp -s "$T/disk2.img" "$OUT" && pass "reimage v2->v2: $(cat "$T/s4")" || fail "reimage v2->v2"
 
 # ---- faults ----
 read -r PACK POFF CIDX COFF < <(python3 - "$R/images/node/1.manifest.json" <<'EOF2'
@@ -222,9 +178,9 @@ flip "$R/packs/$PACK.pack" "$POFF"
 agent --name node --version 1 --target "$T/f1.img" >"$T/s5" 2>"$T/e5"
 rc=$?
 if [ $rc -eq 1 ] && grep -q "chunk $CIDX " "$T/e5" && no_table "$T/f1.img" $DSIZE; then
-	ok "flipped pack byte: exit 1, no partition table: $(cat "$T/e5")"
+	pass "flipped pack byte: exit 1, no partition table: $(cat "$T/e5")"
 else
-	bad "flipped pack byte: exit $rc: $(cat "$T/e5")"
+	fail "flipped pack byte: exit $rc: $(cat "$T/e5")"
 fi
 # the same on a target that held v2 (reimage) but not that chunk: its old
 # table is gone
@@ -232,8 +188,8 @@ cp "$T/disk2.img" "$T/f2.img"
 head -c 65536 /dev/urandom | dd of="$T/f2.img" bs=65536 iflag=fullblock seek="$COFF" oflag=seek_bytes conv=notrunc status=none
 agent --name node --version 1 --target "$T/f2.img" --reimage >"$T/s6" 2>"$T/e6"
 rc=$?
-[ $rc -eq 1 ] && no_table "$T/f2.img" $DSIZE && ok "flipped byte on reimage: old table erased" ||
-	bad "flipped byte on reimage: exit $rc, table left: $(cat "$T/e6")"
+[ $rc -eq 1 ] && no_table "$T/f2.img" $DSIZE && pass "flipped byte on reimage: old table erased" ||
+	fail "flipped byte on reimage: exit $rc, table left: $(cat "$T/e6")"
 flip "$R/packs/$PACK.pack" "$POFF"
 
 cp "$T/disk2.img" "$T/k.img"
@@ -241,15 +197,15 @@ cp "$T/disk2.img" "$T/k.img"
 	--target "$T/k.img" >"$T/s7" 2>"$T/e7"
 rc=$?
 [ $rc -eq 1 ] && grep -q "signature" "$T/e7" && cmp -s "$T/disk2.img" "$T/k.img" &&
-	ok "wrong key: exit 1, target untouched: $(cat "$T/e7")" ||
-	bad "wrong key: exit $rc: $(cat "$T/e7")"
+	pass "wrong key: exit 1, target untouched: $(cat "$T/e7")" ||
+	fail "wrong key: exit $rc: $(cat "$T/e7")"
 agent --name node --version 9 --target "$T/nx.img" >/dev/null 2>"$T/e8"
 rc=$?
 [ $rc -eq 1 ] && [ ! -e "$T/nx.img" ] && grep -q "404" "$T/e8" &&
-	ok "unknown version: exit 1, nothing created: $(cat "$T/e8")" ||
-	bad "unknown version: exit $rc: $(cat "$T/e8")"
+	pass "unknown version: exit 1, nothing created: $(cat "$T/e8")" ||
+	fail "unknown version: exit $rc: $(cat "$T/e8")"
 "$AGENT" image --repo "$URL" --name node >/dev/null 2>&1
-[ $? -eq 2 ] && ok "usage error: exit 2" || bad "usage error exit status"
+[ $? -eq 2 ] && pass "usage error: exit 2" || fail "usage error exit status"
 
 # stalled server mid-transfer: the low-speed abort ends it (rate-limited so
 # that the transfer is still running when the server stops answering)
@@ -257,41 +213,41 @@ agent --name sparse --version 1 --target "$T/st.img" --max-rate 500000 --timeout
 	--retries 1 >"$T/s9" 2>"$T/e9" &
 AGPID=$!
 sleep 2
-kill -STOP "$PID"
+kill -STOP "$RB_PID"
 t0=$(date +%s)
 wait $AGPID
 rc=$?
 AGPID=
 dt=$(($(date +%s) - t0))
-kill -CONT "$PID"
+kill -CONT "$RB_PID"
 [ $rc -eq 1 ] && [ $dt -le 20 ] && no_table "$T/st.img" $SSIZE &&
-	ok "stalled server: exit 1 after ${dt}s, no partition table: $(cat "$T/e9")" ||
-	bad "stalled server: exit $rc after ${dt}s: $(cat "$T/e9")"
+	pass "stalled server: exit 1 after ${dt}s, no partition table: $(cat "$T/e9")" ||
+	fail "stalled server: exit $rc after ${dt}s: $(cat "$T/e9")"
 
 # server killed mid-transfer, restarted, the write resumes with --reimage
 agent --name sparse --version 1 --target "$T/st.img" --max-rate 500000 --timeout-s 2 \
 	--retries 1 >"$T/s10" 2>"$T/e10" &
 AGPID=$!
 sleep 2
-stop_server
+rb_kill_server # the fault: SIGKILL mid-transfer
 t0=$(date +%s)
 wait $AGPID
 rc=$?
 AGPID=
 dt=$(($(date +%s) - t0))
 [ $rc -eq 1 ] && [ $dt -le 20 ] && no_table "$T/st.img" $SSIZE &&
-	ok "killed server: exit 1 after ${dt}s, no partition table: $(cat "$T/e10")" ||
-	bad "killed server: exit $rc after ${dt}s: $(cat "$T/e10")"
+	pass "killed server: exit 1 after ${dt}s, no partition table: $(cat "$T/e10")" ||
+	fail "killed server: exit $rc after ${dt}s: $(cat "$T/e10")"
 start_server
 if agent --name sparse --version 1 --target "$T/st.img" --reimage >"$T/s11" 2>"$T/e11" &&
 	cmp -s "$SP" "$T/st.img" && [ "$(field skipped_present "$T/s11")" -gt 0 ]; then
-	ok "resume after restart: $(cat "$T/s11")"
+	pass "resume after restart: $(cat "$T/s11")"
 else
-	bad "resume after restart: $(cat "$T/s11" "$T/e11")"
+	fail "resume after restart: $(cat "$T/s11" "$T/e11")"
 fi
 
 # a redirect to file:// is refused
-RPORT=$(free_port)
+RPORT=$(rb_free_ports tcp)
 python3 - "$RPORT" "$R" >"$T/py.log" 2>&1 <<'EOF2' &
 import functools, http.server, sys
 class H(http.server.SimpleHTTPRequestHandler):
@@ -315,9 +271,8 @@ done
 "$AGENT" image --repo "http://127.0.0.1:$RPORT/repo" --pub "$T/site.pub" -q --name node \
 	--version 1 --target "$T/r.img" --retries 0 >"$T/s12" 2>"$T/e12"
 rc=$?
-[ $rc -eq 1 ] && grep -qi "protocol\|http/https" "$T/e12" && no_table "$T/r.img" $DSIZE &&
-	! grep -q "root:" "$T/r.img" && ok "redirect to file:// refused: $(cat "$T/e12")" ||
-	bad "redirect to file://: exit $rc: $(cat "$T/e12")"
+[ $rc -eq 1 ] && grep -q "redirect to file:///etc/passwd refused: only http:// and https://" "$T/e12" && no_table "$T/r.img" $DSIZE &&
+	! grep -q "root:" "$T/r.img" && pass "redirect to file:// refused: $(cat "$T/e12")" ||
+	fail "redirect to file://: exit $rc: $(cat "$T/e12")"
 
-echo "$FAILS failure(s)"
-[ "$FAILS" -eq 0 ]
+rb_finish

@@ -20,16 +20,12 @@
 # NAME=VERSION are refused.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in python3 curl zstd sha256sum; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
+rb_need_cmd python3 curl zstd sha256sum
 BUSYBOX=$(command -v busybox || true)
 if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked"; then
 	echo "SKIP: busybox-static not installed"
@@ -37,47 +33,17 @@ if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" 2>/dev/null | grep -q "statically l
 fi
 [ "$(id -u)" = 0 ] || { echo "SKIP: chroot needs root"; exit 77; }
 
-T=$(mktemp -d /tmp/rbt-pkginstall.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+rb_setup pkginstall
+T=$RB_TMP
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 ROOT=$T/root
 mkdir -p "$R" "$T/boot" "$T/state" "$T/outside" "$T/pk"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+rb_repo_conf "$R"
+PORT=$RB_PORT
 URL=http://127.0.0.1:$PORT/repo
-cat >"$T/rackbootd.conf" <<EOF2
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF2
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
-	kill -0 "$PID" 2>/dev/null || { echo "FAIL: rackbootd died"; cat "$T/rackbootd.log"; exit 1; }
-	sleep 0.1
-done
+rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
 "$IMG" keygen "$T/site" >/dev/null && "$IMG" keygen "$T/other" >/dev/null ||
 	{ echo "FAIL: keygen"; exit 1; }
@@ -101,7 +67,7 @@ pkg() {
  "scripts": $4}
 EOF2
 	"$IMG" pkg build "$T/pk/$1/tree" --meta "$T/pk/$1/meta.json" --out "$T/$1.tar.zst" \
-		>/dev/null || bad "pkg build $1"
+		>/dev/null || fail "pkg build $1"
 }
 
 # ---- the root: busybox as /bin/sh, an existing /etc/motd ----
@@ -160,7 +126,7 @@ echo other >"$T/pk/other/tree/usr/bin/other"
 pkg other 1.0 otherarch '{}'
 
 # ---- hostile archives: meta.json first, then the payload as given ----
-python3 - "$T" <<'EOF2' || bad "building hostile archives"
+python3 - "$T" <<'EOF2' || fail "building hostile archives"
 import io, json, subprocess, sys, tarfile
 T = sys.argv[1]
 def build(name, members):
@@ -205,12 +171,12 @@ build("hmeta", [{"name": "usr/ok", "data": b"ok"},
 EOF2
 
 for p in base lib app bad slow tamp other hlate hdotdot habs hsym hsymroot hhard hhard2 htwice hmeta; do
-	index "$T/$p.tar.zst" || bad "pkg index $p"
+	index "$T/$p.tar.zst" || fail "pkg index $p"
 done
 
 # ---- usage ----
 "$AGENT" pkg-install --repo "$URL" --pub "$T/site.pub" --root "$ROOT" "base" >/dev/null 2>&1
-[ $? -eq 2 ] && ok "NAME without =VERSION: exit 2" || bad "bad spec accepted"
+[ $? -eq 2 ] && pass "NAME without =VERSION: exit 2" || fail "bad spec accepted"
 
 # ---- install three ----
 inst base=1.0 lib=2.1 app=3.0 >"$T/o" 2>"$T/e"
@@ -226,11 +192,11 @@ if [ $rc -eq 0 ] &&
 	[ "$(cat "$ROOT/var/lib/base.stamp")" = "base 1.0 postinst" ] &&
 	[ "$(cat "$ROOT/var/lib/lib.pre")" = pre ] &&
 	[ -z "$(ls -A "$ROOT/var/lib/rackboot/tmp")" ]; then
-	ok "three packages installed: contents, modes, symlink, replaced file, scripts ran"
+	pass "three packages installed: contents, modes, symlink, replaced file, scripts ran"
 else
-	bad "install of three (rc $rc): $(cat "$T/e")"
+	fail "install of three (rc $rc): $(cat "$T/e")"
 fi
-python3 - "$ROOT" <<'EOF2' && ok "installed.json: packages, files with sha256, mode, size" ||
+python3 - "$ROOT" <<'EOF2' && pass "installed.json: packages, files with sha256, mode, size" ||
 import hashlib, json, os, stat, sys
 root = sys.argv[1]
 s = json.load(open(f"{root}/var/lib/rackboot/installed.json"))
@@ -254,11 +220,11 @@ for n in need:
 assert "/opt/app" in files and "/etc" not in files and "/bin" not in files
 assert all(p["installed"] > 1600000000 for p in s["packages"])
 EOF2
-	bad "installed.json: $(head -c 2000 "$ROOT/var/lib/rackboot/installed.json")"
+	fail "installed.json: $(head -c 2000 "$ROOT/var/lib/rackboot/installed.json")"
 # the repository as served matches what was indexed
 [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packages"][2]["sha256"])' \
 	"$ROOT/var/lib/rackboot/installed.json")" = "$(sha256sum <"$R/pkgs/app_3.0_testarch.tar.zst" | cut -d' ' -f1)" ] &&
-	ok "installed.json sha256 is the archive's" || bad "installed.json sha256 of app"
+	pass "installed.json sha256 is the archive's" || fail "installed.json sha256 of app"
 
 # ---- a failing postinst rolls the package back ----
 snapshot "$ROOT" "$T/before"
@@ -267,9 +233,9 @@ rc=$?
 snapshot "$ROOT" "$T/after"
 if [ $rc -eq 1 ] && grep -q "bad 1.0: postinst script failed (exit status 3)" "$T/e" &&
 	grep -q "bad postinst ran" "$T/e" && same "$T/before" "$T/after"; then
-	ok "failing postinst: exit 1 naming package and script, root exactly as before"
+	pass "failing postinst: exit 1 naming package and script, root exactly as before"
 else
-	bad "failing postinst (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head)"
+	fail "failing postinst (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head)"
 fi
 
 # ---- an extraction that fails half way (a hard link to a later member) ----
@@ -278,9 +244,9 @@ rc=$?
 snapshot "$ROOT" "$T/after"
 if [ $rc -eq 1 ] && grep -q "hlate: extracting usr/late/link" "$T/e" &&
 	same "$T/before" "$T/after"; then
-	ok "extraction failing half way: rolled back, root exactly as before"
+	pass "extraction failing half way: rolled back, root exactly as before"
 else
-	bad "hlate (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head)"
+	fail "hlate (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head)"
 fi
 
 # ---- a preinst over its time limit ----
@@ -289,9 +255,9 @@ rc=$?
 snapshot "$ROOT" "$T/after"
 if [ $rc -eq 1 ] && grep -q "slow 1.0: preinst script ran over its limit of 2 s" "$T/e" &&
 	grep -q "slow preinst started" "$T/e" && same "$T/before" "$T/after"; then
-	ok "preinst over its time limit: killed, exit 1, root as before"
+	pass "preinst over its time limit: killed, exit 1, root as before"
 else
-	bad "slow preinst (rc $rc): $(cat "$T/e")"
+	fail "slow preinst (rc $rc): $(cat "$T/e")"
 fi
 
 # ---- an archive changed after indexing ----
@@ -303,9 +269,9 @@ rc=$?
 snapshot "$ROOT" "$T/after"
 if [ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && same "$T/before" "$T/after" &&
 	[ ! -e "$ROOT/usr/bin/tamp" ]; then
-	ok "tampered archive refused before any file was written"
+	pass "tampered archive refused before any file was written"
 else
-	bad "tampered archive (rc $rc): $(cat "$T/e")"
+	fail "tampered archive (rc $rc): $(cat "$T/e")"
 fi
 
 # ---- hostile archives ----
@@ -320,9 +286,9 @@ for h in hdotdot habs hsym hsymroot hhard hhard2 htwice hmeta; do
 	snapshot "$T/outside" "$T/oafter"
 	if [ $rc -eq 1 ] && grep -q "refused" "$T/e" && same "$T/before" "$T/after" &&
 		same "$T/obefore" "$T/oafter" && [ "$(stat -c '%h %s %Y' /etc/passwd)" = "$PW" ]; then
-		ok "hostile $h refused, nothing changed in or outside the root"
+		pass "hostile $h refused, nothing changed in or outside the root"
 	else
-		bad "hostile $h (rc $rc): $(cat "$T/e")"
+		fail "hostile $h (rc $rc): $(cat "$T/e")"
 	fi
 done
 rm "$ROOT/lnk"
@@ -332,28 +298,28 @@ cp "$R/pkgs/hsym_1.0_all.tar.zst" "$T/swap"
 cp "$R/pkgs/hdotdot_1.0_all.tar.zst" "$R/pkgs/hsym_1.0_all.tar.zst"
 inst hsym=1.0 >"$T/o" 2>"$T/e"
 [ $? -eq 1 ] && grep -E -q "sha256 mismatch|different size" "$T/e" &&
-	ok "swapped archive refused (size, sha256)" ||
-	bad "swapped archive: $(cat "$T/e")"
+	pass "swapped archive refused (size, sha256)" ||
+	fail "swapped archive: $(cat "$T/e")"
 cp "$T/swap" "$R/pkgs/hsym_1.0_all.tar.zst"
 
 # ---- another arch, a wrong key ----
 inst other=1.0 >"$T/o" 2>"$T/e"
 [ $? -eq 1 ] && grep -q "other 1.0: no package for arch testarch" "$T/e" &&
-	ok "package of another arch refused" || bad "other arch: $(cat "$T/e")"
+	pass "package of another arch refused" || fail "other arch: $(cat "$T/e")"
 "$AGENT" pkg-install --repo "$URL" --pub "$T/other.pub" --root "$ROOT" --arch testarch -q \
 	base=1.0 >"$T/o" 2>"$T/e"
-[ $? -eq 1 ] && grep -q "signature does not verify" "$T/e" && ok "untrusted key refused" ||
-	bad "wrong key: $(cat "$T/e")"
+[ $? -eq 1 ] && grep -q "signature does not verify" "$T/e" && pass "untrusted key refused" ||
+	fail "wrong key: $(cat "$T/e")"
 
 # ---- a reinstall of an installed package replaces its entry ----
 inst base=1.0 >"$T/o" 2>"$T/e" &&
 	[ "$(python3 -c 'import json,sys; print(",".join(p["name"] for p in json.load(open(sys.argv[1]))["packages"]))' \
 		"$ROOT/var/lib/rackboot/installed.json")" = "lib,app,base" ] &&
-	ok "reinstall replaces the package's entry" || bad "reinstall: $(cat "$T/e")"
+	pass "reinstall replaces the package's entry" || fail "reinstall: $(cat "$T/e")"
 
 # ---- an upgrade of an installed package from a hostile archive ----
 # (the same checks as above, on the staged rename-swap path of an upgrade)
-python3 - "$T" <<'EOF2' || bad "building hostile upgrades"
+python3 - "$T" <<'EOF2' || fail "building hostile upgrades"
 import io, json, subprocess, sys, tarfile
 T = sys.argv[1]
 def build(out, name, version, members):
@@ -383,7 +349,7 @@ build("up-sym", "lib", "2.2", [{"name": "usr/lib/libx.so.1", "data": b"new"},
 build("up-hard", "app", "3.1", [{"name": "etc/app.conf", "data": b"x"},
                                 {"name": "etc/shadow-link", "type": "hard", "link": "/etc/shadow"}])
 EOF2
-for h in up-dotdot up-sym up-hard; do index "$T/$h.tar.zst" || bad "index $h"; done
+for h in up-dotdot up-sym up-hard; do index "$T/$h.tar.zst" || fail "index $h"; done
 ln -s "$T/outside" "$ROOT/lnk"
 snapshot "$ROOT" "$T/before"
 snapshot "$T/outside" "$T/obefore"
@@ -394,9 +360,9 @@ for spec in base=1.1 lib=2.2 app=3.1; do
 	snapshot "$T/outside" "$T/oafter"
 	if [ $rc -eq 1 ] && grep -q "refused" "$T/e" && same "$T/before" "$T/after" &&
 		same "$T/obefore" "$T/oafter"; then
-		ok "hostile upgrade $spec refused, the installed version and the outside untouched"
+		pass "hostile upgrade $spec refused, the installed version and the outside untouched"
 	else
-		bad "hostile upgrade $spec (rc $rc): $(cat "$T/e")"
+		fail "hostile upgrade $spec (rc $rc): $(cat "$T/e")"
 	fi
 done
 rm "$ROOT/lnk"
@@ -409,30 +375,25 @@ pkg share 1.0 all '{}'
 echo "sticky" >"$T/pk/sticky/tree/srv/sticky/data"
 printf 'echo "sticky postrm fails"\nexit 2\n' >"$T/pk/sticky/postrm"
 pkg sticky 1.0 all '{"postrm": "postrm"}'
-index "$T/share.tar.zst" && index "$T/sticky.tar.zst" || bad "index share, sticky"
-inst share=1.0 sticky=1.0 >"$T/o" 2>"$T/e" || bad "install share, sticky: $(cat "$T/e")"
+index "$T/share.tar.zst" && index "$T/sticky.tar.zst" || fail "index share, sticky"
+inst share=1.0 sticky=1.0 >"$T/o" 2>"$T/e" || fail "install share, sticky: $(cat "$T/e")"
 "$AGENT" pkg-remove --root "$ROOT" -q share >"$T/o" 2>"$T/e"
 rc=$?
 if [ $rc -eq 0 ] && [ ! -e "$ROOT/usr/bin/share" ] && [ -e "$ROOT/usr/bin/hello" ] &&
 	! grep -q '"share"' "$ROOT/var/lib/rackboot/installed.json"; then
-	ok "pkg-remove share: its own file gone, /usr/bin/hello (base lists it too) kept"
+	pass "pkg-remove share: its own file gone, /usr/bin/hello (base lists it too) kept"
 else
-	bad "pkg-remove share (rc $rc): $(cat "$T/e")"
+	fail "pkg-remove share (rc $rc): $(cat "$T/e")"
 fi
 snapshot "$ROOT" "$T/before"
 "$AGENT" pkg-remove --root "$ROOT" -q sticky >"$T/o" 2>"$T/e"
 rc=$?
 snapshot "$ROOT" "$T/after"
 [ $rc -eq 1 ] && grep -q "sticky 1.0: postrm script failed (exit status 2)" "$T/e" &&
-	same "$T/before" "$T/after" && ok "a failing postrm: exit 1, every file and the record as before" ||
-	bad "sticky (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head -5)"
+	same "$T/before" "$T/after" && pass "a failing postrm: exit 1, every file and the record as before" ||
+	fail "sticky (rc $rc): $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head -5)"
 "$AGENT" pkg-remove --root "$ROOT" -q nothere >"$T/o" 2>"$T/e"
-[ $? -eq 1 ] && grep -q "nothere is not installed" "$T/e" && ok "removing a package that is not installed: exit 1" ||
-	bad "nothere: $(cat "$T/e")"
+[ $? -eq 1 ] && grep -q "nothere is not installed" "$T/e" && pass "removing a package that is not installed: exit 1" ||
+	fail "nothere: $(cat "$T/e")"
 
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS failure(s)"
-	tail -20 "$T/rackbootd.log"
-	exit 1
-fi
-echo "all ok"
+rb_finish

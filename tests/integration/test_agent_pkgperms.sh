@@ -25,61 +25,27 @@
 # Root needed (device nodes, ownership). Kills only the rackbootd it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in python3 curl zstd sha256sum mkfifo mknod; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
+rb_need_cmd python3 curl zstd sha256sum mkfifo mknod
 [ "$(id -u)" = 0 ] || { echo "SKIP: device nodes need root"; exit 77; }
 
-T=$(mktemp -d /tmp/rbt-pkgperms.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+rb_setup pkgperms
+T=$RB_TMP
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 ROOT=$T/root
 mkdir -p "$R" "$T/boot" "$T/state" "$T/pk" "$ROOT/usr/bin" "$ROOT/etc" "$ROOT/var/lib"
 echo "image file" >"$ROOT/etc/motd"
 mkdir -p "$ROOT/var/lib/rackboot/tmp" # the agent's own work directory, made by any run
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+rb_repo_conf "$R"
+PORT=$RB_PORT
 URL=http://127.0.0.1:$PORT/repo
-cat >"$T/rackbootd.conf" <<EOF
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
-	kill -0 "$PID" 2>/dev/null || { echo "FAIL: rackbootd died"; cat "$T/rackbootd.log"; exit 1; }
-	sleep 0.1
-done
+rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
 "$IMG" keygen "$T/site" >/dev/null || { echo "FAIL: keygen"; exit 1; }
 index() { "$IMG" pkg index --repo "$R" --key "$T/site.key" "$@" >/dev/null; }
@@ -92,7 +58,7 @@ snapshot() {
 leftovers() { find "$ROOT" -name '.rackboot-*' | head -5; }
 
 # ---- archives as python tarfile writes them: meta.json first ----
-python3 - "$T" <<'EOF' || bad "building archives"
+python3 - "$T" <<'EOF' || fail "building archives"
 import io, json, subprocess, sys, tarfile
 T = sys.argv[1]
 def build(name, version, members, allow=None):
@@ -137,7 +103,7 @@ build("up", "1.2", [{"name": "usr/bin/tool", "data": b"tool 1.2\n", "mode": 0o47
       allow=["setuid", "devices"])
 EOF
 for a in nsuid_1.0 nsgid_1.0 nchr_1.0 nblk_1.0 nfifo_1.0 sticky_1.0 up_1.0 up_1.1 up_1.2; do
-	index "$T/$a.tar.zst" || bad "pkg index $a"
+	index "$T/$a.tar.zst" || fail "pkg index $a"
 done
 
 # ---- refused without allow: the root unchanged ----
@@ -148,9 +114,9 @@ refused() { # refused NAME=VERSION EXPECTED-MESSAGE
 	snapshot "$ROOT" "$T/after"
 	if [ $rc = 1 ] && grep -qF -- "$2" "$T/e" && cmp -s "$T/before.list" "$T/after.list" &&
 		[ -z "$(leftovers)" ]; then
-		ok "$1 refused ($(sed 's/^rackboot-agent pkg-install: failed: //' "$T/e")), root unchanged"
+		pass "$1 refused ($(sed 's/^rackboot-agent pkg-install: failed: //' "$T/e")), root unchanged"
 	else
-		bad "$1: rc $rc: $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head -5) $(leftovers)"
+		fail "$1: rc $rc: $(cat "$T/e"); $(diff "$T/before.list" "$T/after.list" | head -5) $(leftovers)"
 	fi
 }
 refused nsuid=1.0 "nsuid 1.0: payload member ./usr/bin/su is setuid (mode 4755); the catalogue does not allow setuid or setgid files for this package: refused (if it needs them, build it with rackboot-image pkg build --allow setuid"
@@ -160,10 +126,10 @@ refused nblk=1.0 "nblk 1.0: payload member dev/loopx is a block device; the cata
 refused nfifo=1.0 "nfifo 1.0: payload member run/ctl is a FIFO; the catalogue does not allow FIFOs for this package"
 [ ! -e "$ROOT/var/lib/rackboot/installed.json" ] ||
 	! grep -q '"n\(suid\|sgid\|chr\|blk\|fifo\)"' "$ROOT/var/lib/rackboot/installed.json" &&
-	ok "none of the refused packages recorded" || bad "a refused package in installed.json"
+	pass "none of the refused packages recorded" || fail "a refused package in installed.json"
 
 inst sticky=1.0 >/dev/null 2>"$T/e" && [ "$(stat -c %a "$ROOT/tmp2")" = 1777 ] &&
-	ok "a sticky directory needs no allow (mode 1777)" || bad "sticky: $(cat "$T/e")"
+	pass "a sticky directory needs no allow (mode 1777)" || fail "sticky: $(cat "$T/e")"
 
 # ---- pkg build: refuses what the package does not declare ----
 P=$T/pk/perm
@@ -173,31 +139,31 @@ chmod 4755 "$P/tree/usr/bin/suidtool"
 echo '{"name": "perm", "version": "1.0", "arch": "all"}' >"$P/meta.json"
 "$IMG" pkg build "$P/tree" --meta "$P/meta.json" --out "$T/perm.tar.zst" >/dev/null 2>"$T/e"
 [ $? = 1 ] && grep -qF "$P/tree/usr/bin/suidtool is setuid (mode 4755): agents refuse it unless the package allows it; if it needs it, build with --allow setuid" "$T/e" &&
-	[ ! -e "$T/perm.tar.zst" ] && ok "pkg build without --allow: a setuid file refused ($(cat "$T/e"))" ||
-	bad "pkg build setuid: $(cat "$T/e")"
+	[ ! -e "$T/perm.tar.zst" ] && pass "pkg build without --allow: a setuid file refused ($(cat "$T/e"))" ||
+	fail "pkg build setuid: $(cat "$T/e")"
 mknod "$P/tree/dev/null3" c 1 3 && mknod "$P/tree/dev/loopy" b 7 0 && mkfifo -m 0620 "$P/tree/run/pipe" &&
 	chmod 0640 "$P/tree/dev/loopy" && mkdir -p "$P/tree/var/spool/grp" && chmod 2770 "$P/tree/var/spool/grp" ||
-	bad "making the tree"
+	fail "making the tree"
 "$IMG" pkg build "$P/tree" --meta "$P/meta.json" --out "$T/perm.tar.zst" --allow setuid,fifos \
 	>/dev/null 2>"$T/e"
 [ $? = 1 ] && grep -qE "$P/tree/dev/(null3 is a character|loopy is a block) device: .*--allow devices" "$T/e" &&
-	ok "pkg build --allow setuid,fifos: a device node still refused" || bad "pkg build devices: $(cat "$T/e")"
+	pass "pkg build --allow setuid,fifos: a device node still refused" || fail "pkg build devices: $(cat "$T/e")"
 "$IMG" pkg build "$P/tree" --meta "$P/meta.json" --out "$T/perm.tar.zst" --allow setuid,devices \
 	>/dev/null 2>"$T/e"
 [ $? = 1 ] && grep -qF "$P/tree/run/pipe is a FIFO: " "$T/e" && grep -qF -- "--allow fifos" "$T/e" &&
-	ok "pkg build --allow setuid,devices: a FIFO still refused" || bad "pkg build fifo: $(cat "$T/e")"
+	pass "pkg build --allow setuid,devices: a FIFO still refused" || fail "pkg build fifo: $(cat "$T/e")"
 "$IMG" pkg build "$P/tree" --meta "$P/meta.json" --out "$T/perm.tar.zst" --allow setuid,sockets \
 	>/dev/null 2>"$T/e"
 [ $? = 2 ] && grep -qF '"sockets": not one of setuid, devices, fifos' "$T/e" &&
-	ok "pkg build --allow sockets: usage error naming the word" || bad "--allow sockets: $(cat "$T/e")"
+	pass "pkg build --allow sockets: usage error naming the word" || fail "--allow sockets: $(cat "$T/e")"
 echo '{"name": "perm", "version": "1.0", "arch": "all", "allow": ["setuid", "everything"]}' >"$T/badmeta.json"
 "$IMG" pkg build "$P/tree" --meta "$T/badmeta.json" --out "$T/perm.tar.zst" >/dev/null 2>"$T/e"
 [ $? = 1 ] && grep -qF 'meta: allow[1]: not one of "setuid", "devices", "fifos"' "$T/e" &&
-	ok "an unknown allow word in META.json fails the build" || bad "meta allow: $(cat "$T/e")"
+	pass "an unknown allow word in META.json fails the build" || fail "meta allow: $(cat "$T/e")"
 "$IMG" pkg build "$P/tree" --meta "$P/meta.json" --out "$T/perm.tar.zst" \
 	--allow setuid,devices --allow fifos --reboot-required >/dev/null 2>"$T/e" &&
-	index "$T/perm.tar.zst" || bad "pkg build/index perm: $(cat "$T/e")"
-python3 - "$R/catalog.json" <<'EOF' && ok "catalogue: perm allows setuid, devices, fifos and needs a reboot; others allow nothing" || bad "catalogue fields"
+	index "$T/perm.tar.zst" || fail "pkg build/index perm: $(cat "$T/e")"
+python3 - "$R/catalog.json" <<'EOF' && pass "catalogue: perm allows setuid, devices, fifos and needs a reboot; others allow nothing" || fail "catalogue fields"
 import json, sys
 c = json.load(open(sys.argv[1]))
 p = {(e["name"], e["version"]): e for e in c["packages"]}
@@ -216,11 +182,11 @@ if [ $rc = 0 ] && [ "$(stat -c '%a %U' "$ROOT/usr/bin/suidtool")" = "4755 root" 
 	[ "$(stat -c '%F %t:%T %a' "$ROOT/dev/loopy")" = "block special file 7:0 640" ] &&
 	[ "$(stat -c '%F %a' "$ROOT/run/pipe")" = "fifo 620" ] &&
 	[ "$(stat -c '%a' "$ROOT/var/spool/grp")" = 2770 ] && [ -z "$(leftovers)" ]; then
-	ok "perm installed: setuid 4755, char 1:3, block 7:0, FIFO, setgid dir 2770"
+	pass "perm installed: setuid 4755, char 1:3, block 7:0, FIFO, setgid dir 2770"
 else
-	bad "perm: rc $rc $(cat "$T/e"); $(ls -l "$ROOT/usr/bin" "$ROOT/dev" "$ROOT/run" 2>&1 | tr '\n' ' ')"
+	fail "perm: rc $rc $(cat "$T/e"); $(ls -l "$ROOT/usr/bin" "$ROOT/dev" "$ROOT/run" 2>&1 | tr '\n' ' ')"
 fi
-python3 - "$ROOT" <<'EOF' && ok "installed.json: perm's device nodes and FIFO with their types, reboot kept" || bad "installed.json perm"
+python3 - "$ROOT" <<'EOF' && pass "installed.json: perm's device nodes and FIFO with their types, reboot kept" || fail "installed.json perm"
 import json, sys
 s = json.load(open(f"{sys.argv[1]}/var/lib/rackboot/installed.json"))
 pk = {p["name"]: p for p in s["packages"]}
@@ -235,22 +201,22 @@ EOF
 
 # ---- upgrades: the staged rename path ----
 inst up=1.0 >/dev/null 2>"$T/e" && [ "$(stat -c %a "$ROOT/usr/bin/tool")" = 755 ] ||
-	bad "up 1.0: $(cat "$T/e")"
+	fail "up 1.0: $(cat "$T/e")"
 refused up=1.1 "up 1.1: payload member usr/bin/tool is setuid (mode 4755); the catalogue does not allow setuid or setgid files"
 [ "$(cat "$ROOT/usr/bin/tool")" = "tool 1.0" ] &&
 	grep -A3 '"name": "up"' "$ROOT/var/lib/rackboot/installed.json" | grep -q '"version": "1.0"' &&
-	ok "up 1.0 still installed and recorded" || bad "up after the refused upgrade"
+	pass "up 1.0 still installed and recorded" || fail "up after the refused upgrade"
 inst up=1.2 >/dev/null 2>"$T/e"
 rc=$?
 [ $rc = 0 ] && [ "$(cat "$ROOT/usr/bin/tool")" = "tool 1.2" ] &&
 	[ "$(stat -c '%a' "$ROOT/usr/bin/tool")" = 4755 ] &&
 	[ "$(stat -c '%F %t:%T' "$ROOT/dev/up0")" = "character special file 1:5" ] && [ -z "$(leftovers)" ] &&
-	ok "upgrade to up 1.2 (allows setuid, devices): tool 4755, dev/up0 char 1:5" ||
-	bad "up 1.2: rc $rc $(cat "$T/e")"
+	pass "upgrade to up 1.2 (allows setuid, devices): tool 4755, dev/up0 char 1:5" ||
+	fail "up 1.2: rc $rc $(cat "$T/e")"
 "$AGENT" pkg-remove --root "$ROOT" -q up >/dev/null 2>"$T/e" && [ ! -e "$ROOT/dev/up0" ] &&
 	[ ! -e "$ROOT/usr/bin/tool" ] && [ -c "$ROOT/dev/null3" ] && [ -z "$(leftovers)" ] &&
-	ok "pkg-remove up: its device node and setuid file gone, perm's stay" ||
-	bad "pkg-remove up: $(cat "$T/e")"
+	pass "pkg-remove up: its device node and setuid file gone, perm's stay" ||
+	fail "pkg-remove up: $(cat "$T/e")"
 
 # ---- device nodes only as root ----
 if command -v setpriv >/dev/null; then
@@ -263,14 +229,9 @@ if command -v setpriv >/dev/null; then
 	rc=$?
 	[ $rc = 1 ] && grep -qF "up 1.2: payload member dev/up0 is a character device: creating device nodes needs root (the agent runs as uid 65534): refused" "$T/e" &&
 		[ -z "$(find "$U/root" -name up0)" ] &&
-		ok "not root: an allowed device node refused ($(cat "$T/e"))" || bad "as nobody: rc $rc $(cat "$T/e")"
+		pass "not root: an allowed device node refused ($(cat "$T/e"))" || fail "as nobody: rc $rc $(cat "$T/e")"
 else
 	echo "skip: setpriv not installed (device nodes as non-root)"
 fi
 
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS failure(s)"
-	tail -20 "$T/rackbootd.log"
-	exit 1
-fi
-echo "all ok"
+rb_finish

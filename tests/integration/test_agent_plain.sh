@@ -16,65 +16,31 @@
 # loop devices (the rest still runs).
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in sfdisk mkfs.vfat mkfs.ext4 python3 cmp curl gzip xz zstd sha256sum; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
+rb_need_cmd sfdisk mkfs.vfat mkfs.ext4 python3 cmp curl gzip xz zstd sha256sum
 
-T=$(mktemp -d /tmp/rbt-agentplain.XXXXXX)
-PID=
+rb_setup agentplain
+T=$RB_TMP
 PYPID=
 LOOPS=
 cleanup() {
 	mountpoint -q "$T/mnt" 2>/dev/null && umount "$T/mnt"
 	for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
 	[ -n "$PYPID" ] && kill "$PYPID" 2>/dev/null
-	rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 mkdir -p "$R" "$T/boot" "$T/state" "$T/mnt" "$T/outside"
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
+rb_repo_conf "$R"
+PORT=$RB_PORT
 URL=http://127.0.0.1:$PORT/repo
-cat >"$T/rackbootd.conf" <<EOF2
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF2
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
-	kill -0 "$PID" 2>/dev/null || { echo "FAIL: rackbootd died"; cat "$T/rackbootd.log"; exit 1; }
-	sleep 0.1
-done
+rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
 # no_table FILE: true if FILE holds no MBR signature and no GPT header at
 # its start, and no backup GPT header in its last sector
@@ -116,7 +82,7 @@ zstd -q -c "$DISK" >"$T/src/disk.img.zst"
 n=0
 for k in img img.gz img.xz img.zst; do
 	n=$((n + 1))
-	register --name disk --version $n "$T/src/disk.$k" || bad "register disk.$k"
+	register --name disk --version $n "$T/src/disk.$k" || fail "register disk.$k"
 done
 
 # ---- each kind onto a file ----
@@ -136,41 +102,41 @@ for k in raw raw.gz raw.xz raw.zst; do
 	if maxrss "$T/rss$n" "$AGENT" plain --repo "$URL" --pub "$T/site.pub" -q --name disk \
 		--version $n --target "$T/out$n.img" >"$T/s$n" 2>"$T/e$n" &&
 		cmp -s "$DISK" "$T/out$n.img"; then
-		ok "$k: byte-identical, peak RSS $(cat "$T/rss$n") KiB: $(cat "$T/s$n")"
+		pass "$k: byte-identical, peak RSS $(cat "$T/rss$n") KiB: $(cat "$T/s$n")"
 	else
-		bad "$k: $(cat "$T/s$n" "$T/e$n")"
+		fail "$k: $(cat "$T/s$n" "$T/e$n")"
 	fi
 	# a 256 MiB image through a bounded pipeline: far below the image size
 	[ "$(cat "$T/rss$n" 2>/dev/null || echo 999999)" -lt $RSS_MAX ] ||
-		bad "$k: peak RSS $(cat "$T/rss$n") KiB, over $RSS_MAX KiB"
+		fail "$k: peak RSS $(cat "$T/rss$n") KiB, over $RSS_MAX KiB"
 done
 used=$(du -k "$T/out4.img" | cut -f1)
 src_used=$(du -k "$DISK" | cut -f1)
 [ "$used" -le $((src_used + 1024)) ] && [ "$used" -lt $((DSIZE / 1024 / 2)) ] &&
-	ok "zero blocks left as holes: $used KiB used for $((DSIZE / 1024)) KiB" ||
-	bad "target not sparse: $used KiB used (source $src_used KiB)"
+	pass "zero blocks left as holes: $used KiB used for $((DSIZE / 1024)) KiB" ||
+	fail "target not sparse: $used KiB used (source $src_used KiB)"
 grep -q "GET /repo/plain/disk.img.zst" "$T/rackbootd.log" &&
-	ok "rackbootd served the .zst" || bad "no GET of the .zst in rackbootd's log"
+	pass "rackbootd served the .zst" || fail "no GET of the .zst in rackbootd's log"
 
 # ---- a rackboot image name, an unknown name, a wrong key ----
 plain --name nosuch --version 1 --target "$T/nx.img" >/dev/null 2>"$T/e"
 rc=$?
 [ $rc -eq 1 ] && grep -q "no plain image nosuch 1" "$T/e" && [ ! -e "$T/nx.img" ] &&
-	ok "unknown entry: exit 1, nothing created: $(cat "$T/e")" ||
-	bad "unknown entry: exit $rc: $(cat "$T/e")"
+	pass "unknown entry: exit 1, nothing created: $(cat "$T/e")" ||
+	fail "unknown entry: exit $rc: $(cat "$T/e")"
 "$IMG" build --repo "$R" --key "$T/site.key" --name chunked --version 1 "$DISK" >/dev/null ||
-	bad "imager build"
+	fail "imager build"
 plain --name chunked --version 1 --target "$T/nx.img" >/dev/null 2>"$T/e"
 rc=$?
 [ $rc -eq 1 ] && grep -q "rackboot-agent image" "$T/e" && [ ! -e "$T/nx.img" ] &&
-	ok "a rackboot image asked as plain: refused: $(cat "$T/e")" ||
-	bad "rackboot image as plain: exit $rc: $(cat "$T/e")"
+	pass "a rackboot image asked as plain: refused: $(cat "$T/e")" ||
+	fail "rackboot image as plain: exit $rc: $(cat "$T/e")"
 cp "$DISK" "$T/keep.img"
 "$AGENT" plain --repo "$URL" --pub "$T/other.pub" -q --name disk --version 4 \
 	--target "$T/keep.img" >/dev/null 2>"$T/e"
 rc=$?
 [ $rc -eq 1 ] && grep -q "signature does not verify" "$T/e" && cmp -s "$DISK" "$T/keep.img" &&
-	ok "wrong key: exit 1, target untouched" || bad "wrong key: exit $rc: $(cat "$T/e")"
+	pass "wrong key: exit 1, target untouched" || fail "wrong key: exit $rc: $(cat "$T/e")"
 
 # ---- catalogue edited after signing: refused before any write ----
 cp "$R/catalog.json" "$T/catalog.good"
@@ -188,8 +154,8 @@ plain --name disk --version 4 --target "$T/new.img" >/dev/null 2>>"$T/e"
 rc2=$?
 [ $rc -eq 1 ] && [ $rc2 -eq 1 ] && grep -q "catalog.json.sig: signature does not verify" "$T/e" &&
 	[ "$(sha256sum "$T/keep.img" | cut -d' ' -f1)" = "$before" ] && [ ! -e "$T/new.img" ] &&
-	ok "tampered catalogue: refused, target unchanged, nothing created: $(head -1 "$T/e")" ||
-	bad "tampered catalogue: exit $rc/$rc2: $(cat "$T/e")"
+	pass "tampered catalogue: refused, target unchanged, nothing created: $(head -1 "$T/e")" ||
+	fail "tampered catalogue: exit $rc/$rc2: $(cat "$T/e")"
 cp "$T/catalog.good" "$R/catalog.json"
 
 # ---- a damaged .zst in the repository ----
@@ -203,8 +169,8 @@ for where in middle end; do
 	plain --name disk --version 4 --target "$T/bad.img" >/dev/null 2>"$T/e"
 	rc=$?
 	[ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && no_table "$T/bad.img" &&
-		ok "flipped .zst byte ($where): exit 1, no MBR/GPT left: $(cat "$T/e")" ||
-		bad "flipped .zst byte ($where): exit $rc: $(cat "$T/e")"
+		pass "flipped .zst byte ($where): exit 1, no MBR/GPT left: $(cat "$T/e")" ||
+		fail "flipped .zst byte ($where): exit $rc: $(cat "$T/e")"
 	flip "$ZST" $off
 done
 
@@ -216,12 +182,12 @@ cp "$DISK" "$T/bad.img"
 plain --name disk --version 1 --target "$T/bad.img" >/dev/null 2>"$T/e"
 rc=$?
 [ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && ! grep -q "stopped first" "$T/e" &&
-	no_table "$T/bad.img" && ok "flipped raw byte near the end: exit 1, no MBR/GPT left" ||
-	bad "flipped raw byte: exit $rc: $(cat "$T/e")"
+	no_table "$T/bad.img" && pass "flipped raw byte near the end: exit 1, no MBR/GPT left" ||
+	fail "flipped raw byte: exit $rc: $(cat "$T/e")"
 flip "$RAWF" $((DSIZE - 700))
 
 # ---- a transfer cut in the middle resumes ----
-FPORT=$(free_port)
+FPORT=$(rb_free_ports tcp)
 cat >"$T/front.py" <<'EOF2'
 # A front for rackbootd: the first GET of a /plain/ file is cut after half
 # its body; with --no-range, Range headers are not passed on (the server
@@ -272,8 +238,8 @@ for mode in range no-range; do
 	fi
 	resumed=$?
 	[ $rc -eq 0 ] && [ $resumed -eq 0 ] && cmp -s "$DISK" "$T/cut.img" &&
-		ok "cut transfer, $mode: resumed, byte-identical: $(grep plain/ "$T/front.log" | tr '\n' ' ')" ||
-		bad "cut transfer, $mode: exit $rc: $(cat "$T/e" "$T/front.log")"
+		pass "cut transfer, $mode: resumed, byte-identical: $(grep plain/ "$T/front.log" | tr '\n' ' ')" ||
+		fail "cut transfer, $mode: exit $rc: $(cat "$T/e" "$T/front.log")"
 	kill "$PYPID" 2>/dev/null
 	wait "$PYPID" 2>/dev/null
 	PYPID=
@@ -282,8 +248,7 @@ done
 # ---- block devices: loop devices (root only) ----
 if [ "$(id -u)" -ne 0 ] || ! command -v losetup >/dev/null || ! losetup -f >/dev/null 2>&1; then
 	echo "SKIP: loop device parts (not root or no losetup)"
-	echo "$FAILS failure(s)"
-	[ "$FAILS" -eq 0 ] && exit 77 || exit 1
+	rb_finish 77
 fi
 newloop() { # newloop FILE SIZE_MIB: sets LOOP (not in a subshell: LOOPS must grow)
 	truncate -s "${2}M" "$1"
@@ -299,20 +264,20 @@ with open(sys.argv[1], "r+b") as f:
     for off in range(0, 300 << 20, 7 << 20):  # old data every 7 MiB
         f.seek(off); f.write(b"OLD TENANT DATA " * 4096)
 EOF2
-newloop "$T/blk.img" 300 || bad "losetup"
+newloop "$T/blk.img" 300 || fail "losetup"
 L=$LOOP
 if [ -n "$L" ]; then
 	plain --name disk --version 4 --target "$L" >"$T/s" 2>"$T/e"
 	rc=$?
 	[ $rc -eq 0 ] && cmp -s -n "$DSIZE" "$DISK" "$L" &&
-		ok "raw.zst onto $L (old data beneath): identical: $(cat "$T/s")" ||
-		bad "raw.zst onto $L: exit $rc: $(cat "$T/e")"
+		pass "raw.zst onto $L (old data beneath): identical: $(cat "$T/s")" ||
+		fail "raw.zst onto $L: exit $rc: $(cat "$T/e")"
 	flip "$ZST" $((ZSIZE - 2))
 	plain --name disk --version 4 --target "$L" >/dev/null 2>"$T/e"
 	rc=$?
 	[ $rc -eq 1 ] && grep -q "sha256 mismatch" "$T/e" && no_table "$L" &&
-		ok "damaged .zst onto $L: exit 1, no MBR/GPT at either end" ||
-		bad "damaged .zst onto $L: exit $rc: $(cat "$T/e")"
+		pass "damaged .zst onto $L: exit 1, no MBR/GPT at either end" ||
+		fail "damaged .zst onto $L: exit $rc: $(cat "$T/e")"
 	flip "$ZST" $((ZSIZE - 2))
 fi
 
@@ -330,7 +295,7 @@ ln -s usr/bin "$RF/bin"
 ln "$RF/etc/hostname" "$RF/etc/hostname.hard"
 head -c 2000000 /dev/urandom >"$RF/usr/bin/blob"
 tar -C "$RF" --numeric-owner -cf - . | zstd -q -o "$T/src/root.tar.zst"
-register --name rootfs --version 1 "$T/src/root.tar.zst" || bad "register root.tar.zst"
+register --name rootfs --version 1 "$T/src/root.tar.zst" || fail "register root.tar.zst"
 
 # hostile tarballs
 HPID=$(python3 - "$T/src" "$T/outside" <<'EOF2'
@@ -354,46 +319,46 @@ EOF2
 )
 for h in dotdot abs symlink; do
 	zstd -q "$T/src/$h.tar" -o "$T/src/$h.tar.zst" && register --name $h --version 1 "$T/src/$h.tar.zst" ||
-		bad "register $h"
+		fail "register $h"
 done
 # the same tarball with a byte flipped at the end, after registration
 cp "$T/src/root.tar.zst" "$T/src/broken.tar.zst"
-register --name broken --version 1 "$T/src/broken.tar.zst" || bad "register broken"
+register --name broken --version 1 "$T/src/broken.tar.zst" || fail "register broken"
 BS=$(stat -c %s "$R/plain/broken.tar.zst")
 flip "$R/plain/broken.tar.zst" $((BS - 2))
 
-newloop "$T/rootfs.img" 600 || bad "losetup"
+newloop "$T/rootfs.img" 600 || fail "losetup"
 L2=$LOOP
 if [ -n "$L2" ]; then
 	plain --name rootfs --version 1 --target "$L2" >"$T/s" 2>"$T/e"
 	rc=$?
-	[ $rc -eq 0 ] && ok "rootfs onto $L2: $(cat "$T/s")" || bad "rootfs: exit $rc: $(cat "$T/e")"
+	[ $rc -eq 0 ] && pass "rootfs onto $L2: $(cat "$T/s")" || fail "rootfs: exit $rc: $(cat "$T/e")"
 	layout=$(sfdisk -d "$L2" 2>/dev/null)
 	echo "$layout" | grep -q 'label: gpt' &&
 		echo "$layout" | grep -q 'start=        2048, size=      524288, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B.*name="esp"' &&
 		echo "$layout" | grep -q 'start=      526336,.*type=0FC63DAF-8483-4772-8E79-3D69D8477DE4.*name="root"' &&
-		ok "GPT: ESP 256 MiB at 1 MiB, root after it" || bad "layout: $layout"
+		pass "GPT: ESP 256 MiB at 1 MiB, root after it" || fail "layout: $layout"
 	partx -u "$L2" 2>/dev/null || partx -a "$L2" 2>/dev/null
 	P1=${L2}p1
 	P2=${L2}p2
-	[ "$(blkid -o value -s TYPE "$P1" 2>/dev/null)" = vfat ] && ok "ESP is vfat" ||
-		bad "ESP type: $(blkid "$P1" 2>&1)"
+	[ "$(blkid -o value -s TYPE "$P1" 2>/dev/null)" = vfat ] && pass "ESP is vfat" ||
+		fail "ESP type: $(blkid "$P1" 2>&1)"
 	if mount -o ro "$P2" "$T/mnt" 2>"$T/e"; then
 		M=$T/mnt
 		[ "$(cat "$M/etc/hostname")" = rootfs-node ] && cmp -s "$RF/usr/bin/blob" "$M/usr/bin/blob" &&
-			ok "root: files and contents" || bad "root: contents differ"
+			pass "root: files and contents" || fail "root: contents differ"
 		[ "$(stat -c %a "$M/usr/bin/hi")" = 4755 ] && [ "$(stat -c %a "$M/var/secret")" = 750 ] &&
 			[ "$(stat -c %a "$M/var/secret/key")" = 600 ] &&
 			[ "$(stat -c %u:%g "$M/var/secret/key")" = 1234:2345 ] &&
-			ok "root: modes (setuid, 0750, 0600) and numeric owner kept" ||
-			bad "root: modes/owner: $(stat -c '%n %a %u:%g' "$M/usr/bin/hi" "$M/var/secret" "$M/var/secret/key")"
+			pass "root: modes (setuid, 0750, 0600) and numeric owner kept" ||
+			fail "root: modes/owner: $(stat -c '%n %a %u:%g' "$M/usr/bin/hi" "$M/var/secret" "$M/var/secret/key")"
 		[ "$(readlink "$M/bin")" = usr/bin ] &&
 			[ "$(stat -c %i "$M/etc/hostname")" = "$(stat -c %i "$M/etc/hostname.hard")" ] &&
-			ok "root: symlink and hard link" || bad "root: symlink/hard link"
-		[ "$(blkid -o value -s TYPE "$P2")" = ext4 ] && ok "root is ext4" || bad "root type"
+			pass "root: symlink and hard link" || fail "root: symlink/hard link"
+		[ "$(blkid -o value -s TYPE "$P2")" = ext4 ] && pass "root is ext4" || fail "root type"
 		umount "$T/mnt"
 	else
-		bad "mount $P2: $(cat "$T/e")"
+		fail "mount $P2: $(cat "$T/e")"
 	fi
 
 	# the same tarball with an xfs root (xfsprogs, in scripts/install-deps)
@@ -405,11 +370,11 @@ if [ -n "$L2" ]; then
 			mount -o ro "$P2" "$T/mnt" 2>"$T/e"; then
 			[ "$(cat "$T/mnt/etc/hostname")" = rootfs-node ] &&
 				cmp -s "$RF/usr/bin/blob" "$T/mnt/usr/bin/blob" &&
-				ok "rootfs with --fstype xfs: xfs root with the files" ||
-				bad "xfs root: contents differ"
+				pass "rootfs with --fstype xfs: xfs root with the files" ||
+				fail "xfs root: contents differ"
 			umount "$T/mnt"
 		else
-			bad "rootfs --fstype xfs: exit $rc: $(cat "$T/e") type $(blkid -o value -s TYPE "$P2")"
+			fail "rootfs --fstype xfs: exit $rc: $(cat "$T/e") type $(blkid -o value -s TYPE "$P2")"
 		fi
 	else
 		echo "skip: mkfs.xfs not installed (xfsprogs): --fstype xfs not tested"
@@ -421,7 +386,7 @@ if [ -n "$L2" ]; then
 		--version 1 --target "$L2" >/dev/null 2>"$T/e"
 	rc=$?
 	[ $rc -eq 1 ] && grep -q "sfdisk not found in PATH" "$T/e" && [ "$(sha256sum <"$L2")" = "$before" ] &&
-		ok "no sfdisk in PATH: refused, disk unchanged" || bad "no sfdisk: exit $rc: $(cat "$T/e")"
+		pass "no sfdisk in PATH: refused, disk unchanged" || fail "no sfdisk: exit $rc: $(cat "$T/e")"
 
 	for h in dotdot abs symlink broken; do
 		plain --name $h --version 1 --target "$L2" >/dev/null 2>"$T/e"
@@ -431,8 +396,8 @@ if [ -n "$L2" ]; then
 		[ $h = broken ] && want="sha256 mismatch"
 		[ $rc -eq 1 ] && grep -q "$want" "$T/e" && [ -z "$escaped" ] && no_table "$L2" &&
 			! grep -q rackboot-rootfs /proc/mounts &&
-			ok "$h tarball: exit 1, nothing outside, no table, no mount left: $(cat "$T/e")" ||
-			bad "$h tarball: exit $rc, escaped: $escaped: $(cat "$T/e")"
+			pass "$h tarball: exit 1, nothing outside, no table, no mount left: $(cat "$T/e")" ||
+			fail "$h tarball: exit $rc, escaped: $escaped: $(cat "$T/e")"
 	done
 	rm -f "/tmp/rbt-escape-$HPID" "/tmp/rbt-abs-$HPID"
 fi
@@ -440,7 +405,6 @@ truncate -s 1G "$T/file.img"
 plain --name rootfs --version 1 --target "$T/file.img" >/dev/null 2>"$T/e"
 rc=$?
 [ $rc -eq 1 ] && grep -q "needs a block device" "$T/e" && [ "$(du -k "$T/file.img" | cut -f1)" -eq 0 ] &&
-	ok "rootfs onto a plain file: refused: $(cat "$T/e")" || bad "rootfs on file: exit $rc: $(cat "$T/e")"
+	pass "rootfs onto a plain file: refused: $(cat "$T/e")" || fail "rootfs on file: exit $rc: $(cat "$T/e")"
 
-echo "$FAILS failure(s)"
-[ "$FAILS" -eq 0 ]
+rb_finish

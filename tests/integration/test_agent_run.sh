@@ -27,44 +27,28 @@
 # Starts its own rackbootd and loop devices; kills and detaches only those.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
 export PATH=$PATH:/usr/sbin:/sbin
-for t in sfdisk python3 cmp curl truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd sfdisk python3 cmp curl truncate
 
-T=$(mktemp -d /tmp/rbt-agentrun.XXXXXX)
-PID=
+rb_setup agentrun
+T=$RB_TMP
 AGPID=
 STUB=
 LOOPS=
 cleanup() {
 	[ -n "$AGPID" ] && kill -9 "$AGPID" 2>/dev/null
 	[ -n "$STUB" ] && kill "$STUB" 2>/dev/null
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
 	for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 DB=$T/state/registry.db
 mkdir -p "$T/repo" "$T/boot" "$T/state" "$T/trusted" "$T/wrong"
@@ -128,26 +112,12 @@ profile "grow" {
 	after = "poweroff"
 }
 EOF
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+rb_start_server "$B/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 # The node document is an operator endpoint: a token as an operator makes one.
 OPAUTH="Authorization: Bearer $("$SRV" -c "$T/rackbootd.conf" token create agent-run 2>/dev/null)"
 
 # sql STATEMENT: the registry changed as an operator would.
-sql() {
-	python3 - "$DB" "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-db.execute(sys.argv[2])
-db.commit()
-EOF
-}
+sql() { rb_sql "$DB" "$1"; }
 # boot MAC: fetches the node's iPXE script as iPXE would and keeps its
 # kernel line as the node's /proc/cmdline ($T/cmdline).
 boot() {
@@ -186,27 +156,27 @@ MAC=52:54:00:5e:00:01
 boot $MAC || { echo "FAIL: no iPXE script for $MAC"; exit 1; }
 sql "UPDATE nodes SET state = 'provisioning', profile = 'node' WHERE mac = '$MAC'"
 boot $MAC && grep -q 'rackboot.mode=provision' "$T/cmdline" &&
-	ok "provision kernel line: $(sed 's/rackboot.token=[0-9a-f]*/rackboot.token=<token>/' "$T/cmdline")" ||
-	bad "no provision script for $MAC: $(cat "$T/script")"
+	pass "provision kernel line: $(sed 's/rackboot.token=[0-9a-f]*/rackboot.token=<token>/' "$T/cmdline")" ||
+	fail "no provision script for $MAC: $(cat "$T/script")"
 OUT=$T/out.img
 head -c $((4 * 1024 * 1024)) /dev/urandom >"$OUT" # an old tenant's bytes
 # About 6 MiB in two ranges at 700 KB/s each: a few seconds, so that live
 # progress can be seen moving.
 if run_agent "$T/run1.out" "$T/run1.err" --pubdir "$T/trusted" --target "$OUT" --max-rate 700000; then
-	ok "run: $(cat "$T/run1.out")"
+	pass "run: $(cat "$T/run1.out")"
 else
-	bad "run exit $?: $(tail -5 "$T/run1.err")"
+	fail "run exit $?: $(tail -5 "$T/run1.err")"
 fi
-cmp -s "$DISK" "$OUT" && ok "the target is byte-identical to the source disk" ||
-	bad "the target differs from the source disk"
+cmp -s "$DISK" "$OUT" && pass "the target is byte-identical to the source disk" ||
+	fail "the target differs from the source disk"
 st=$(node $MAC 'd["state"]')
-[ "$st" = imaged ] && ok "node state is imaged" || bad "node state is $st, not imaged"
+[ "$st" = imaged ] && pass "node state is imaged" || fail "node state is $st, not imaged"
 ev=$(events $MAC)
-[ "$ev" = "agent.inventory agent.wiping agent.imaging agent.imaged" ] && ok "events: $ev" || bad "events: $ev"
+[ "$ev" = "agent.inventory agent.wiping agent.imaging agent.imaged" ] && pass "events: $ev" || fail "events: $ev"
 node $MAC 'd["events"][-1]["detail"]' | grep -q "wipe metadata: zeroed" &&
-	ok "imaged event tells what was wiped: $(node $MAC 'd["events"][-1]["detail"]')" ||
-	bad "imaged event detail: $(node $MAC 'd["events"][-1]["detail"]')"
-python3 - "$T/run1.out.polls" "$T/progress" <<'EOF' && ok "live progress seen while imaging: $(cat "$T/progress")" || bad "no live progress seen in $(grep -c . "$T/run1.out.polls") polls: $(cat "$T/progress")"
+	pass "imaged event tells what was wiped: $(node $MAC 'd["events"][-1]["detail"]')" ||
+	fail "imaged event detail: $(node $MAC 'd["events"][-1]["detail"]')"
+python3 - "$T/run1.out.polls" "$T/progress" <<'EOF' && pass "live progress seen while imaging: $(cat "$T/progress")" || fail "no live progress seen in $(grep -c . "$T/run1.out.polls") polls: $(cat "$T/progress")"
 import json, sys
 seen, all_ = [], []
 for line in open(sys.argv[1]):
@@ -230,25 +200,25 @@ n=$(sed -n 's/.* \([0-9]*\) progress reports.*/\1/p' "$T/run1.out")
 secs=$(sed -n 's/.* bytes in \([0-9]*\)\.[0-9] s,.*/\1/p' "$T/run1.out")
 # about one a second: neither silent nor flooding
 [ "${n:-0}" -ge $((${secs:-9} - 1)) ] && [ "${n:-0}" -le $((${secs:-0} + 2)) ] &&
-	ok "the agent sent $n progress reports in $secs+ s of imaging" ||
-	bad "progress reports: ${n:-none} in ${secs:-?} s"
+	pass "the agent sent $n progress reports in $secs+ s of imaging" ||
+	fail "progress reports: ${n:-none} in ${secs:-?} s"
 n=$(grep -c "POST /api/v1/nodes/$MAC/status 200" "$T/rackbootd.log")
-[ "$n" -ge 5 ] && ok "$n status reports accepted by rackbootd" || bad "only $n status reports in the server log"
+[ "$n" -ge 5 ] && pass "$n status reports accepted by rackbootd" || fail "only $n status reports in the server log"
 inv=$(node $MAC 'd["inventory"]["version"], d["inventory"]["counts"]["nics"] >= 0')
-[ "$inv" = "1 True" ] && ok "inventory stored for the node" || bad "inventory: $inv"
+[ "$inv" = "1 True" ] && pass "inventory stored for the node" || fail "inventory: $inv"
 
 # ---- a wrong trusted key: failed with the reason, target untouched ----
 sql "UPDATE nodes SET state = 'provisioning' WHERE mac = '$MAC'"
 boot $MAC
 run_agent "$T/run2.out" "$T/run2.err" --pubdir "$T/wrong" --target "$OUT"
 rc=$?
-[ $rc = 1 ] && ok "wrong key: exit 1: $(grep failed: "$T/run2.err")" ||
-	bad "wrong key: exit $rc: $(tail -3 "$T/run2.err")"
+[ $rc = 1 ] && pass "wrong key: exit 1: $(grep failed: "$T/run2.err")" ||
+	fail "wrong key: exit $rc: $(tail -3 "$T/run2.err")"
 st=$(node $MAC 'd["state"]')
 msg=$(node $MAC 'd["events"][-1]["detail"]')
 [ "$st" = failed ] && echo "$msg" | grep -q "signature does not verify with any trusted key" &&
-	ok "node state failed: $msg" || bad "after a wrong key: state $st, detail $msg"
-cmp -s "$DISK" "$OUT" && ok "wrong key: the target was not touched" || bad "wrong key: the target changed"
+	pass "node state failed: $msg" || fail "after a wrong key: state $st, detail $msg"
+cmp -s "$DISK" "$OUT" && pass "wrong key: the target was not touched" || fail "wrong key: the target changed"
 
 # ---- a token of an earlier boot ----
 OLDCMD=$(cat "$T/cmdline")
@@ -257,22 +227,22 @@ boot $MAC
 echo "$OLDCMD" >"$T/cmdline"
 run_agent "$T/run3.out" "$T/run3.err" --pubdir "$T/trusted" --target "$OUT"
 rc=$?
-[ $rc = 1 ] && grep -q "HTTP 403" "$T/run3.err" && ok "stale token: exit 1: $(grep failed: "$T/run3.err")" ||
-	bad "stale token: exit $rc: $(cat "$T/run3.err")"
-grep -q "rackboot.token=" "$T/run3.err" "$T/run1.err" && bad "the token was printed" || ok "the token is never printed"
+[ $rc = 1 ] && grep -q "HTTP 403" "$T/run3.err" && pass "stale token: exit 1: $(grep failed: "$T/run3.err")" ||
+	fail "stale token: exit $rc: $(cat "$T/run3.err")"
+grep -q "rackboot.token=" "$T/run3.err" "$T/run1.err" && fail "the token was printed" || pass "the token is never printed"
 
 # ---- a plain raw image from the signed catalogue ----
 sql "UPDATE nodes SET state = 'provisioning', profile = 'raw' WHERE mac = '$MAC'"
 boot $MAC
 if run_agent "$T/run8.out" "$T/run8.err" --pubdir "$T/trusted" --target "$T/raw.img"; then
-	ok "plain run: $(cat "$T/run8.out")"
+	pass "plain run: $(cat "$T/run8.out")"
 else
-	bad "plain run: $(tail -3 "$T/run8.err")"
+	fail "plain run: $(tail -3 "$T/run8.err")"
 fi
-cmp -s "$DISK" "$T/raw.img" && ok "plain: the target is byte-identical to the source disk" ||
-	bad "plain: the target differs"
-[ "$(node $MAC 'd["state"]')" = imaged ] && ok "plain: node imaged" || bad "plain: state $(node $MAC 'd["state"]')"
-grep -q "after: none (not done: --no-after)" "$T/run8.err" && ok "plain: after none" || bad "plain: after"
+cmp -s "$DISK" "$T/raw.img" && pass "plain: the target is byte-identical to the source disk" ||
+	fail "plain: the target differs"
+[ "$(node $MAC 'd["state"]')" = imaged ] && pass "plain: node imaged" || fail "plain: state $(node $MAC 'd["state"]')"
+grep -q "after: none (not done: --no-after)" "$T/run8.err" && pass "plain: after none" || fail "plain: after"
 sql "UPDATE nodes SET profile = 'node' WHERE mac = '$MAC'"
 
 # ---- a plan disk that is not there: no file appears in its place ----
@@ -282,17 +252,17 @@ NODISK=/dev/rbt-no-such-disk-$$
 run_agent "$T/run6.out" "$T/run6.err" --pubdir "$T/trusted" --target "$NODISK"
 rc=$?
 if [ $rc = 1 ] && [ ! -e "$NODISK" ] && grep -q "target $NODISK: No such file" "$T/run6.err"; then
-	ok "missing disk: exit 1, nothing created: $(grep failed: "$T/run6.err")"
+	pass "missing disk: exit 1, nothing created: $(grep failed: "$T/run6.err")"
 else
-	bad "missing disk: exit $rc: $(tail -2 "$T/run6.err")"
+	fail "missing disk: exit $rc: $(tail -2 "$T/run6.err")"
 	rm -f "$NODISK"
 fi
-[ "$(node $MAC 'd["state"]')" = failed ] && ok "missing disk: node state failed" ||
-	bad "missing disk: state $(node $MAC 'd["state"]')"
+[ "$(node $MAC 'd["state"]')" = failed ] && pass "missing disk: node state failed" ||
+	fail "missing disk: state $(node $MAC 'd["state"]')"
 
 # ---- a server that fails: 503 is retried (bounded), a redirect is not
 # followed, a stalled answer ends after the timeout ----
-STUB_PORT=$(free_port)
+STUB_PORT=$(rb_free_ports tcp)
 cat >"$T/stub.py" <<'STUBEOF'
 import http.server, sys, time
 n = {"plan": 0}
@@ -326,16 +296,16 @@ TOKEN=0123456789abcdef0123456789abcdef
 rc=$?
 n=$(grep -c "/plan Bearer" "$T/stub.log")
 [ $rc = 1 ] && [ "$n" = 3 ] && grep -q "HTTP 302: redirects are not followed" "$T/stub.err" &&
-	ok "503 twice then a redirect to file://: retried, then refused after $n requests" ||
-	bad "stub server: exit $rc, $n plan requests: $(cat "$T/stub.err")"
+	pass "503 twice then a redirect to file://: retried, then refused after $n requests" ||
+	fail "stub server: exit $rc, $n plan requests: $(cat "$T/stub.err")"
 t0=$(date +%s)
 "$AGENT" run --cmdline /dev/null --no-after --retries 1 --timeout-s 1 \
 	--server "http://127.0.0.1:$STUB_PORT/stall" --mac 52:54:00:5e:00:09 --token $TOKEN \
 	>"$T/stall.out" 2>"$T/stall.err"
 rc=$?
 el=$(($(date +%s) - t0))
-[ $rc = 1 ] && [ $el -lt 15 ] && ok "stalled server: gave up after $el s: $(grep failed: "$T/stall.err")" ||
-	bad "stalled server: exit $rc after $el s"
+[ $rc = 1 ] && [ $el -lt 15 ] && pass "stalled server: gave up after $el s: $(grep failed: "$T/stall.err")" ||
+	fail "stalled server: exit $rc after $el s"
 kill "$STUB" 2>/dev/null
 wait "$STUB" 2>/dev/null
 STUB=
@@ -344,23 +314,22 @@ STUB=
 MAC2=52:54:00:5e:00:02
 MAC_SAVE=$MAC
 MAC=$MAC2
-boot $MAC2 && grep -q 'rackboot.mode=discovery' "$T/cmdline" || bad "no discovery script for $MAC2"
+boot $MAC2 && grep -q 'rackboot.mode=discovery' "$T/cmdline" || fail "no discovery script for $MAC2"
 if run_agent "$T/run4.out" "$T/run4.err"; then
-	ok "discovery run: $(cat "$T/run4.out")"
+	pass "discovery run: $(cat "$T/run4.out")"
 else
-	bad "discovery run: $(tail -3 "$T/run4.err")"
+	fail "discovery run: $(tail -3 "$T/run4.err")"
 fi
 st=$(node $MAC2 'd["state"], d["inventory"]["version"]')
-[ "$st" = "discovered 1" ] && ok "discovery: state discovered with the inventory" || bad "discovery: $st"
-grep -q "after: poweroff (not done: --no-after)" "$T/run4.err" && ok "discovery would power off" ||
-	bad "discovery after: $(cat "$T/run4.err")"
+[ "$st" = "discovered 1" ] && pass "discovery: state discovered with the inventory" || fail "discovery: $st"
+grep -q "after: poweroff (not done: --no-after)" "$T/run4.err" && pass "discovery would power off" ||
+	fail "discovery after: $(cat "$T/run4.err")"
 MAC=$MAC_SAVE
 
 # ---- loop devices ----
 if [ "$(id -u)" != 0 ] || ! losetup -f >/dev/null 2>&1; then
 	echo "SKIP (part): loop devices need root"
-	[ "$FAILS" -eq 0 ] && { echo "PASS (without loop devices)"; exit 0; }
-	echo "$FAILS FAILED"; exit 1
+	rb_finish
 fi
 attach() { # attach FILE [losetup args]: prints the device, remembers it
 	l=$(losetup -f --show "$@") || return 1
@@ -375,52 +344,52 @@ detach() {
 # provision onto a 64 MiB device: full wipe, image, grow
 DEVF=$T/dev.img
 python3 -c 'import sys; sys.stdout.buffer.write(b"\xa5" * (64 << 20))' >"$DEVF"
-L=$(attach "$DEVF") || { bad "losetup"; L=; }
+L=$(attach "$DEVF") || { fail "losetup"; L=; }
 if [ -n "$L" ]; then
 	sql "UPDATE nodes SET state = 'provisioning', profile = 'grow' WHERE mac = '$MAC'"
 	boot $MAC
 	if run_agent "$T/run5.out" "$T/run5.err" --pubdir "$T/trusted" --target "$L"; then
-		ok "loop run: $(cat "$T/run5.out")"
+		pass "loop run: $(cat "$T/run5.out")"
 	else
-		bad "loop run: $(tail -3 "$T/run5.err")"
+		fail "loop run: $(tail -3 "$T/run5.err")"
 	fi
-	grep -q "wipe full: BLKZEROOUT" "$T/run5.out" && ok "full wipe by BLKZEROOUT" ||
-		bad "wipe: $(cat "$T/run5.out")"
-	grep -q "gpt: partition 2 grown from 77824 to" "$T/run5.out" && ok "last partition grown" ||
-		bad "grow: $(cat "$T/run5.out")"
+	grep -q "wipe full: BLKZEROOUT" "$T/run5.out" && pass "full wipe by BLKZEROOUT" ||
+		fail "wipe: $(cat "$T/run5.out")"
+	grep -q "gpt: partition 2 grown from 77824 to" "$T/run5.out" && pass "last partition grown" ||
+		fail "grow: $(cat "$T/run5.out")"
 	v=$(sfdisk --verify "$L" 2>&1)
-	echo "$v" | grep -q "No errors detected" && ok "sfdisk --verify: the grown GPT is valid" ||
-		bad "sfdisk --verify: $v"
+	echo "$v" | grep -q "No errors detected" && pass "sfdisk --verify: the grown GPT is valid" ||
+		fail "sfdisk --verify: $v"
 	j=$(sfdisk --json "$L" | python3 -c 'import json,sys; p=json.load(sys.stdin)["partitiontable"]; print(p["lastlba"], [(x["start"], x["size"]) for x in p["partitions"]])')
-	[ "$j" = "131038 [(2048, 16384), (18432, 112607)]" ] && ok "sfdisk --json: root spans to LBA 131038" ||
-		bad "sfdisk --json: $j"
+	[ "$j" = "131038 [(2048, 16384), (18432, 112607)]" ] && pass "sfdisk --json: root spans to LBA 131038" ||
+		fail "sfdisk --json: $j"
 	# partitions' bytes as in the image; beyond the image zero (the old 0xa5 gone)
-	cmp -s -i $((2048 * 512)) -n $((94208 * 512)) "$DISK" "$L" && ok "partition data as in the image" ||
-		bad "partition data differs"
-	python3 - "$L" "$DSIZE" <<'EOF' && ok "bytes beyond the image read zero after the full wipe" || bad "old bytes beyond the image"
+	cmp -s -i $((2048 * 512)) -n $((94208 * 512)) "$DISK" "$L" && pass "partition data as in the image" ||
+		fail "partition data differs"
+	python3 - "$L" "$DSIZE" <<'EOF' && pass "bytes beyond the image read zero after the full wipe" || fail "old bytes beyond the image"
 import sys
 f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2]))
 tail = f.read((64 << 20) - int(sys.argv[2]) - (1 << 20))  # up to the new backup GPT
 sys.exit(0 if tail.count(0) == len(tail) else 1)
 EOF
-	[ "$(node $MAC 'd["state"]')" = imaged ] && ok "loop: node imaged" || bad "loop: state $(node $MAC 'd["state"]')"
+	[ "$(node $MAC 'd["state"]')" = imaged ] && pass "loop: node imaged" || fail "loop: state $(node $MAC 'd["state"]')"
 	detach "$L"
 fi
 
 # a disk smaller than the image is refused before it is wiped
 SF=$T/small.img
 python3 -c 'import sys; sys.stdout.buffer.write(b"\x5a" * (32 << 20))' >"$SF"
-L=$(attach "$SF") || { bad "losetup"; L=; }
+L=$(attach "$SF") || { fail "losetup"; L=; }
 if [ -n "$L" ]; then
 	sql "UPDATE nodes SET state = 'provisioning' WHERE mac = '$MAC'"
 	boot $MAC
 	run_agent "$T/run7.out" "$T/run7.err" --pubdir "$T/trusted" --target "$L"
 	rc=$?
 	[ $rc = 1 ] && grep -q "has 33554432 bytes, the image needs 50331648" "$T/run7.err" &&
-		ok "small disk: exit 1: $(grep failed: "$T/run7.err")" ||
-		bad "small disk: exit $rc: $(tail -2 "$T/run7.err")"
+		pass "small disk: exit 1: $(grep failed: "$T/run7.err")" ||
+		fail "small disk: exit $rc: $(tail -2 "$T/run7.err")"
 	python3 -c 'import sys; sys.exit(0 if open(sys.argv[1], "rb").read() == b"\x5a" * (32 << 20) else 1)' "$L" &&
-		ok "small disk: not wiped" || bad "small disk: its bytes changed"
+		pass "small disk: not wiped" || fail "small disk: its bytes changed"
 	detach "$L"
 fi
 
@@ -431,24 +400,24 @@ printf 'label: gpt\nstart=2048, size=20480, type=L\nstart=22528, size=40960, typ
 truncate -s 20M "$T/p2.img" && mkfs.ext4 -q -F "$T/p2.img" >/dev/null 2>&1 &&
 	dd if="$T/p2.img" of="$WF" bs=512 seek=22528 conv=notrunc status=none
 cp "$WF" "$T/wipe.before"
-L=$(attach -P "$WF") || { bad "losetup"; L=; }
+L=$(attach -P "$WF") || { fail "losetup"; L=; }
 if [ -n "$L" ]; then
 	# A kernel built without partition table parsers shows none until
 	# told (as udev-less systems use partx); BLKRRPART still drops them.
 	[ -e /sys/block/"$(basename "$L")"/"$(basename "$L")"p1 ] || partx -a "$L" 2>/dev/null
-	blkid -p -O $((22528 * 512)) "$L" 2>/dev/null | grep -q 'TYPE="ext4"' && ok "before: blkid sees ext4 in partition 2" ||
-		bad "before: blkid sees no ext4"
+	blkid -p -O $((22528 * 512)) "$L" 2>/dev/null | grep -q 'TYPE="ext4"' && pass "before: blkid sees ext4 in partition 2" ||
+		fail "before: blkid sees no ext4"
 	parts=$(ls -d /sys/block/"$(basename "$L")"/"$(basename "$L")"p* 2>/dev/null | wc -l)
-	r=$("$AGENT" wipe --mode metadata -q "$L" 2>&1) && ok "wipe metadata: $r" || bad "wipe metadata: $r"
-	echo "$r" | grep -q "and $parts partition" || bad "wipe counted other partitions than the kernel's $parts: $r"
-	blkid -p -O $((22528 * 512)) "$L" >/dev/null 2>&1 && bad "after: blkid still finds a filesystem" ||
-		ok "after: blkid finds no filesystem in partition 2"
-	sfdisk -d "$L" >/dev/null 2>&1 && bad "after: sfdisk still finds a partition table" ||
-		ok "after: no partition table"
+	r=$("$AGENT" wipe --mode metadata -q "$L" 2>&1) && pass "wipe metadata: $r" || fail "wipe metadata: $r"
+	echo "$r" | grep -q "and $parts partition" || fail "wipe counted other partitions than the kernel's $parts: $r"
+	blkid -p -O $((22528 * 512)) "$L" >/dev/null 2>&1 && fail "after: blkid still finds a filesystem" ||
+		pass "after: blkid finds no filesystem in partition 2"
+	sfdisk -d "$L" >/dev/null 2>&1 && fail "after: sfdisk still finds a partition table" ||
+		pass "after: no partition table"
 	left=$(ls -d /sys/block/"$(basename "$L")"/"$(basename "$L")"p* 2>/dev/null | wc -l)
-	[ "$left" = 0 ] && ok "the kernel dropped the old partitions ($parts before)" || bad "$left partitions left in sysfs"
+	[ "$left" = 0 ] && pass "the kernel dropped the old partitions ($parts before)" || fail "$left partitions left in sysfs"
 	detach "$L"
-	python3 - "$T/wipe.before" "$WF" "$parts" <<'EOF' && ok "exactly the edges of the disk and the partitions are zero" || bad "metadata wipe zeroed the wrong bytes"
+	python3 - "$T/wipe.before" "$WF" "$parts" <<'EOF' && pass "exactly the edges of the disk and the partitions are zero" || fail "metadata wipe zeroed the wrong bytes"
 import sys
 before = open(sys.argv[1], "rb").read(); after = open(sys.argv[2], "rb").read()
 M = 1 << 20; n = len(before)
@@ -474,34 +443,29 @@ fi
 # wipe --mode full on a device of random bytes
 FF=$T/full.img
 head -c $((32 * 1024 * 1024)) /dev/urandom >"$FF"
-L=$(attach "$FF") || { bad "losetup"; L=; }
+L=$(attach "$FF") || { fail "losetup"; L=; }
 if [ -n "$L" ]; then
-	r=$("$AGENT" wipe --mode full "$L" 2>"$T/wipe.err") && ok "wipe full: $r" || bad "wipe full: $r $(cat "$T/wipe.err")"
-	cmp -s -n $((32 * 1024 * 1024)) "$L" /dev/zero && ok "every byte of the device reads zero" || bad "old bytes left"
-	grep -q "wipe: 32.0 MiB / 32.0 MiB" "$T/wipe.err" && ok "progress reached 32.0 MiB" || bad "progress: $(cat "$T/wipe.err")"
+	r=$("$AGENT" wipe --mode full "$L" 2>"$T/wipe.err") && pass "wipe full: $r" || fail "wipe full: $r $(cat "$T/wipe.err")"
+	cmp -s -n $((32 * 1024 * 1024)) "$L" /dev/zero && pass "every byte of the device reads zero" || fail "old bytes left"
+	grep -q "wipe: 32.0 MiB / 32.0 MiB" "$T/wipe.err" && pass "progress reached 32.0 MiB" || fail "progress: $(cat "$T/wipe.err")"
 	detach "$L"
 fi
 
 # grow on a 4Kn disk (logical sectors of 4096 bytes)
 KF=$T/4kn.img
 truncate -s 16M "$KF"
-L=$(attach -P -b 4096 "$KF") || { bad "losetup -b 4096"; L=; }
+L=$(attach -P -b 4096 "$KF") || { fail "losetup -b 4096"; L=; }
 if [ -n "$L" ]; then
-	printf 'label: gpt\nstart=256, size=2048, type=L\n' | sfdisk -q "$L" >/dev/null || bad "sfdisk on the 4Kn loop"
+	printf 'label: gpt\nstart=256, size=2048, type=L\n' | sfdisk -q "$L" >/dev/null || fail "sfdisk on the 4Kn loop"
 	detach "$L"
 	truncate -s 64M "$KF"
 	L=$(attach -P -b 4096 "$KF")
-	r=$("$AGENT" grow "$L" 2>&1) && ok "4Kn grow: $r" || bad "4Kn grow: $r"
+	r=$("$AGENT" grow "$L" 2>&1) && pass "4Kn grow: $r" || fail "4Kn grow: $r"
 	j=$(sfdisk --json "$L" | python3 -c 'import json,sys; p=json.load(sys.stdin)["partitiontable"]; print(p["sectorsize"], p["lastlba"], [(x["start"], x["size"]) for x in p["partitions"]])')
-	[ "$j" = "4096 16378 [(256, 16123)]" ] && ok "4Kn: sfdisk --json $j" || bad "4Kn: sfdisk --json $j"
+	[ "$j" = "4096 16378 [(256, 16123)]" ] && pass "4Kn: sfdisk --json $j" || fail "4Kn: sfdisk --json $j"
 	v=$(sfdisk --verify "$L" 2>&1)
-	echo "$v" | grep -q "No errors detected" && ok "4Kn: sfdisk --verify" || bad "4Kn: sfdisk --verify: $v"
+	echo "$v" | grep -q "No errors detected" && pass "4Kn: sfdisk --verify" || fail "4Kn: sfdisk --verify: $v"
 	detach "$L"
 fi
 
-if [ "$FAILS" -eq 0 ]; then
-	echo PASS
-	exit 0
-fi
-echo "$FAILS FAILED"
-exit 1
+rb_finish

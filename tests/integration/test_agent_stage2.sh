@@ -24,17 +24,13 @@
 # only what it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
 export PATH=$PATH:/usr/sbin:/sbin
-for t in sfdisk mkfs.ext4 losetup python3 curl sha256sum findmnt; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd sfdisk mkfs.ext4 losetup python3 curl sha256sum findmnt
 BUSYBOX=$(command -v busybox || true)
 if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked"; then
 	echo "SKIP: busybox-static not installed"
@@ -43,26 +39,17 @@ fi
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices, mount, chroot)"; exit 77; }
 losetup -f >/dev/null 2>&1 || { echo "SKIP: no free loop device"; exit 77; }
 
-T=$(mktemp -d /tmp/rbt-stage2.XXXXXX)
-PID=
+rb_setup stage2
+T=$RB_TMP
 LOOPS=
 MNT=
 cleanup() {
 	[ -n "$MNT" ] && umount "$MNT" 2>/dev/null
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
 	for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 DB=$T/state/registry.db
 mkdir -p "$T/repo" "$T/boot" "$T/state" "$T/trusted" "$T/pk" "$T/mnt"
@@ -101,7 +88,7 @@ pkg() { # pkg NAME VERSION DEPENDS-JSON SCRIPTS-JSON: $T/pk/NAME/tree -> indexed
 EOF
 	"$IMG" pkg build "$T/pk/$1/tree" --meta "$T/pk/$1/meta.json" --out "$T/$1.tar.zst" >/dev/null &&
 		"$IMG" pkg index --repo "$T/repo" --key "$T/site.key" "$T/$1.tar.zst" >/dev/null ||
-		bad "pkg $1"
+		fail "pkg $1"
 }
 mkdir -p "$T/pk/lib/tree/usr/lib" "$T/pk/app/tree/usr/bin" "$T/pk/app/tree/etc/app" "$T/pk/bad/tree/opt/bad"
 head -c 50000 /dev/urandom >"$T/pk/lib/tree/usr/lib/libgpu.so.2"
@@ -160,25 +147,9 @@ profile "esp-root" {
 }
 EOF
 OPAUTH="Authorization: Bearer $("$SRV" -c "$T/rackbootd.conf" token create stage2-test 2>/dev/null)"
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+rb_start_server "$B/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
-sql() {
-	python3 - "$DB" "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-rows = db.execute(sys.argv[2]).fetchall()
-db.commit()
-for r in rows:
-    print(*r)
-EOF
-}
+sql() { rb_sql "$DB" "$1"; }
 boot() {
 	curl -sf -o "$T/script" "$B/boot/$1.ipxe" || return 1
 	grep '^kernel ' "$T/script" >"$T/cmdline"
@@ -207,27 +178,27 @@ boot $MAC
 # ---- provision with stage 2 ----
 provision gpu-node "$T/run1.out" "$T/run1.err"
 rc=$?
-[ $rc = 0 ] && ok "run with stage 2: $(cat "$T/run1.out")" || bad "run exit $rc: $(tail -5 "$T/run1.err")"
+[ $rc = 0 ] && pass "run with stage 2: $(cat "$T/run1.out")" || fail "run exit $rc: $(tail -5 "$T/run1.err")"
 grep -q "stage 2 on partition 2 (.*p2, ext4): 2 package(s) installed" "$T/run1.out" &&
-	ok "the automatic root is the ext4 partition 2, not the larger raw partition 3" ||
-	bad "stage 2 summary: $(cat "$T/run1.out")"
+	pass "the automatic root is the ext4 partition 2, not the larger raw partition 3" ||
+	fail "stage 2 summary: $(cat "$T/run1.out")"
 ev=$(node $MAC '" ".join(e["event"] for e in d["events"] if e["event"].startswith("agent.") and e["event"] != "agent.inventory")')
 [ "$ev" = "agent.wiping agent.imaging agent.installing agent.imaged" ] &&
-	ok "events: $ev" || bad "events: $ev"
-[ "$(node $MAC 'd["state"]')" = imaged ] && ok "node imaged" || bad "state $(node $MAC 'd["state"]')"
+	pass "events: $ev" || fail "events: $ev"
+[ "$(node $MAC 'd["state"]')" = imaged ] && pass "node imaged" || fail "state $(node $MAC 'd["state"]')"
 [ "$(sql "SELECT installed FROM nodes WHERE mac = '$MAC'")" = '{"image":{"name":"node","version":"1"},"packages":[{"name":"lib","version":"2.1"},{"name":"app","version":"1.0"}]}' ] &&
-	ok "the server stored the installed image and packages (lib first: a dependency)" ||
-	bad "installed: $(sql "SELECT installed FROM nodes WHERE mac = '$MAC'")"
+	pass "the server stored the installed image and packages (lib first: a dependency)" ||
+	fail "installed: $(sql "SELECT installed FROM nodes WHERE mac = '$MAC'")"
 [ -z "$(findmnt -rn -o TARGET | grep rackboot-stage2)" ] && [ -z "$(ls /tmp | grep rackboot-stage2)" ] &&
-	ok "nothing left mounted, no temporary directory left" || bad "left: $(findmnt -rn | grep rackboot-stage2)"
-mount_root || bad "mount ${L}p2"
+	pass "nothing left mounted, no temporary directory left" || fail "left: $(findmnt -rn | grep rackboot-stage2)"
+mount_root || fail "mount ${L}p2"
 M=$T/mnt
 cmp -s "$M/usr/lib/libgpu.so.2" "$T/pk/lib/tree/usr/lib/libgpu.so.2" && [ -x "$M/usr/bin/app" ] &&
-	[ "$(cat "$M/etc/app/app.conf")" = "gpu=1" ] && ok "package files in the root" || bad "package files"
+	[ "$(cat "$M/etc/app/app.conf")" = "gpu=1" ] && pass "package files in the root" || fail "package files"
 [ "$(cat "$M/var/lib/lib.stamp")" = "lib 2.1 postinst" ] && [ "$(cat "$M/var/lib/app.stamp")" = ok ] &&
 	[ "$(cat "$M/var/lib/app.proc" 2>/dev/null)" = proc ] &&
-	ok "scripts ran chrooted (in dependency order, with /proc mounted)" || bad "scripts: $(ls "$M/var/lib")"
-python3 - "$M" <<'EOF' && ok "installed.json: both packages, every file with its sha256" || bad "installed.json"
+	pass "scripts ran chrooted (in dependency order, with /proc mounted)" || fail "scripts: $(ls "$M/var/lib")"
+python3 - "$M" <<'EOF' && pass "installed.json: both packages, every file with its sha256" || fail "installed.json"
 import hashlib, json, sys
 m = sys.argv[1]
 s = json.load(open(f"{m}/var/lib/rackboot/installed.json"))
@@ -237,32 +208,32 @@ for n in ["/usr/lib/libgpu.so.2", "/usr/bin/app", "/etc/app/app.conf"]:
     assert files[n]["sha256"] == hashlib.sha256(open(m + n, "rb").read()).hexdigest(), n
 EOF
 [ "$(cat "$M/etc/hostname")" = gpu-5254005b0201 ] && grep -q "^127.0.1.1	gpu-5254005b0201 gpu-5254005b0201$" "$M/etc/hosts" &&
-	ok "hostname and /etc/hosts" || bad "hostname: $(cat "$M/etc/hostname")"
+	pass "hostname and /etc/hosts" || fail "hostname: $(cat "$M/etc/hostname")"
 [ "$(stat -c %a "$M/root/.ssh")" = 700 ] && [ "$(stat -c '%a %u' "$M/root/.ssh/authorized_keys")" = "600 0" ] &&
-	grep -qx "$KEY1" "$M/root/.ssh/authorized_keys" && ok "authorized_keys 0600 in a 0700 .ssh" ||
-	bad "ssh keys: $(ls -la "$M/root/.ssh")"
+	grep -qx "$KEY1" "$M/root/.ssh/authorized_keys" && pass "authorized_keys 0600 in a 0700 .ssh" ||
+	fail "ssh keys: $(ls -la "$M/root/.ssh")"
 grep -qx 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX modprobe.blacklist=nouveau iommu=pt"' "$M/etc/default/grub.d/rackboot.cfg" &&
-	ok "kernel args in grub.d/rackboot.cfg" || bad "grub.d: $(cat "$M/etc/default/grub.d/rackboot.cfg")"
+	pass "kernel args in grub.d/rackboot.cfg" || fail "grub.d: $(cat "$M/etc/default/grub.d/rackboot.cfg")"
 grep -q 'update-grub ran: GRUB_CMDLINE_LINUX=' "$M/boot/grub/update-grub.ran" 2>/dev/null &&
-	ok "the target's update-grub ran chrooted after the file was written" || bad "update-grub did not run"
+	pass "the target's update-grub ran chrooted after the file was written" || fail "update-grub did not run"
 grep -qx '  APPEND root=/dev/sda2 ro quiet modprobe.blacklist=nouveau iommu=pt' "$M/boot/extlinux/extlinux.conf" &&
-	ok "extlinux APPEND line extended" || bad "extlinux: $(cat "$M/boot/extlinux/extlinux.conf")"
+	pass "extlinux APPEND line extended" || fail "extlinux: $(cat "$M/boot/extlinux/extlinux.conf")"
 TOK=$(sed -n 's/^token = //p' "$M/etc/rackboot/agent.conf")
 [ "$(stat -c %a "$M/etc/rackboot/agent.conf")" = 600 ] &&
 	[ "$(printf %s "$TOK" | sha256sum | cut -d' ' -f1)" = "$(sql "SELECT node_token_sha256 FROM nodes WHERE mac = '$MAC'")" ] &&
 	grep -qx "server = $B" "$M/etc/rackboot/agent.conf" && grep -qx "mac = $MAC" "$M/etc/rackboot/agent.conf" &&
 	grep -qx "image_version = 1" "$M/etc/rackboot/agent.conf" &&
-	ok "agent.conf 0600: server, MAC, the node token whose SHA-256 the server holds" ||
-	bad "agent.conf: $(cat "$M/etc/rackboot/agent.conf")"
+	pass "agent.conf 0600: server, MAC, the node token whose SHA-256 the server holds" ||
+	fail "agent.conf: $(cat "$M/etc/rackboot/agent.conf")"
 cmp -s "$M/usr/sbin/rackboot-agent" "$AGENT" && [ -x "$M/usr/sbin/rackboot-agent" ] &&
-	cmp -s "$M/etc/rackboot/trusted/site.pub" "$T/site.pub" && ok "agent binary and trusted key installed" ||
-	bad "agent binary or key"
+	cmp -s "$M/etc/rackboot/trusted/site.pub" "$T/site.pub" && pass "agent binary and trusted key installed" ||
+	fail "agent binary or key"
 grep -q '^ExecStart=/usr/sbin/rackboot-agent update$' "$M/etc/systemd/system/rackboot-agent.service" &&
 	[ "$(readlink "$M/etc/systemd/system/multi-user.target.wants/rackboot-agent.service")" = /etc/systemd/system/rackboot-agent.service ] &&
 	[ -x "$M/etc/init.d/rackboot-agent" ] && [ "$(readlink "$M/etc/rc2.d/S99rackboot-agent")" = ../init.d/rackboot-agent ] &&
-	ok "systemd unit enabled, init script linked in rc2.d" || bad "service files"
-chroot "$M" /bin/sh -n /etc/init.d/rackboot-agent && ok "the init script parses (sh -n)" || bad "init script syntax"
-[ -z "$(ls -A "$M/var/lib/rackboot/tmp")" ] && ok "no temporary files left in the root" || bad "tmp: $(ls -A "$M/var/lib/rackboot/tmp")"
+	pass "systemd unit enabled, init script linked in rc2.d" || fail "service files"
+chroot "$M" /bin/sh -n /etc/init.d/rackboot-agent && pass "the init script parses (sh -n)" || fail "init script syntax"
+[ -z "$(ls -A "$M/var/lib/rackboot/tmp")" ] && pass "no temporary files left in the root" || fail "tmp: $(ls -A "$M/var/lib/rackboot/tmp")"
 umount_root
 
 # ---- a failing package ----
@@ -271,26 +242,21 @@ rc=$?
 msg=$(node $MAC 'd["events"][-1]["detail"]')
 if [ $rc = 1 ] && [ "$(node $MAC 'd["state"]')" = failed ] &&
 	echo "$msg" | grep -q "stage 2: bad 1.0: postinst script failed (exit status 4); output: bad postinst ran"; then
-	ok "failing postinst: exit 1, node failed: $msg"
+	pass "failing postinst: exit 1, node failed: $msg"
 else
-	bad "failing package: rc $rc, $(tail -2 "$T/run2.err"), detail $msg"
+	fail "failing package: rc $rc, $(tail -2 "$T/run2.err"), detail $msg"
 fi
-mount_root || bad "mount ${L}p2"
+mount_root || fail "mount ${L}p2"
 [ ! -e "$M/opt/bad" ] && ! grep -q '"bad"' "$M/var/lib/rackboot/installed.json" 2>/dev/null &&
-	ok "none of the failing package's files in the root, not in installed.json" ||
-	bad "bad's files: $(ls -R "$M/opt" 2>&1 | head)"
+	pass "none of the failing package's files in the root, not in installed.json" ||
+	fail "bad's files: $(ls -R "$M/opt" 2>&1 | head)"
 umount_root
-[ -z "$(findmnt -rn -o TARGET | grep rackboot-stage2)" ] && ok "nothing left mounted after the failure" || bad "mounts left"
+[ -z "$(findmnt -rn -o TARGET | grep rackboot-stage2)" ] && pass "nothing left mounted after the failure" || fail "mounts left"
 
 # ---- an explicit root partition without ext4/xfs ----
 provision esp-root "$T/run3.out" "$T/run3.err"
 rc=$?
 [ $rc = 1 ] && grep -q "root partition 1 holds no ext4 or xfs filesystem" "$T/run3.err" &&
-	ok "root_partition 1 (no filesystem): refused" || bad "esp-root: rc $rc $(tail -2 "$T/run3.err")"
+	pass "root_partition 1 (no filesystem): refused" || fail "esp-root: rc $rc $(tail -2 "$T/run3.err")"
 
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS failure(s)"
-	tail -20 "$T/rackbootd.log"
-	exit 1
-fi
-echo "all ok"
+rb_finish

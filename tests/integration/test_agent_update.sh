@@ -30,16 +30,12 @@
 # Root needed (chroot for the scripts). Kills only the rackbootd it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in python3 curl sha256sum truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
+rb_need_cmd python3 curl sha256sum truncate
 BUSYBOX=$(command -v busybox || true)
 if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked"; then
 	echo "SKIP: busybox-static not installed"
@@ -47,38 +43,17 @@ if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" 2>/dev/null | grep -q "statically l
 fi
 [ "$(id -u)" = 0 ] || { echo "SKIP: chroot needs root"; exit 77; }
 
-T=$(mktemp -d /tmp/rbt-update.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+rb_setup update
+T=$RB_TMP
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 DB=$T/state/registry.db
 R=$T/repo
 ROOT=$T/root
 mkdir -p "$R" "$T/boot" "$T/state" "$T/pk"
 
-sql() {
-	python3 - "$DB" "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-rows = db.execute(sys.argv[2]).fetchall()
-db.commit()
-for r in rows:
-    print(*r)
-EOF
-}
+sql() { rb_sql "$DB" "$1"; }
 # snapshot DIR OUT: every path with type, mode, owner, link target and
 # hash, but the agent's own record of the generation it acted on
 snapshot() {
@@ -106,7 +81,7 @@ pkg() { # pkg DIR NAME VERSION DEPENDS SCRIPTS [BUILD-OPTION...]: builds $T/pk/D
 EOF
 	"$IMG" pkg build "$T/pk/$1/tree" --meta "$T/pk/$1/meta.json" --out "$T/$1.tar.zst" "${@:6}" >/dev/null &&
 		"$IMG" pkg index --repo "$R" --key "$T/site.key" "$T/$1.tar.zst" >/dev/null ||
-		bad "pkg $1"
+		fail "pkg $1"
 }
 mkdir -p "$T/pk/lib10/tree/usr/lib" "$T/pk/lib10/tree/etc" "$T/pk/lib11/tree/usr/lib" \
 	"$T/pk/lib12/tree/usr/lib" "$T/pk/app/tree/usr/bin" "$T/pk/tool/tree/usr/bin" \
@@ -155,14 +130,7 @@ profile "node" {
 	package_sets = {"lib", "app"}
 }
 EOF
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+rb_start_server "$B/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
 # ---- the node as stage 2 leaves it: a node token from the plan, agent.conf ----
 MAC=52:54:00:3c:00:01
@@ -199,20 +167,20 @@ rc=$?
 if [ $rc = 0 ] && [ "$(cat "$ROOT/usr/lib/libx.so.1")" = "libx 1.0" ] && [ -x "$ROOT/usr/bin/app" ] &&
 	[ "$(cat "$ROOT/var/lib/lib.log")" = "1.0 from none" ] && [ "$(state)" = ready ] &&
 	[ "$(inst_json)" = '{"image":{"name":"node","version":"1"},"packages":[{"name":"lib","version":"1.0"},{"name":"app","version":"1.0"}]}' ]; then
-	ok "first poll: lib 1.0 and app 1.0 installed, ready reported with both"
+	pass "first poll: lib 1.0 and app 1.0 installed, ready reported with both"
 else
-	bad "first poll rc $rc: $(tail -3 "$T/e1") state $(state) installed $(inst_json)"
+	fail "first poll rc $rc: $(tail -3 "$T/e1") state $(state) installed $(inst_json)"
 fi
 [ -f "$ROOT/var/lib/rackboot/info/app.prerm" ] && [ -f "$ROOT/var/lib/rackboot/info/app.postrm" ] &&
-	ok "app's prerm and postrm kept for its removal" || bad "info scripts: $(ls "$ROOT/var/lib/rackboot/info" 2>&1)"
+	pass "app's prerm and postrm kept for its removal" || fail "info scripts: $(ls "$ROOT/var/lib/rackboot/info" 2>&1)"
 n304=$(grep -c "desired 304" "$T/rackbootd.log")
 snapshot "$ROOT" "$T/s1"
 upd >"$T/o2" 2>"$T/e2"
 rc=$?
 snapshot "$ROOT" "$T/s2"
 [ $rc = 0 ] && [ "$(grep -c "desired 304" "$T/rackbootd.log")" = $((n304 + 1)) ] &&
-	cmp -s "$T/s1.list" "$T/s2.list" && ok "second poll: a 304, nothing changed" ||
-	bad "second poll rc $rc: $(tail -2 "$T/e2")"
+	cmp -s "$T/s1.list" "$T/s2.list" && pass "second poll: a 304, nothing changed" ||
+	fail "second poll rc $rc: $(tail -2 "$T/e2")"
 
 # ---- update one, add one, remove one ----
 pkg lib11 lib 1.1 '[]' '{"postinst": "postinst"}'
@@ -225,11 +193,11 @@ if [ $rc = 0 ] && [ "$(cat "$ROOT/usr/lib/libx.so.1")" = "libx 1.1" ] &&
 	[ ! -e "$ROOT/usr/bin/app" ] && [ "$(cat "$ROOT/usr/bin/tool")" = tool ] &&
 	[ "$(cat "$ROOT/var/lib/app.log")" = "$(printf 'prerm 1.0\npostrm gone')" ] &&
 	[ ! -e "$ROOT/var/lib/rackboot/info/app.prerm" ] && [ "$(cat "$ROOT/usr/lib/from-image")" = "image file" ]; then
-	ok "lib 1.0 -> 1.1 (changed, new and dropped file), +tool, -app (prerm, postrm ran)"
+	pass "lib 1.0 -> 1.1 (changed, new and dropped file), +tool, -app (prerm, postrm ran)"
 else
-	bad "update rc $rc: $(tail -3 "$T/e3"); $(ls -R "$ROOT/usr" "$ROOT/etc" | tr '\n' ' ')"
+	fail "update rc $rc: $(tail -3 "$T/e3"); $(ls -R "$ROOT/usr" "$ROOT/etc" | tr '\n' ' ')"
 fi
-python3 - "$ROOT" <<'EOF' && ok "installed.json: lib 1.1 and tool with their files; app gone" || bad "installed.json after the update"
+python3 - "$ROOT" <<'EOF' && pass "installed.json: lib 1.1 and tool with their files; app gone" || fail "installed.json after the update"
 import hashlib, json, sys
 root = sys.argv[1]
 s = json.load(open(f"{root}/var/lib/rackboot/installed.json"))
@@ -242,10 +210,10 @@ assert files["/usr/lib/libx.so.1"]["sha256"] == hashlib.sha256(b"libx 1.1\n").he
 EOF
 [ "$(inst_json)" = '{"image":{"name":"node","version":"1"},"packages":[{"name":"lib","version":"1.1"},{"name":"tool","version":"1.0"}]}' ] &&
 	[ "$(state)" = ready ] && [ "$(sql "SELECT reboot_required FROM nodes WHERE mac = '$MAC'")" = 0 ] &&
-	ok "server: ready with lib 1.1 and tool 1.0, no reboot required" || bad "server: $(state) $(inst_json)"
+	pass "server: ready with lib 1.1 and tool 1.0, no reboot required" || fail "server: $(state) $(inst_json)"
 grep -q "agent.updating" <(sql "SELECT event FROM events WHERE mac = '$MAC'") &&
-	ok "an agent.updating event before ready" || bad "no updating event"
-[ -z "$(leftovers)" ] && ok "no staged or kept-old files left in the root" || bad "left: $(leftovers)"
+	pass "an agent.updating event before ready" || fail "no updating event"
+[ -z "$(leftovers)" ] && pass "no staged or kept-old files left in the root" || fail "left: $(leftovers)"
 
 # ---- an upgrade whose postinst fails rolls back to the exact previous tree ----
 pkg lib12 lib 1.2 '[]' '{"postinst": "postinst"}'
@@ -256,15 +224,15 @@ snapshot "$ROOT" "$T/after"
 msg=$(sql "SELECT detail FROM events WHERE mac = '$MAC' ORDER BY id DESC LIMIT 1")
 if [ $rc = 1 ] && [ "$(state)" = failed ] && cmp -s "$T/before.list" "$T/after.list" &&
 	echo "$msg" | grep -q "lib 1.2: postinst script failed (exit status 5); output: lib 1.2 postinst fails"; then
-	ok "failing upgrade: exit 1, node failed ($msg), every file as before"
+	pass "failing upgrade: exit 1, node failed ($msg), every file as before"
 else
-	bad "failing upgrade rc $rc state $(state): $msg; $(diff "$T/before.list" "$T/after.list" | head -5)"
+	fail "failing upgrade rc $rc state $(state): $msg; $(diff "$T/before.list" "$T/after.list" | head -5)"
 fi
 upd >"$T/o5" 2>"$T/e5"
 rc=$?
 snapshot "$ROOT" "$T/after2"
 [ $rc = 0 ] && cmp -s "$T/before.list" "$T/after2.list" && [ "$(state)" = failed ] &&
-	ok "the failed generation is not tried again (304)" || bad "retry: rc $rc $(tail -2 "$T/e5")"
+	pass "the failed generation is not tried again (304)" || fail "retry: rc $rc $(tail -2 "$T/e5")"
 
 # ---- a driver package: reboot required ----
 sql "UPDATE nodes SET desired_package_sets = '[\"lib11\", \"tool\", \"drv\"]' WHERE mac = '$MAC'" >/dev/null
@@ -273,8 +241,8 @@ rc=$?
 [ $rc = 0 ] && [ -f "$ROOT/lib/modules/6.1.0/extra/gpu.ko" ] && [ -f "$ROOT/run/rackboot/reboot-required" ] &&
 	[ "$(sql "SELECT state, reboot_required FROM nodes WHERE mac = '$MAC'")" = "ready 1" ] &&
 	[ "$(cat "$ROOT/usr/lib/libx.so.1")" = "libx 1.1" ] &&
-	ok "kmod under /lib/modules: reboot_required reported and flagged; lib pinned at 1.1" ||
-	bad "kmod: rc $rc $(tail -2 "$T/e6") $(sql "SELECT state, reboot_required FROM nodes WHERE mac = '$MAC'")"
+	pass "kmod under /lib/modules: reboot_required reported and flagged; lib pinned at 1.1" ||
+	fail "kmod: rc $rc $(tail -2 "$T/e6") $(sql "SELECT state, reboot_required FROM nodes WHERE mac = '$MAC'")"
 
 # ---- the catalogue's reboot flag: no file under /boot or /lib/modules ----
 reboot_state() { sql "SELECT state, reboot_required FROM nodes WHERE mac = '$MAC'"; }
@@ -288,15 +256,15 @@ upd >"$T/r1" 2>"$T/er1"
 rc=$?
 [ $rc = 0 ] && [ "$(cat "$ROOT/usr/bin/tool")" = "tool 1.1" ] && [ "$(reboot_state)" = "ready 0" ] &&
 	[ ! -e "$ROOT/run/rackboot/reboot-required" ] &&
-	ok "plain upgrade (tool 1.0 -> 1.1): reboot_required false" ||
-	bad "tool 1.1: rc $rc $(tail -2 "$T/er1") $(reboot_state)"
+	pass "plain upgrade (tool 1.0 -> 1.1): reboot_required false" ||
+	fail "tool 1.1: rc $rc $(tail -2 "$T/er1") $(reboot_state)"
 pkg fw10 fw 1.0 '[]' '{}'
 sql "UPDATE nodes SET desired_package_sets = '[\"lib11\", \"tool\", \"drv\", \"fw\"]' WHERE mac = '$MAC'" >/dev/null
 upd >"$T/r2" 2>"$T/er2"
 rc=$?
 [ $rc = 0 ] && [ "$(cat "$ROOT/usr/lib/firmware/gpu.bin" 2>/dev/null)" = "fw 1.0" ] &&
-	[ "$(reboot_state)" = "ready 0" ] && ok "plain add (fw 1.0, no reboot flag): reboot_required false" ||
-	bad "fw 1.0: rc $rc $(tail -2 "$T/er2") $(reboot_state)"
+	[ "$(reboot_state)" = "ready 0" ] && pass "plain add (fw 1.0, no reboot flag): reboot_required false" ||
+	fail "fw 1.0: rc $rc $(tail -2 "$T/er2") $(reboot_state)"
 pkg fw11 fw 1.1 '[]' '{}' --reboot-required
 upd >"$T/r3" 2>"$T/er3"
 rc=$?
@@ -304,15 +272,15 @@ rc=$?
 	[ "$(reboot_state)" = "ready 1" ] && [ -f "$ROOT/run/rackboot/reboot-required" ] &&
 	python3 -c 'import json,sys; p={p["name"]: p for p in json.load(open(sys.argv[1]))["packages"]}; assert p["fw"].get("reboot") is True and "reboot" not in p["tool"]' \
 		"$ROOT/var/lib/rackboot/installed.json" &&
-	ok "upgrade to fw 1.1 (catalogue reboot: true): reboot_required reported and flagged, kept in installed.json" ||
-	bad "fw 1.1: rc $rc $(tail -2 "$T/er3") $(reboot_state)"
+	pass "upgrade to fw 1.1 (catalogue reboot: true): reboot_required reported and flagged, kept in installed.json" ||
+	fail "fw 1.1: rc $rc $(tail -2 "$T/er3") $(reboot_state)"
 rm -f "$ROOT/run/rackboot/reboot-required"
 sql "UPDATE nodes SET desired_package_sets = '[\"lib11\", \"tool\", \"drv\"]' WHERE mac = '$MAC'" >/dev/null
 upd >"$T/r4" 2>"$T/er4"
 rc=$?
 [ $rc = 0 ] && [ ! -e "$ROOT/usr/lib/firmware/gpu.bin" ] && [ "$(reboot_state)" = "ready 1" ] &&
-	ok "removal of fw 1.1 (flagged): reboot_required true" ||
-	bad "fw removal: rc $rc $(tail -2 "$T/er4") $(reboot_state)"
+	pass "removal of fw 1.1 (flagged): reboot_required true" ||
+	fail "fw removal: rc $rc $(tail -2 "$T/er4") $(reboot_state)"
 
 # ---- held: nothing changes ----
 sql "UPDATE nodes SET held = 1, desired_package_sets = '[\"lib11\"]' WHERE mac = '$MAC'" >/dev/null
@@ -321,7 +289,7 @@ upd >"$T/o7" 2>"$T/e7"
 rc=$?
 snapshot "$ROOT" "$T/h2"
 [ $rc = 0 ] && grep -q "held by an operator" "$T/e7" && cmp -s "$T/h1.list" "$T/h2.list" &&
-	ok "held: nothing changed" || bad "held: rc $rc $(tail -2 "$T/e7")"
+	pass "held: nothing changed" || fail "held: rc $rc $(tail -2 "$T/e7")"
 
 # ---- reimage: another desired image ----
 cat >"$T/efibootmgr" <<EOF
@@ -339,32 +307,27 @@ rc=$?
 msg=$(sql "SELECT detail FROM events WHERE mac = '$MAC' ORDER BY id DESC LIMIT 1")
 [ $rc = 0 ] && [ "$(state)" = reimage ] && [ "$(cat "$T/efibootmgr.args" 2>/dev/null)" = "-q -n 0002" ] &&
 	echo "$msg" | grep -q "reimage to node 2 (running node 1); next boot: BootNext set to Boot0002" &&
-	ok "reimage: reported ($msg), BootNext to the PXE entry" ||
-	bad "reimage: rc $rc state $(state) args $(cat "$T/efibootmgr.args" 2>&1) msg $msg $(tail -2 "$T/e8")"
+	pass "reimage: reported ($msg), BootNext to the PXE entry" ||
+	fail "reimage: rc $rc state $(state) args $(cat "$T/efibootmgr.args" 2>&1) msg $msg $(tail -2 "$T/e8")"
 rm -f "$T/efibootmgr.args"
 upd --efibootmgr "$T/efibootmgr" >"$T/o8b" 2>"$T/e8b"
 rc=$?
 [ $rc = 0 ] && [ ! -e "$T/efibootmgr.args" ] &&
 	[ "$(sql "SELECT count(*) FROM events WHERE mac = '$MAC' AND event = 'agent.reimage'")" = 1 ] &&
-	ok "the next poll (a node that booted its disk again) does not reimage again" ||
-	bad "reimage repeated: rc $rc $(tail -2 "$T/e8b")"
+	pass "the next poll (a node that booted its disk again) does not reimage again" ||
+	fail "reimage repeated: rc $rc $(tail -2 "$T/e8b")"
 curl -s "$B/boot/$MAC.ipxe" | grep -q 'rackboot.mode=provision' &&
-	ok "the node's next network boot provisions" || bad "no provision script after reimage"
+	pass "the node's next network boot provisions" || fail "no provision script after reimage"
 
 # ---- a wrong token ----
 write_conf 0123456789abcdef0123456789abcdef
 upd >"$T/o9" 2>"$T/e9"
 rc=$?
-[ $rc = 1 ] && grep -q "HTTP 403: missing or wrong node token" "$T/e9" && ok "wrong token: exit 1 naming the 403" ||
-	bad "wrong token: rc $rc $(tail -2 "$T/e9")"
+[ $rc = 1 ] && grep -q "HTTP 403: missing or wrong node token" "$T/e9" && pass "wrong token: exit 1 naming the 403" ||
+	fail "wrong token: rc $rc $(tail -2 "$T/e9")"
 echo "token = x" >>"$ROOT/etc/rackboot/agent.conf"
 upd >"$T/o10" 2>"$T/e10"
-[ $? = 1 ] && grep -q "line 10: token given twice" "$T/e10" && ok "a malformed agent.conf names its line" ||
-	bad "conf: $(cat "$T/e10")"
+[ $? = 1 ] && grep -q "line 10: token given twice" "$T/e10" && pass "a malformed agent.conf names its line" ||
+	fail "conf: $(cat "$T/e10")"
 
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS failure(s)"
-	tail -20 "$T/rackbootd.log"
-	exit 1
-fi
-echo "all ok"
+rb_finish

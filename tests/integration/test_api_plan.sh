@@ -12,65 +12,20 @@
 # Starts its own rackbootd (DHCP and TFTP off) and kills only that PID.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 IMG=$RB_BUILD/imager/rackboot-image
-for b in "$BIN" "$IMG"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in curl python3 tar truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$BIN" "$IMG"
+rb_need_cmd curl python3 tar truncate
 
-TMP=$(mktemp -d /tmp/rbt-api.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+rb_setup api
+TMP=$RB_TMP
 
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-PORT=$(free_port)
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 DB=$TMP/state/registry.db
 
-start_server() {
-	"$BIN" -c "$1" -v >>"$TMP/rackbootd.log" 2>&1 &
-	PID=$!
-	i=0
-	while [ $i -lt 100 ]; do
-		curl -s -o /dev/null "$B/boot/" 2>/dev/null && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-		i=$((i + 1))
-	done
-	echo "rackbootd did not start:"
-	cat "$TMP/rackbootd.log"
-	exit 1
-}
-
-stop_server() {
-	kill "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	PID=
-}
+start_server() { rb_start_server "$B/boot/" "$BIN" -c "$1" -v; }
 
 write_conf() { # write_conf FILE DEFAULT_PROFILE
 	cat >"$1" <<EOF
@@ -125,27 +80,13 @@ EOF
 }
 
 # sql STATEMENT: changes the registry as an operator would (sqlite).
-sql() {
-	python3 - "$DB" "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-db.execute(sys.argv[2])
-db.commit()
-EOF
-}
+sql() { rb_sql "$DB" "$1"; }
 
 # code METHOD URL [curl args...]: prints the status; the body goes to $TMP/body
-code() {
-	m=$1
-	u=$2
-	shift 2
-	curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" "$@" "$u"
-}
+code() { rb_code "$@"; }
 
 # jq_py EXPR: evaluates a Python expression over the JSON in $TMP/body (d)
-jq_py() {
-	python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$TMP/body"
-}
+jq_py() { rb_json "$1"; }
 
 # script MAC: fetches the node's iPXE script; prints its token
 script() {
@@ -367,7 +308,7 @@ st=$(code GET "$B/api/v1/nodes/$MAC/plan" -H "$(auth "$T1")")
 check "the previous boot's token stops working (plan 403)" [ "$st" = 403 ]
 st=$(code POST "$B/api/v1/nodes/$MAC/inventory" -H "$(auth "$T1")" --data '{}')
 check "the previous boot's token stops working (inventory 403)" [ "$st" = 403 ]
-stop_server
+rb_stop
 
 # Without a default_profile, a node with no profile cannot be provisioned.
 write_conf "$TMP/rackbootd2.conf" ""
@@ -379,11 +320,4 @@ st=$(status "$T2" '{"state":"failed","message":"no plan: node has no profile"}')
 code GET "$B/api/v1/nodes/$MAC" -H "$OPAUTH" >/dev/null
 check "status failed with a message: written with the message as detail" \
 	[ "$st" = 200 -a "$(jq_py 'd["state"], d["events"][-1]["event"], d["events"][-1]["detail"]')" = "failed agent.failed no plan: node has no profile" ]
-stop_server
-
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS check(s) failed; rackbootd log:"
-	tail -n 40 "$TMP/rackbootd.log"
-	exit 1
-fi
-echo "all agent API checks passed"
+rb_finish

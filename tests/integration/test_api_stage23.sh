@@ -20,61 +20,24 @@
 # Starts its own rackbootd (DHCP and TFTP off) and kills only that PID.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
-. "$(dirname "$0")/rbserver.sh"
+. "$(dirname "$0")/lib.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 IMG=$RB_BUILD/imager/rackboot-image
-for b in "$BIN" "$IMG"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in curl python3 truncate sha256sum; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$BIN" "$IMG"
+rb_need_cmd curl python3 truncate sha256sum
 
-TMP=$(mktemp -d /tmp/rbt-api23.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+rb_setup api23
+TMP=$RB_TMP
 
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 DB=$TMP/state/registry.db
 KEY1="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJx0 ops@site"
 KEY2="ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 backup"
 
-sql() {
-	python3 - "$DB" "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-rows = db.execute(sys.argv[2]).fetchall()
-db.commit()
-for r in rows:
-    print(*r)
-EOF
-}
-code() { # code METHOD URL [curl args...]: prints the status; body in $TMP/body, headers in $TMP/hdr
-	m=$1
-	u=$2
-	shift 2
-	rm -f "$TMP/body" # curl writes no file for an empty body
-	curl -s -o "$TMP/body" -D "$TMP/hdr" -w '%{http_code}' -X "$m" "$@" "$u"
-}
-jq_py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$TMP/body"; }
+sql() { rb_sql "$DB" "$1"; }
+code() { rb_code "$@"; } # code METHOD URL [curl args...]: the status; $TMP/body, $TMP/hdr
+jq_py() { rb_json "$1"; }
 script() { # script MAC: fetches the node's iPXE script; prints its boot token
 	curl -sf -o "$TMP/script" "$B/boot/$1.ipxe" || return 1
 	sed -n 's/^kernel .* rackboot\.token=\([^ ]*\) .*/\1/p' "$TMP/script"
@@ -148,14 +111,7 @@ profile "byip" {
 	root_partition = 2
 }
 EOF
-"$BIN" -c "$TMP/rackbootd.conf" -v >>"$TMP/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$TMP/rackbootd.log"; exit 1; }
+rb_start_server "$B/boot/" "$BIN" -c "$TMP/rackbootd.conf" -v
 
 # --- the plan ------------------------------------------------------------------------
 MAC=52:54:00:5a:23:01
@@ -291,17 +247,4 @@ check "{ip} expanded; no package sets: empty lists; root_partition 2" \
 
 # Stopped here, not by the EXIT trap: SIGTERM and a wait, so that a leak
 # (LeakSanitizer in the ASan build) or a bad exit status fails the test.
-if rb_stop_server "$PID" "$TMP/rackbootd.log" >"$TMP/stop.out"; then
-	pass "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
-else
-	fail "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
-	cat "$TMP/stop.out"
-fi
-PID=
-
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS check(s) failed; rackbootd log:"
-	tail -n 30 "$TMP/rackbootd.log"
-	exit 1
-fi
-echo "all stage 2/3 API checks passed"
+rb_finish

@@ -12,43 +12,25 @@
 # started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 CLI=$RB_BUILD/cli/rackboot
 IMG=$RB_BUILD/imager/rackboot-image
-for b in "$BIN" "$CLI" "$IMG"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in curl python3 truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$BIN" "$CLI" "$IMG"
+rb_need_cmd curl python3 truncate
 
-TMP=$(mktemp -d /tmp/rbt-cli.XXXXXX)
-PID=
+rb_setup cli
+TMP=$RB_TMP
 BGPIDS=
 cleanup() {
 	for p in $BGPIDS; do kill "$p" 2>/dev/null; done
 	for p in $BGPIDS; do wait "$p" 2>/dev/null; done
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
 is() { [ "$1" = "$2" ] || { echo "     got \"$1\", want \"$2\""; return 1; }; }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 CONF=$TMP/rackbootd.conf
 mkdir -p "$TMP/repo" "$TMP/boot" "$TMP/state" "$TMP/home"
@@ -72,18 +54,7 @@ profile "raw" { image = "site-raw" wipe = "full" package_sets = {"site"} }
 default_profile = "raw"
 EOF
 
-start_server() {
-	"$BIN" -c "$CONF" -v >>"$TMP/rackbootd.log" 2>&1 &
-	PID=$!
-	for _ in $(seq 100); do
-		curl -s -o /dev/null "$B/boot/" && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "FAIL: rackbootd did not start"
-	cat "$TMP/rackbootd.log"
-	exit 1
-}
+start_server() { rb_start_server "$B/boot/" "$BIN" -c "$CONF" -v; }
 start_server
 
 # rb ARGS...: the CLI against this server; stdout in $TMP/out, stderr in
@@ -232,9 +203,7 @@ for done in 1048576 3145728; do
 	sleep 0.3
 done
 sleep 0.5
-kill "$PID"
-wait "$PID" 2>/dev/null
-PID=
+rb_stop
 sleep 1
 start_server
 curl -s -o /dev/null -H "Authorization: Bearer $TN" --data '{"state":"imaged","step":"done"}' "$B/api/v1/nodes/$M1/status"
@@ -286,5 +255,4 @@ for line in open(sys.argv[1]):
 assert 3145728 in seen, seen
 EOF
 
-echo "$FAILS failed"
-[ "$FAILS" = 0 ]
+rb_finish

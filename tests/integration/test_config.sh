@@ -4,14 +4,11 @@
 # expected form and the server does not start (no port bound, no state
 # written), and command-line flags override the file.
 set -u
-rbd="$RB_BUILD/pxe/rackbootd"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail=0
-check() { # check DESCRIPTION COMMAND...
-	d=$1; shift
-	if "$@"; then echo "ok   $d"; else echo "FAIL $d"; fail=1; fi
-}
+. "$(dirname "$0")/lib.sh"
+rbd=$RB_SRV
+rb_need_bin "$rbd"
+rb_setup config
+work=$RB_TMP
 
 # Embedded defaults.
 "$rbd" --check-config >"$work/defaults.conf" 2>&1
@@ -100,4 +97,4 @@ rc=$?
 check "missing boot root: exits 1 (not a hang, not a crash)" test $rc -eq 1
 check "missing boot root: names the path" grep -q "$work/does-not-exist" "$work/out"
 
-exit $fail
+rb_finish

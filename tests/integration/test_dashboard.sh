@@ -17,7 +17,8 @@ set -u
 
 RB_BUILD=$(cd "${RB_BUILD:-$(dirname "$0")/../../build}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=$RB_BUILD/pxe/rackbootd
+. "$HERE/lib.sh"
+BIN=$RB_SRV
 CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
 [ -n "$CHROMIUM" ] || { echo "SKIP: chromium not installed (apt-get install chromium)"; exit 77; }
 [ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
@@ -25,29 +26,11 @@ for t in curl python3; do
 	command -v "$t" >/dev/null || { echo "FAIL: $t not installed"; exit 1; }
 done
 
-TMP=$(mktemp -d /tmp/rbt-dash.XXXXXX)
+rb_setup dash
+TMP=$RB_TMP
 OUT=$RB_BUILD/meson-logs/dashboard
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
 
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 mkdir -p "$TMP/boot" "$TMP/repo" "$TMP/state" "$OUT"
 cat >"$TMP/rackbootd.conf" <<EOF
@@ -79,18 +62,7 @@ OPTOKEN=$("$BIN" -c "$TMP/rackbootd.conf" token create dashboard-test 2>"$TMP/to
 	grep -Eo 'rbo_[0-9a-f]{48}' | head -n 1)
 [ -n "$OPTOKEN" ] || { echo "FAIL: rackbootd token create:"; cat "$TMP/token.err"; exit 1; }
 
-"$BIN" -c "$TMP/rackbootd.conf" -v >"$TMP/rackbootd.log" 2>&1 &
-PID=$!
-i=0
-until curl -s -o /dev/null "$B/ui/"; do
-	i=$((i + 1))
-	if [ $i -gt 100 ] || ! kill -0 "$PID" 2>/dev/null; then
-		echo "FAIL: rackbootd did not start:"
-		cat "$TMP/rackbootd.log"
-		exit 1
-	fi
-	sleep 0.1
-done
+rb_start_server "$B/ui/" "$BIN" -c "$TMP/rackbootd.conf" -v
 
 # --- the served files ----------------------------------------------------------
 hdr() { # hdr NAME: the header's value in $TMP/hdr
@@ -145,7 +117,7 @@ api() { # api METHOD PATH [curl args]: operator API; status printed, body in $TM
 	shift 2
 	curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $OPTOKEN" "$@" "$B/api/v1$p"
 }
-jq_py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$TMP/body"; }
+jq_py() { rb_json "$1"; }
 
 T1=$(script_token $MAC)
 T2=$(script_token $MAC2)
@@ -165,7 +137,7 @@ check "the API shows it provisioning" [ "$STATE0" = provisioning ]
 RB_BASE=$B RB_OPTOKEN=$OPTOKEN RB_STATE0=$STATE0 RB_MAC=$MAC RB_MAC2=$MAC2 RB_AGENT=$TP RB_OUT=$OUT RB_TMP=$TMP \
 	CHROMIUM=$CHROMIUM python3 "$HERE/dashboard_driver.py"
 rc=$?
-[ $rc -eq 0 ] || { echo "FAIL - $rc browser check(s) failed"; FAILS=$((FAILS + 1)); }
+[ $rc -eq 0 ] || fail "$rc browser check(s) failed"
 
 st=$(api GET "/nodes/$MAC")
 check "after the browser: the API shows the reimaged node provisioning, not held" \
@@ -175,9 +147,4 @@ for f in dashboard-nodes.png dashboard-node.png; do
 done
 echo "screenshots: $OUT/dashboard-nodes.png $OUT/dashboard-node.png"
 
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS check(s) failed; rackbootd log:"
-	tail -n 40 "$TMP/rackbootd.log"
-	exit 1
-fi
-echo "all dashboard checks passed"
+rb_finish

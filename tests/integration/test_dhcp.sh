@@ -18,38 +18,25 @@
 # Needs root, busybox, dnsmasq, perfdhcp; exit 77 without them.
 set -u
 
-BIN=${RACKBOOTD:-${RB_BUILD:-build}/pxe/rackbootd}
-[ "$(id -u)" = 0 ] || { echo "skip: needs root (network namespaces)"; exit 77; }
-for t in ip busybox dnsmasq perfdhcp; do
-	command -v "$t" >/dev/null || { echo "skip: $t not installed"; exit 77; }
-done
-[ -x "$BIN" ] || { echo "skip: $BIN not built"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+BIN=${RACKBOOTD:-$RB_SRV}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+rb_need_cmd ip busybox dnsmasq perfdhcp
+rb_need_bin "$BIN"
 
 S=rbt-dhcp-s$$ C=rbt-dhcp-c$$ D=rbt-dhcp-d$$
-TMP=$(mktemp -d /tmp/rbt-dhcp.XXXXXX)
-SRV_PID= DNSMASQ_PID= FAILS=0
+rb_setup dhcp
+TMP=$RB_TMP
+DNSMASQ_PID=
 
 cleanup() {
-	[ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
+	rb_kill_server # before its namespace goes
 	[ -n "$DNSMASQ_PID" ] && kill "$DNSMASQ_PID" 2>/dev/null && wait "$DNSMASQ_PID" 2>/dev/null
 	ip netns del "$S" 2>/dev/null
 	ip netns del "$C" 2>/dev/null
 	ip netns del "$D" 2>/dev/null
-	rm -rf "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-ok() { echo "ok   $*"; }
-fail() {
-	echo "FAIL $*"
-	FAILS=$((FAILS + 1))
-}
-check() { # check "what" command...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else fail "$what"; fi
-}
+RB_ON_EXIT=cleanup
 
 ip netns add "$S" && ip netns add "$C" && ip netns add "$D" || exit 1
 for n in "$S" "$C" "$D"; do ip -n "$n" link set lo up; done
@@ -90,24 +77,16 @@ field() { # field LINE NAME
 	printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-start_server() { # start_server CONF
-	ip netns exec "$S" "$BIN" -c "$1" -v >>"$TMP/rackbootd.log" 2>&1 &
-	SRV_PID=$!
-	# ready when it listens on UDP 67 in the namespace
-	for _ in $(seq 50); do
-		ip netns exec "$S" ss -Hlun 'sport = :67' | grep -q . && return 0
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "rackbootd did not start:"
-	tail -20 "$TMP/rackbootd.log"
-	exit 1
+udp67() { ip netns exec "$S" ss -Hlun 'sport = :67' | grep -q .; }
+start_server() { # start_server CONF: ready when it listens on UDP 67 in the namespace
+	ip netns exec "$S" "$BIN" -c "$1" -v >>"$RB_LOG" 2>&1 &
+	RB_PID=$! # ip netns exec execs rackbootd: the same PID
+	RB_START_TIMEOUT_S=5 rb_wait_server udp67
 }
-stop_server() {
-	kill "$SRV_PID"
-	wait "$SRV_PID"
-	local rc=$?
-	SRV_PID=
+stop_server() { # SIGTERM: exit 0 and no sanitizer report
+	local rc=0
+	rb_stop_server "$RB_PID" "$RB_LOG" || rc=1
+	RB_PID=
 	return $rc
 }
 
@@ -212,11 +191,8 @@ check "rackbootd sent a proxy offer (never an address: yiaddr 0)" \
 check "no lease file in proxy mode" [ ! -e "$TMP/state/dhcp.leases" ]
 check "server exits cleanly" stop_server
 
-if [ "$FAILS" -gt 0 ]; then
-	echo "$FAILS check(s) failed; logs:"
-	tail -30 "$TMP/rackbootd.log"
+if [ "$RB_FAILS" -gt 0 ]; then
 	tail -10 "$TMP/udhcpc.log"
 	cat "$TMP/perfdhcp.out" 2>/dev/null
-	exit 1
 fi
-exit 0
+rb_finish

@@ -5,61 +5,15 @@
 # Starts its own rackbootd (DHCP and TFTP off) and kills only that PID.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
-BIN=$RB_BUILD/pxe/rackbootd
-[ -x "$BIN" ] || { echo "SKIP: $BIN not built"; exit 77; }
-for t in curl sha256sum python3 cmp head tail; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-
-TMP=$(mktemp -d /tmp/rbt-http.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/lib.sh"
+BIN=$RB_SRV
+rb_need_bin "$BIN"
+rb_need_cmd curl sha256sum python3 cmp head tail
+rb_setup http
+TMP=$RB_TMP
 
 # start_server CONF: starts rackbootd, waits until it answers.
-start_server() {
-	"$BIN" -c "$1" -v >>"$TMP/rackbootd.log" 2>&1 &
-	PID=$!
-	i=0
-	while [ $i -lt 100 ]; do
-		if curl -s -o /dev/null "$B/boot/" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-		i=$((i + 1))
-	done
-	echo "rackbootd did not start:"
-	cat "$TMP/rackbootd.log"
-	exit 1
-}
-
-stop_server() {
-	kill "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	PID=
-}
+start_server() { rb_start_server "$B/boot/" "$BIN" -c "$1" -v; }
 
 write_conf() { # write_conf FILE TEMPLATES_DIR
 	cat >"$1" <<EOF
@@ -102,7 +56,7 @@ ln -s /etc/passwd "$TMP/root/boot/passwd-link"
 ln -s ../../../../../../../etc/passwd "$TMP/root/boot/rel-link"
 ln -s small.txt "$TMP/root/boot/inside-link"
 
-PORT=$(free_port)
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 write_conf "$TMP/rackbootd.conf" ""
 start_server "$TMP/rackbootd.conf"
@@ -159,20 +113,96 @@ st=$(curl -s -I -o "$TMP/hdr" -w '%{http_code}' "$B/boot/big.bin")
 check "HEAD is 200 with the file's Content-Length" \
 	sh -c "[ '$st' = 200 ] && grep -qi '^Content-Length: $SIZE' '$TMP/hdr'"
 # curl -I never reads a body, so look at the raw bytes on the wire.
-check "HEAD sends headers only, no body" python3 - "$PORT" <<'EOF'
+# raw REQUEST: sends REQUEST (with its \r\n escapes) on one connection and
+# keeps every byte of the answer, until the server closes, in $TMP/raw.
+raw() {
+	rm -f "$TMP/raw"
+	printf '%b' "$1" | python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"HEAD /boot/small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+s.sendall(sys.stdin.buffer.read())
 data = b""
 while True:
     b = s.recv(65536)
     if not b:
         break
     data += b
-head, _, body = data.partition(b"\r\n\r\n")
+open(sys.argv[2], "wb").write(data)' "$PORT" "$TMP/raw"
+}
+raw 'HEAD /boot/small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'
+check "HEAD sends headers only, no body" python3 - "$TMP/raw" <<'EOF'
+import sys
+head, _, body = open(sys.argv[1], "rb").read().partition(b"\r\n\r\n")
 ok = head.startswith(b"HTTP/1.1 200") and b"Content-Length: 6" in head and body == b""
 sys.exit(0 if ok else 1)
 EOF
+
+# --- conditional GET and HEAD (If-None-Match, If-Modified-Since) -----------
+hdr() { # hdr NAME: the value of header NAME in $TMP/hdr
+	sed -n "s/^$1: *\(.*\)$(printf '\r')\$/\1/Ip" "$TMP/hdr" | head -n 1
+}
+cond() { # cond URL [curl args...]: the status; body in $TMP/body, headers in $TMP/hdr
+	u=$1
+	shift
+	rm -f "$TMP/body"
+	curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$@" "$u"
+}
+no_body() { [ ! -s "$TMP/body" ]; }
+C=$TMP/root/boot/cond.txt
+printf 'conditional v1\n' >"$C"
+touch -d '2001-02-03 04:05:06 UTC' "$C"
+st=$(cond "$B/boot/cond.txt")
+ET=$(hdr ETag)
+LM=$(hdr Last-Modified)
+check "a static file has an ETag and Last-Modified ($ET, $LM)" \
+	sh -c "[ '$st' = 200 ] && [ -n '$ET' ] && [ '$LM' = 'Sat, 03 Feb 2001 04:05:06 GMT' ]"
+st=$(cond "$B/boot/cond.txt" -H "If-None-Match: $ET")
+check "If-None-Match with its ETag: 304, no body, the same ETag" \
+	sh -c "[ '$st' = 304 ] && [ ! -s '$TMP/body' ] && [ '$(hdr ETag)' = '$ET' ]"
+raw "GET /boot/cond.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: $ET\r\n\r\nGET /boot/cond.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+# the bytes after the 304's headers must be the second response
+check "the 304 carries no body on the wire (raw socket, keep-alive then a 200)" python3 - "$TMP/raw" <<'EOF'
+import sys
+first, _, rest = open(sys.argv[1], "rb").read().partition(b"\r\n\r\n")
+sys.exit(0 if first.startswith(b"HTTP/1.1 304") and rest.startswith(b"HTTP/1.1 200") and
+         rest.endswith(b"\r\n\r\nconditional v1\n") else 1)
+EOF
+st=$(cond "$B/boot/cond.txt" -H "If-None-Match: \"nope\", W/$ET")
+check "If-None-Match with a list holding its weak form: 304" sh -c "[ '$st' = 304 ] && [ ! -s '$TMP/body' ]"
+check "If-None-Match: * is 304" [ "$(cond "$B/boot/cond.txt" -H 'If-None-Match: *')" = 304 ]
+st=$(cond "$B/boot/cond.txt" -I -H "If-None-Match: $ET")
+check "HEAD with If-None-Match: 304" [ "$st" = 304 ]
+st=$(cond "$B/boot/cond.txt" -H 'If-None-Match: "0-0-0"')
+check "If-None-Match with another tag: 200 with the body" \
+	sh -c "[ '$st' = 200 ] && [ \"\$(cat '$TMP/body')\" = 'conditional v1' ]"
+st=$(cond "$B/boot/cond.txt" -r 0-3 -H "If-None-Match: $ET")
+check "If-None-Match matching with a Range: 304, not 206" sh -c "[ '$st' = 304 ] && [ ! -s '$TMP/body' ]"
+st=$(cond "$B/boot/cond.txt" -H "If-Modified-Since: $LM")
+check "If-Modified-Since its Last-Modified: 304, no body" sh -c "[ '$st' = 304 ] && [ ! -s '$TMP/body' ]"
+check "If-Modified-Since in the RFC 850 form: 304" \
+	[ "$(cond "$B/boot/cond.txt" -H 'If-Modified-Since: Saturday, 03-Feb-01 04:05:06 GMT')" = 304 ]
+check "If-Modified-Since a second earlier: 200" \
+	[ "$(cond "$B/boot/cond.txt" -H 'If-Modified-Since: Sat, 03 Feb 2001 04:05:05 GMT')" = 200 ]
+check "If-Modified-Since not a date: 200 (ignored)" \
+	[ "$(cond "$B/boot/cond.txt" -H 'If-Modified-Since: yesterday')" = 200 ]
+check "If-Modified-Since in the future: 200 (ignored)" \
+	[ "$(cond "$B/boot/cond.txt" -H 'If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT')" = 200 ]
+check "If-None-Match not matching wins over a matching If-Modified-Since: 200" \
+	[ "$(cond "$B/boot/cond.txt" -H 'If-None-Match: "0-0-0"' -H "If-Modified-Since: $LM")" = 200 ]
+st=$(cond "$B/repo/img/a.txt")
+RET=$(hdr ETag)
+check "repo file: If-None-Match with its ETag is 304" \
+	sh -c "[ '$st' = 200 ] && [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'If-None-Match: $RET' '$B/repo/img/a.txt')\" = 304 ]"
+# the file changes (same size: the ETag has the mtime's nanoseconds)
+printf 'conditional v2\n' >"$C"
+st=$(cond "$B/boot/cond.txt" -H "If-None-Match: $ET")
+check "changed file, old ETag: 200 with the new body and a new ETag ($(hdr ETag))" \
+	sh -c "[ '$st' = 200 ] && [ \"\$(cat '$TMP/body')\" = 'conditional v2' ] && [ -n '$(hdr ETag)' ] && [ '$(hdr ETag)' != '$ET' ]"
+st=$(cond "$B/boot/cond.txt" -H "If-Modified-Since: $LM")
+check "changed file, old Last-Modified in If-Modified-Since: 200 with the new body" \
+	sh -c "[ '$st' = 200 ] && [ \"\$(cat '$TMP/body')\" = 'conditional v2' ]"
+st=$(cond "$B/boot/cond.txt" -H "If-None-Match: $(hdr ETag)")
+check "changed file, its new ETag: 304" [ "$st" = 304 ]
 
 # --- traversal and refusals ------------------------------------------------
 refused() { # refused CURL_ARGS...: status 400/403/404 and no passwd content
@@ -267,7 +297,7 @@ check "bad MAC in the API is 400" [ "$(code "$B/api/v1/nodes/not-a-mac" -H "$OPA
 check "PUT on the API is 405" [ "$(code "$B/api/v1/nodes" -H "$OPAUTH" -X PUT --data '{}')" = 405 ]
 check "unknown API path is 404 JSON" sh -c "[ \"\$(curl -s -o '$TMP/b2' -w '%{http_code}' '$B/api/v1/nope')\" = 404 ] && grep -q '\"error\"' '$TMP/b2'"
 
-stop_server
+rb_stop
 
 # --- templates_dir overrides the built-in templates ------------------------
 mkdir -p "$TMP/tmpl"
@@ -282,11 +312,4 @@ check "templates_dir: unknown variable is 500, not a broken script" \
 	[ "$(code "$B/boot/52:54:00:aa:bb:ce.ipxe")" = 500 ]
 check "templates_dir: the failure names the variable in the log" \
 	grep -q "no_such_variable" "$TMP/rackbootd.log"
-stop_server
-
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS check(s) failed; rackbootd log:"
-	tail -n 40 "$TMP/rackbootd.log"
-	exit 1
-fi
-echo "all HTTP checks passed"
+rb_finish

@@ -10,27 +10,21 @@
 # are made as files and dd'ed into the disk at their offsets.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 BIN=$RB_BUILD/imager/rackboot-image
 [ -x "$BIN" ] || { echo "SKIP: $BIN not built"; exit 77; }
-for t in sfdisk mkfs.vfat mkfs.ext4 python3 cmp; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd sfdisk mkfs.vfat mkfs.ext4 python3 cmp
 
-T=$(mktemp -d /tmp/rbt-imager.XXXXXX)
+rb_setup imager
+T=$RB_TMP
 LOOP=
 BGPID=
 cleanup() {
 	[ -n "$BGPID" ] && kill -9 "$BGPID" 2>/dev/null
 	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
-	rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 R=$T/repo
 img() { "$BIN" "$@"; }
 
@@ -67,40 +61,40 @@ img keygen "$T/other" >/dev/null || { echo "FAIL: keygen 2"; exit 1; }
 
 # ---- build, verify, extract, compare ----
 if img build --repo "$R" --key "$T/site.key" --name node --version 1 "$T/disk1.img" >"$T/b1.out"; then
-	ok "build v1: $(cat "$T/b1.out")"
+	pass "build v1: $(cat "$T/b1.out")"
 else
-	bad "build v1"
+	fail "build v1"
 fi
 grep -q '"table":"gpt"' "$R/images/node/1.manifest.json" &&
 	grep -q '"name":"root"' "$R/images/node/1.manifest.json" &&
-	ok "manifest lists the GPT partitions" || bad "manifest partition summary"
-img verify --repo "$R" --pub "$T/site.pub" >"$T/v.out" 2>&1 && ok "verify v1" ||
-	{ bad "verify v1"; cat "$T/v.out"; }
+	pass "manifest lists the GPT partitions" || fail "manifest partition summary"
+img verify --repo "$R" --pub "$T/site.pub" >"$T/v.out" 2>&1 && pass "verify v1" ||
+	{ fail "verify v1"; cat "$T/v.out"; }
 img extract --repo "$R" --pub "$T/site.pub" node 1 "$T/out1.img" -q >/dev/null &&
-	cmp "$T/disk1.img" "$T/out1.img" && ok "extract v1 is byte-identical to the source" ||
-	bad "extract v1 differs"
+	cmp "$T/disk1.img" "$T/out1.img" && pass "extract v1 is byte-identical to the source" ||
+	fail "extract v1 differs"
 # The repository stores data, not the disk: zero ranges are not stored.
 stored=$(du -sb "$R/packs" | cut -f1)
-[ "$stored" -lt $((DISK_SECTORS * 512 / 2)) ] && ok "packs hold $stored bytes for a 256 MiB disk" ||
-	bad "packs hold $stored bytes"
+[ "$stored" -lt $((DISK_SECTORS * 512 / 2)) ] && pass "packs hold $stored bytes for a 256 MiB disk" ||
+	fail "packs hold $stored bytes"
 
 # ---- v2 shares most chunks ----
 img build --repo "$R" --key "$T/site.key" --name node --version 2 "$T/disk2.img" >"$T/b2.out" &&
-	ok "build v2: $(cat "$T/b2.out")" || bad "build v2"
-img diff --repo "$R" node 1 2 >"$T/diff.out" || bad "diff exit status"
+	pass "build v2: $(cat "$T/b2.out")" || fail "build v2"
+img diff --repo "$R" node 1 2 >"$T/diff.out" || fail "diff exit status"
 pct=$(awk '$1=="fetch_percent"{print $2}' "$T/diff.out")
 changed=$(awk '$1=="chunks_changed"{print $2}' "$T/diff.out")
 if [ -n "$pct" ] && [ "$changed" -gt 0 ] && awk -v p="$pct" 'BEGIN{exit !(p < 20)}'; then
-	ok "diff 1->2: $changed chunks changed, fetch $pct% of a full deploy"
+	pass "diff 1->2: $changed chunks changed, fetch $pct% of a full deploy"
 else
-	bad "diff 1->2: fetch ${pct:-?}% (changed ${changed:-?})"; cat "$T/diff.out"
+	fail "diff 1->2: fetch ${pct:-?}% (changed ${changed:-?})"; cat "$T/diff.out"
 fi
-img ls --repo "$R" >"$T/ls.out" || bad "ls exit status"
+img ls --repo "$R" >"$T/ls.out" || fail "ls exit status"
 shared=$(awk '$1=="node" && $2=="2"{print $7}' "$T/ls.out")
-[ "${shared:-0}" -gt 0 ] && ok "ls: v2 shares $shared chunks with v1" ||
-	{ bad "ls shows no shared chunks"; cat "$T/ls.out"; }
+[ "${shared:-0}" -gt 0 ] && pass "ls: v2 shares $shared chunks with v1" ||
+	{ fail "ls shows no shared chunks"; cat "$T/ls.out"; }
 img extract --repo "$R" --pub "$T/site.pub" node 2 "$T/out2.img" -q >/dev/null &&
-	cmp "$T/disk2.img" "$T/out2.img" && ok "extract v2 is byte-identical" || bad "extract v2"
+	cmp "$T/disk2.img" "$T/out2.img" && pass "extract v2 is byte-identical" || fail "extract v2"
 
 # ---- tampering ----
 read -r PACK POFF CIDX < <(python3 - "$R/images/node/1.manifest.json" <<'EOF'
@@ -117,34 +111,34 @@ f.write(bytes([b[0] ^ 0x55])); f.close()' "$1" "$2"
 }
 flip "$R/packs/$PACK.pack" "$POFF"
 if img verify --repo "$R" --pub "$T/site.pub" node 1 >"$T/t.out" 2>&1; then
-	bad "verify passed with a flipped pack byte"
+	fail "verify passed with a flipped pack byte"
 elif grep -q "chunk $CIDX " "$T/t.out"; then
-	ok "tampered pack: $(grep -m1 "chunk $CIDX " "$T/t.out")"
+	pass "tampered pack: $(grep -m1 "chunk $CIDX " "$T/t.out")"
 else
-	bad "tampered pack not reported as chunk $CIDX"; cat "$T/t.out"
+	fail "tampered pack not reported as chunk $CIDX"; cat "$T/t.out"
 fi
 img extract --repo "$R" --pub "$T/site.pub" node 1 "$T/bad.img" -q >/dev/null 2>&1 &&
-	bad "extract wrote a tampered chunk" || ok "extract refuses the tampered chunk"
+	fail "extract wrote a tampered chunk" || pass "extract refuses the tampered chunk"
 flip "$R/packs/$PACK.pack" "$POFF"
 M=$R/images/node/1.manifest.json
 cp "$M" "$T/m.save"
 sed -i 's/"created":1/"created":2/' "$M"
 if cmp -s "$M" "$T/m.save"; then
-	bad "could not tamper the manifest"
+	fail "could not tamper the manifest"
 elif img verify --repo "$R" --pub "$T/site.pub" node 1 >"$T/t.out" 2>&1; then
-	bad "verify passed a modified manifest"
+	fail "verify passed a modified manifest"
 elif grep -q "signature does not verify" "$T/t.out"; then
-	ok "tampered manifest: signature fails"
+	pass "tampered manifest: signature fails"
 else
-	bad "tampered manifest: wrong message"; cat "$T/t.out"
+	fail "tampered manifest: wrong message"; cat "$T/t.out"
 fi
 cp "$T/m.save" "$M"
 img verify --repo "$R" --pub "$T/other.pub" node 1 >"$T/t.out" 2>&1 &&
-	bad "verify passed with the wrong public key" ||
-	{ grep -q "signature does not verify" "$T/t.out" && ok "wrong public key refused"; } ||
-	bad "wrong key: wrong message"
+	fail "verify passed with the wrong public key" ||
+	{ grep -q "signature does not verify" "$T/t.out" && pass "wrong public key refused"; } ||
+	fail "wrong key: wrong message"
 img verify --repo "$R" --pub "$T/other.pub" --pub "$T/site.pub" >/dev/null 2>&1 &&
-	ok "verify passes when one of several trusted keys matches" || bad "verify with 2 keys"
+	pass "verify passes when one of several trusted keys matches" || fail "verify with 2 keys"
 
 # ---- foreign formats are refused, nothing written ----
 snapshot() { (cd "$R" && find . -type f -print0 | sort -z | xargs -0 sha256sum) 2>/dev/null; }
@@ -157,19 +151,19 @@ if command -v qemu-img >/dev/null; then
 		img build --repo "$R" --key "$T/site.key" --name q --version 1 "$f" >"$T/q.out" 2>&1
 		rc=$?
 		[ $rc -eq 1 ] && grep -q "qemu-img convert" "$T/q.out" &&
-			ok "build refuses $(basename "$f"): $(cat "$T/q.out")" ||
-			{ bad "build of $(basename "$f") rc=$rc"; cat "$T/q.out"; }
+			pass "build refuses $(basename "$f"): $(cat "$T/q.out")" ||
+			{ fail "build of $(basename "$f") rc=$rc"; cat "$T/q.out"; }
 		img register --repo "$R" --key "$T/site.key" --name q --version 1 "$f" >"$T/q.out" 2>&1
 		rc=$?
 		[ $rc -eq 1 ] && grep -q "qemu-img convert" "$T/q.out" &&
-			ok "register refuses $(basename "$f")" ||
-			{ bad "register of $(basename "$f") rc=$rc"; cat "$T/q.out"; }
+			pass "register refuses $(basename "$f")" ||
+			{ fail "register of $(basename "$f") rc=$rc"; cat "$T/q.out"; }
 	done
 	img build --repo "$T/fresh" --key "$T/site.key" --name q --version 1 "$T/vm.qcow2" \
 		>/dev/null 2>&1
-	[ ! -e "$T/fresh" ] && ok "refused build creates no repository" || bad "refused build wrote"
-	[ "$before" = "$(snapshot)" ] && ok "repository unchanged by refused inputs" ||
-		bad "repository changed by refused inputs"
+	[ ! -e "$T/fresh" ] && pass "refused build creates no repository" || fail "refused build wrote"
+	[ "$before" = "$(snapshot)" ] && pass "repository unchanged by refused inputs" ||
+		fail "repository changed by refused inputs"
 else
 	echo "SKIP: qemu-img not installed (qcow2 refusal)"
 fi
@@ -178,7 +172,7 @@ fi
 zstd -q -3 -c "$T/disk1.img" >"$T/plain1.img.zst" &&
 	img register --repo "$R" --key "$T/site.key" --name plainnode --version 1 \
 		"$T/plain1.img.zst" >/dev/null &&
-	python3 - "$R" "$T/plain1.img.zst" <<'EOF' && ok "register: catalogue lists raw.zst with its sha256" || bad "register"
+	python3 - "$R" "$T/plain1.img.zst" <<'EOF' && pass "register: catalogue lists raw.zst with its sha256" || fail "register"
 import json, sys, hashlib
 r, f = sys.argv[1], sys.argv[2]
 c = json.load(open(r + "/catalog.json"))
@@ -187,8 +181,8 @@ assert p["kind"] == "raw.zst", p
 assert p["sha256"] == hashlib.sha256(open(f, "rb").read()).hexdigest()
 assert open(r + "/" + p["path"], "rb").read() == open(f, "rb").read()
 EOF
-img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && ok "catalogue signature valid" ||
-	bad "catalogue does not verify after register"
+img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && pass "catalogue signature valid" ||
+	fail "catalogue does not verify after register"
 
 # ---- a build killed mid-way leaves the repository valid; gc cleans it ----
 head -c 48M /dev/urandom >"$T/big.img"
@@ -208,25 +202,25 @@ orphans=$(($(ls "$R/packs" | wc -l) - packs_before))
 sleep 1 # a survivor would go on writing packs and publish
 [ ! -e "$R/images/big/1.manifest.json" ] && [ "$orphans" -gt 0 ] &&
 	[ "$(ls "$R/packs" | wc -l)" -eq $((packs_before + orphans)) ] &&
-	ok "killed build: no manifest, $orphans orphan packs" ||
-	bad "killed build: manifest present or no packs written ($orphans)"
-img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && ok "repository valid after the kill" ||
-	bad "repository invalid after the kill"
+	pass "killed build: no manifest, $orphans orphan packs" ||
+	fail "killed build: manifest present or no packs written ($orphans)"
+img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && pass "repository valid after the kill" ||
+	fail "repository invalid after the kill"
 img gc --repo "$R" >"$T/gc.out" && grep -q "removed 0 packs" "$T/gc.out" &&
-	ok "gc with the default age keeps the young orphans" || { bad "gc default age"; cat "$T/gc.out"; }
+	pass "gc with the default age keeps the young orphans" || { fail "gc default age"; cat "$T/gc.out"; }
 img gc --repo "$R" --min-age 0 >"$T/gc.out" &&
 	[ "$(ls "$R/packs" | wc -l)" -eq "$packs_before" ] && [ -z "$(ls "$R/.tmp")" ] &&
-	ok "gc --min-age 0: $(cat "$T/gc.out")" || { bad "gc left orphans"; cat "$T/gc.out"; }
-img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && ok "verify after gc" ||
-	bad "gc removed a live pack"
+	pass "gc --min-age 0: $(cat "$T/gc.out")" || { fail "gc left orphans"; cat "$T/gc.out"; }
+img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && pass "verify after gc" ||
+	fail "gc removed a live pack"
 
 # ---- rm + gc frees what only v1 used; v2 still intact ----
 img rm --repo "$R" --key "$T/site.key" node 1 >/dev/null && img gc --repo "$R" --min-age 0 >/dev/null &&
 	img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 &&
 	img extract --repo "$R" --pub "$T/site.pub" node 2 "$T/out2b.img" -q >/dev/null &&
-	cmp "$T/disk2.img" "$T/out2b.img" && ok "rm v1 + gc: v2 still complete" || bad "rm + gc"
+	cmp "$T/disk2.img" "$T/out2b.img" && pass "rm v1 + gc: v2 still complete" || fail "rm + gc"
 img build --repo "$R" --key "$T/site.key" --name node --version 1 "$T/disk1.img" -q >/dev/null &&
-	ok "rebuild v1 after rm" || bad "rebuild v1"
+	pass "rebuild v1 after rm" || fail "rebuild v1"
 
 # ---- capture from a loop device ----
 if [ "$(id -u)" -ne 0 ] || ! command -v losetup >/dev/null ||
@@ -235,7 +229,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v losetup >/dev/null ||
 	echo "SKIP: capture from a loop device (needs root and losetup)"
 else
 	img capture --repo "$R" --key "$T/site.key" --name node --version cap -q "$LOOP" >/dev/null &&
-		python3 - "$R/images/node/1.manifest.json" "$R/images/node/cap.manifest.json" <<'EOF' && ok "capture from $LOOP: same chunks as build" || bad "capture differs from build"
+		python3 - "$R/images/node/1.manifest.json" "$R/images/node/cap.manifest.json" <<'EOF' && pass "capture from $LOOP: same chunks as build" || fail "capture differs from build"
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 key = lambda m: [(c[0], c[1], c[2]) for c in m["chunks"]]
@@ -252,28 +246,27 @@ if img pkg build "$T/pkg/tree" --meta "$T/pkg/meta.json" --out "$T/hello.tar.zst
 	[ "$(tar --zstd -tf "$T/hello.tar.zst" | head -1)" = ".rackboot/meta.json" ] &&
 	tar --zstd -tf "$T/hello.tar.zst" | grep -qx "usr/bin/hello" &&
 	tar --zstd -xOf "$T/hello.tar.zst" .rackboot/scripts/postinst | grep -q configured; then
-	ok "pkg build: meta.json first, scripts and payload inside"
+	pass "pkg build: meta.json first, scripts and payload inside"
 else
-	bad "pkg build"
+	fail "pkg build"
 fi
 echo '{"name":"../x","version":"1","arch":"amd64"}' >"$T/pkg/bad.json"
 img pkg build "$T/pkg/tree" --meta "$T/pkg/bad.json" --out "$T/bad.tar.zst" >/dev/null 2>&1 &&
-	bad "pkg build accepted name ../x" || ok "pkg build refuses an unsafe name"
+	fail "pkg build accepted name ../x" || pass "pkg build refuses an unsafe name"
 echo '{"name":"x","version":"1","arch":"amd64","depends":["libc6 (>=2)"]}' >"$T/pkg/baddep.json"
 out=$(img pkg build "$T/pkg/tree" --meta "$T/pkg/baddep.json" --out "$T/bad.tar.zst" 2>&1) &&
-	bad "pkg build accepted depends \"libc6 (>=2)\"" ||
-	{ echo "$out" | grep -q 'depends\[0\]' && ok "pkg build refuses a malformed depends"; } ||
-	bad "pkg build: no message naming depends[0]: $out"
+	fail "pkg build accepted depends \"libc6 (>=2)\"" ||
+	{ echo "$out" | grep -q 'depends\[0\]' && pass "pkg build refuses a malformed depends"; } ||
+	fail "pkg build: no message naming depends[0]: $out"
 img pkg index --repo "$R" --key "$T/site.key" "$T/hello.tar.zst" >/dev/null &&
 	cmp -s "$T/hello.tar.zst" "$R/pkgs/hello_1.0-1_amd64.tar.zst" &&
 	grep -q '"packages":\[{"name":"hello","version":"1.0-1","arch":"amd64"' "$R/catalog.json" &&
 	grep -qF '"depends":["libc6","hello-data (>= 1.0~rc1)"],"conflicts":["hello-old"]}' "$R/catalog.json" &&
 	img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 &&
-	ok "pkg index: package in pkgs/, listed with its depends and conflicts in the signed catalogue" || bad "pkg index"
+	pass "pkg index: package in pkgs/, listed with its depends and conflicts in the signed catalogue" || fail "pkg index"
 
 # ---- usage errors exit 2 ----
 img build --repo "$R" >/dev/null 2>&1
-[ $? -eq 2 ] && ok "usage error exits 2" || bad "usage exit code"
+[ $? -eq 2 ] && pass "usage error exits 2" || fail "usage exit code"
 
-[ $FAILS -eq 0 ] && echo "PASS" || echo "$FAILS failure(s)"
-[ $FAILS -eq 0 ]
+rb_finish

@@ -22,45 +22,34 @@
 # kills only the PIDs it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
 export PATH=$PATH:/usr/sbin:/sbin
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-for t in ip tc python3 cmp curl sfdisk sha256sum; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd ip tc python3 cmp curl sfdisk sha256sum
 CLIENTS=
 command -v atftp >/dev/null && CLIENTS="atftp-window atftp"
 command -v tftp >/dev/null && tftp -V 2>&1 | grep -q tftp-hpa && CLIENTS="$CLIENTS tftp-hpa"
 [ -n "$CLIENTS" ] || { echo "SKIP: neither atftp nor tftp-hpa installed"; exit 77; }
 CLIENTS=${LOSSY_CLIENTS:-$CLIENTS} # debugging: LOSSY_CLIENTS=atftp-window
 
-T=$(mktemp -d /tmp/rbt-lossy.XXXXXX)
+rb_setup lossy
+T=$RB_TMP
 NSS=rbt-lossy-$$-s
 NSC=rbt-lossy-$$-c
-PID=
 RELAY=
 NS_MADE=
 cleanup() {
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null
-	[ -n "$RELAY" ] && kill "$RELAY" 2>/dev/null
-	[ -n "$PID" ] && wait "$PID" 2>/dev/null
-	[ -n "$RELAY" ] && wait "$RELAY" 2>/dev/null
+	rb_kill_server # before its namespace goes
+	[ -n "$RELAY" ] && kill "$RELAY" 2>/dev/null && wait "$RELAY" 2>/dev/null
 	for n in $NS_MADE; do ip netns del "$n" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 inS() { ip netns exec "$NSS" "$@"; }
 inC() { ip netns exec "$NSC" "$@"; }
 
@@ -145,15 +134,9 @@ http {
 	threads = 4
 }
 EOF
-ip netns exec "$NSS" "$SRV" -c "$T/rackbootd.conf" -v >"$T/rackbootd.log" 2>&1 &
-PID=$! # ip netns exec execs rackbootd: the same PID
-for _ in $(seq 200); do
-	inC curl -s -m 2 -o /dev/null "http://$SADDR:8080/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-inC curl -s -m 2 -o /dev/null "http://$SADDR:8080/boot/" ||
-	{ echo "FAIL: rackbootd not reachable over the link"; cat "$T/rackbootd.log"; exit 1; }
+ip netns exec "$NSS" "$SRV" -c "$T/rackbootd.conf" -v >>"$RB_LOG" 2>&1 &
+RB_PID=$! # ip netns exec execs rackbootd: the same PID
+RB_START_TIMEOUT_S=20 rb_wait_server inC curl -s -m 2 -o /dev/null "http://$SADDR:8080/boot/"
 
 # ---- TFTP ----
 get() { # get CLIENT FILE DEST
@@ -187,19 +170,19 @@ for c in $CLIENTS; do
 			sleep 0.1
 		done
 		if [ $rc -ne 0 ] || ! cmp -s "$T/tftp/$f" "$d"; then
-			bad "TFTP $c $f: exit $rc (124 = timed out) after ${dt}s: $(tail -c 300 "$d.log" | tr '\n' ' ')"
+			fail "TFTP $c $f: exit $rc (124 = timed out) after ${dt}s: $(tail -c 300 "$d.log" | tr '\n' ' ')"
 		elif [ "$(sent_count "$f")" -le "$before" ]; then
-			bad "TFTP $c $f byte-identical, but rackbootd did not log it as sent: $(grep "\"$f\" to $CADDR" "$T/rackbootd.log" | tail -2 | tr '\n' ' ')"
+			fail "TFTP $c $f byte-identical, but rackbootd did not log it as sent: $(grep "\"$f\" to $CADDR" "$T/rackbootd.log" | tail -2 | tr '\n' ' ')"
 		else
-			ok "TFTP $c $f ($(stat -c %s "$d") bytes) byte-identical in ${dt}s, logged as sent"
+			pass "TFTP $c $f ($(stat -c %s "$d") bytes) byte-identical in ${dt}s, logged as sent"
 		fi
 	done
 done
 failed=$(grep -c 'tftp: transfer of .* failed' "$T/rackbootd.log")
 if [ "$failed" -eq 0 ]; then
-	ok "no TFTP transfer logged as failed"
+	pass "no TFTP transfer logged as failed"
 else
-	bad "$failed TFTP transfers logged as failed: $(grep 'tftp: transfer of .* failed' "$T/rackbootd.log" | head -3 | tr '\n' ' ')"
+	fail "$failed TFTP transfers logged as failed: $(grep 'tftp: transfer of .* failed' "$T/rackbootd.log" | head -3 | tr '\n' ' ')"
 fi
 
 # ---- imaging ----
@@ -208,9 +191,9 @@ inC timeout 300 "$AGENT" image --repo "http://$SADDR:8080/repo" --pub "$T/site.p
 	--name node --version 1 --target "$T/out/node.img" >"$T/agent.out" 2>"$T/agent.err"
 rc=$?
 if [ $rc -eq 0 ] && cmp -s "$DISK" "$T/out/node.img"; then
-	ok "rackboot-agent image over the link: byte-identical in $(($(date +%s) - t0))s: $(cat "$T/agent.out")"
+	pass "rackboot-agent image over the link: byte-identical in $(($(date +%s) - t0))s: $(cat "$T/agent.out")"
 else
-	bad "rackboot-agent image over the link: exit $rc (124 = timed out): $(cat "$T/agent.out" "$T/agent.err")"
+	fail "rackboot-agent image over the link: exit $rc (124 = timed out): $(cat "$T/agent.out" "$T/agent.err")"
 fi
 
 # ---- the link was really lossy and reordering ----
@@ -218,9 +201,9 @@ if [ "$IMPAIR" = netem ]; then
 	ds=$(inS tc -s qdisc show dev "$DEV_S" | awk '/dropped/ { gsub(",", ""); for (i = 1; i < NF; i++) if ($i == "(dropped") print $(i + 1) }')
 	dc=$(inC tc -s qdisc show dev "$DEV_C" | awk '/dropped/ { gsub(",", ""); for (i = 1; i < NF; i++) if ($i == "(dropped") print $(i + 1) }')
 	if [ "${ds:-0}" -gt 0 ] && [ "${dc:-0}" -gt 0 ]; then
-		ok "netem dropped $ds packets server->client and $dc client->server"
+		pass "netem dropped $ds packets server->client and $dc client->server"
 	else
-		bad "netem dropped ${ds:-?} / ${dc:-?} packets: was the link impaired?"
+		fail "netem dropped ${ds:-?} / ${dc:-?} packets: was the link impaired?"
 	fi
 else
 	sleep 1.2 # the relay writes its counters every second
@@ -228,12 +211,11 @@ else
 s = json.load(open(sys.argv[1])); print(s["packets"], s["dropped"], s["overtook"])' "$T/relay.json")
 	if [ "$dr" -gt 0 ] && [ "$ov" -gt 0 ] &&
 		python3 -c 'import sys; p, d = int(sys.argv[1]), int(sys.argv[2]); sys.exit(0 if 0.02 < d / p < 0.08 else 1)' "$pk" "$dr"; then
-		ok "relay: $pk packets, $dr dropped ($((dr * 1000 / pk))/1000), $ov overtook a delayed one"
+		pass "relay: $pk packets, $dr dropped ($((dr * 1000 / pk))/1000), $ov overtook a delayed one"
 	else
-		bad "relay: $pk packets, $dr dropped, $ov reordered: was the link impaired?"
+		fail "relay: $pk packets, $dr dropped, $ov reordered: was the link impaired?"
 	fi
 fi
 
-kill -0 "$PID" 2>/dev/null || bad "rackbootd died: $(tail -5 "$T/rackbootd.log")"
-echo "$FAILS failure(s)"
-[ "$FAILS" -eq 0 ]
+kill -0 "$RB_PID" 2>/dev/null || fail "rackbootd died: $(tail -5 "$T/rackbootd.log")"
+rb_finish

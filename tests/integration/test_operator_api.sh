@@ -14,43 +14,24 @@
 # started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
-. "$(dirname "$0")/rbserver.sh"
+. "$(dirname "$0")/lib.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 IMG=$RB_BUILD/imager/rackboot-image
-for b in "$BIN" "$IMG"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in curl python3 truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$BIN" "$IMG"
+rb_need_cmd curl python3 truncate
 
-TMP=$(mktemp -d /tmp/rbt-ops.XXXXXX)
-PID=
+rb_setup ops
+TMP=$RB_TMP
 BGPIDS=
 cleanup() {
 	for p in $BGPIDS; do kill "$p" 2>/dev/null; done
 	for p in $BGPIDS; do wait "$p" 2>/dev/null; done
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
 is() { [ "$1" = "$2" ] || { echo "     got \"$1\", want \"$2\""; return 1; }; }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 CONF=$TMP/rackbootd.conf
 
@@ -82,22 +63,9 @@ profile "gpu" { image = "debian12" version = "1" wipe = "full" package_sets = {"
 default_profile = "deb"
 EOF
 
-"$BIN" -c "$CONF" -v >>"$TMP/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$TMP/rackbootd.log"; exit 1; }
+rb_start_server "$B/boot/" "$BIN" -c "$CONF" -v
 
-# code METHOD URL [curl args...]: prints the status; body in $TMP/body, headers in $TMP/hdr
-code() {
-	m=$1
-	u=$2
-	shift 2
-	curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' -X "$m" "$@" "$u"
-}
+code() { rb_code "$@"; } # code METHOD URL [curl args...]: the status; $TMP/body, $TMP/hdr
 # py EXPR: a Python expression over the JSON in $TMP/body (d)
 py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$TMP/body" 2>/dev/null; }
 err_has() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(not (sys.argv[2] in d['error'] and d['status'] == int(sys.argv[3])))" "$TMP/body" "$2" "$1"; }
@@ -425,13 +393,4 @@ EOF
 
 # Stopped here, not by the EXIT trap: SIGTERM and a wait, so that a leak
 # (LeakSanitizer in the ASan build) or a bad exit status fails the test.
-if rb_stop_server "$PID" "$TMP/rackbootd.log" >"$TMP/stop.out"; then
-	pass "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
-else
-	fail "rackbootd exits 0 on SIGTERM, no sanitizer report in its log"
-	cat "$TMP/stop.out"
-fi
-PID=
-
-echo "$FAILS failed"
-[ "$FAILS" = 0 ]
+rb_finish

@@ -26,36 +26,15 @@
 # Kills only the PIDs it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(cd "$(dirname "$0")/../.." && pwd)/build}
-DAEMON=$RB_BUILD/pxe/rackbootd
-[ -x "$DAEMON" ] || { echo "SKIP: $DAEMON not built"; exit 77; }
-for t in atftp curl python3 cmp; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+. "$(dirname "$0")/lib.sh"
+DAEMON=$RB_SRV
+rb_need_bin "$DAEMON"
+rb_need_cmd atftp curl python3 cmp
 
-TMP=$(mktemp -d /tmp/rbt-overload.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-		kill "$PID"
-		wait "$PID" 2>/dev/null
-	fi
-	[ -n "${KEEP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+rb_setup overload
+TMP=$RB_TMP
 
-FAILS=0
-PASSES=0
-pass() { echo "ok: $*"; PASSES=$((PASSES + 1)); }
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-
-read -r TPORT HPORT DPORT < <(python3 -c '
-import socket
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); d.bind(("127.0.0.1", 0))
-t = socket.socket(); t.bind(("127.0.0.1", 0))
-print(u.getsockname()[1], t.getsockname()[1], d.getsockname()[1])')
+read -r TPORT HPORT DPORT < <(rb_free_ports udp tcp udp)
 
 mkdir -p "$TMP/tftp" "$TMP/boot" "$TMP/repo" "$TMP/state" "$TMP/out"
 head -c 65536 /dev/urandom >"$TMP/tftp/f64k"
@@ -86,15 +65,8 @@ http {
 	idle_timeout_s = 3
 }
 EOF
-"$DAEMON" -c "$TMP/rackbootd.conf" >"$TMP/server.log" 2>&1 &
-PID=$!
 B=http://127.0.0.1:$HPORT
-for _ in $(seq 200); do
-	curl -s -o /dev/null "$B/boot/f1m" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/f1m" || { echo "FAIL: rackbootd did not start"; cat "$TMP/server.log"; exit 1; }
+RB_START_TIMEOUT_S=20 rb_start_server "$B/boot/f1m" "$DAEMON" -c "$TMP/rackbootd.conf"
 
 # fetch_ok WHAT SECONDS: curl and atftp each get a file byte-identical in time
 fetch_ok() {
@@ -342,12 +314,12 @@ fetch_ok "during the DHCP flood" 5
 wait "$DRIVER"
 
 # ---- alive, memory bounded ----
-if kill -0 "$PID" 2>/dev/null; then
+if kill -0 "$RB_PID" 2>/dev/null; then
 	pass "rackbootd alive after all of it"
 else
-	fail "rackbootd died: $(tail -5 "$TMP/server.log")"
+	fail "rackbootd died: $(tail -5 "$RB_LOG")"
 fi
-hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$PID/status" 2>/dev/null)
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$RB_PID/status" 2>/dev/null)
 echo "rackbootd peak RSS (VmHWM): ${hwm:-?} kB"
 if [ -n "$hwm" ] && [ "$hwm" -lt $((200 * 1024)) ]; then
 	pass "peak RSS ${hwm} kB under 200 MiB"
@@ -355,9 +327,4 @@ else
 	fail "peak RSS ${hwm:-?} kB (bound 200 MiB)"
 fi
 
-echo "$PASSES passed, $FAILS failed"
-if [ "$FAILS" -ne 0 ]; then
-	echo "--- server log (tail)"
-	tail -30 "$TMP/server.log"
-	exit 1
-fi
+rb_finish

@@ -12,51 +12,20 @@
 # Starts its own rackbootd (DHCP and TFTP off) and kills only that PID.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 BIN=$RB_BUILD/pxe/rackbootd
 IMG=$RB_BUILD/imager/rackboot-image
 CLI=$RB_BUILD/cli/rackboot
-for b in "$BIN" "$IMG" "$CLI"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
-for t in curl python3 truncate; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_bin "$BIN" "$IMG" "$CLI"
+rb_need_cmd curl python3 truncate
 
-TMP=$(mktemp -d /tmp/rbt-pkgset.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-FAILS=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	name=$1
-	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
-}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+rb_setup pkgset
+TMP=$RB_TMP
+PORT=$(rb_free_ports tcp)
 B=http://127.0.0.1:$PORT
 DB=$TMP/state/registry.db
 
-sql() {
-	python3 - "$DB" "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-rows = db.execute(sys.argv[2]).fetchall()
-db.commit()
-for r in rows:
-    print(*r)
-EOF
-}
+sql() { rb_sql "$DB" "$1"; }
 code() { # code METHOD URL [curl args...]: prints the status; body in $TMP/body, headers in $TMP/hdr
 	m=$1
 	u=$2
@@ -64,7 +33,7 @@ code() { # code METHOD URL [curl args...]: prints the status; body in $TMP/body,
 	rm -f "$TMP/body"
 	curl -s -o "$TMP/body" -D "$TMP/hdr" -w '%{http_code}' -X "$m" "$@" "$u"
 }
-jq_py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$TMP/body"; }
+jq_py() { rb_json "$1"; }
 script() { # script MAC: fetches the node's iPXE script; prints its boot token
 	curl -sf -o "$TMP/script" "$B/boot/$1.ipxe" || return 1
 	sed -n 's/^kernel .* rackboot\.token=\([^ ]*\) .*/\1/p' "$TMP/script"
@@ -115,14 +84,7 @@ profile "p" {
 EOF
 OPT=$("$BIN" -c "$TMP/rackbootd.conf" token create alice 2>/dev/null)
 OP="Authorization: Bearer $OPT"
-"$BIN" -c "$TMP/rackbootd.conf" -v >>"$TMP/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || { echo "FAIL: rackbootd did not start"; cat "$TMP/rackbootd.log"; exit 1; }
+rb_start_server "$B/boot/" "$BIN" -c "$TMP/rackbootd.conf" -v
 
 MAC=52:54:00:5a:77:01
 script $MAC >/dev/null
@@ -210,9 +172,4 @@ check "rackboot pkgset ls lists the sets" sh -c "[ $? = 0 ] && grep -q '^tools' 
 R pkgset rollback >/dev/null 2>&1
 check "rackboot pkgset rollback without a name: exit 2" [ $? = 2 ]
 
-if [ $FAILS -ne 0 ]; then
-	echo "$FAILS check(s) failed; rackbootd log:"
-	tail -n 30 "$TMP/rackbootd.log"
-	exit 1
-fi
-echo "all package-set rollback checks passed"
+rb_finish

@@ -27,38 +27,25 @@
 # Skips (77) without nginx or its slice module. Kills only its own PIDs.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
+. "$(dirname "$0")/lib.sh"
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
 SRV=$RB_BUILD/pxe/rackbootd
-for b in "$AGENT" "$IMG" "$SRV"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$AGENT" "$IMG" "$SRV"
 export PATH=$PATH:/usr/sbin:/sbin
-for t in nginx sfdisk python3 cmp curl; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd nginx sfdisk python3 cmp curl
 nginx -V 2>&1 | grep -q -- --with-http_slice_module ||
 	{ echo "SKIP: this nginx has no slice module"; exit 77; }
 
-T=$(mktemp -d /tmp/rbt-repocache.XXXXXX)
+rb_setup repocache
+T=$RB_TMP
 chmod 755 "$T" # nginx workers run as nobody when started by root
-PID=
 NGPID=
 cleanup() {
-	for p in $NGPID $PID; do kill "$p" 2>/dev/null; done
-	for p in $NGPID $PID; do wait "$p" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
+	[ -n "$NGPID" ] && kill "$NGPID" 2>/dev/null && wait "$NGPID" 2>/dev/null
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 R=$T/repo
 mkdir -p "$R" "$T/boot" "$T/state" "$T/nginx/logs" "$T/nginx/cache" "$T/nginx/tmp"
 
@@ -83,32 +70,12 @@ PACKBYTES=$(python3 -c 'import json, sys
 print(sum(p["size"] for p in json.load(open(sys.argv[1]))["packs"]))' "$R/images/node/1.manifest.json")
 
 # ---- the origin: rackbootd, with its access log (debug level) ----
-PORT=$(free_port)
-cat >"$T/rackbootd.conf" <<EOF
-user = ""
-state_dir = "$T/state"
-server_address = "127.0.0.1"
-dhcp { mode = "off" }
-tftp { enable = false }
-http {
-	port = $PORT
-	boot_root = "$T/boot"
-	repo_root = "$R"
-	threads = 4
-}
-EOF
-"$SRV" -c "$T/rackbootd.conf" -v >>"$T/rackbootd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-	curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "http://127.0.0.1:$PORT/boot/" ||
-	{ echo "FAIL: rackbootd did not start"; cat "$T/rackbootd.log"; exit 1; }
+rb_repo_conf "$R"
+PORT=$RB_PORT
+rb_start_server "http://127.0.0.1:$PORT/boot/" "$SRV" -c "$T/rackbootd.conf" -v
 
 # ---- the rack cache: nginx ----
-NGPORT=$(free_port)
+NGPORT=$(rb_free_ports tcp)
 if [ "$(id -u)" -eq 0 ]; then
 	chown nobody "$T/nginx/cache" "$T/nginx/tmp" 2>/dev/null ||
 		{ echo "SKIP: no user nobody for nginx's workers"; exit 77; }
@@ -199,41 +166,41 @@ deploy() { # deploy TARGET VERSION [ARGS]: rackboot-agent image through the cach
 o0=$(origin_lines)
 n0=$(ng_lines)
 if deploy "$T/node1.img" 1 >"$T/s1" 2>"$T/e1" && cmp -s "$DISK" "$T/node1.img"; then
-	ok "node 1 through the cold cache: byte-identical: $(cat "$T/s1")"
+	pass "node 1 through the cold cache: byte-identical: $(cat "$T/s1")"
 else
-	bad "node 1 through the cold cache: $(cat "$T/s1" "$T/e1")"
+	fail "node 1 through the cold cache: $(cat "$T/s1" "$T/e1")"
 fi
 sleep 0.5 # the access logs are written when a response ends
 o1_bytes=$(origin_pack_bytes "$o0")
 o1_req=$(origin_since "$o0" | grep -c "GET /repo/packs/")
 miss1=$(ng_since "$n0" | grep "^/repo/packs/" | grep -c "cache=MISS")
 if [ "$o1_bytes" -eq "$PACKBYTES" ] && [ "$miss1" -gt 0 ]; then
-	ok "node 1: origin sent each pack byte once: $o1_bytes bytes (packs: $PACKBYTES) in $o1_req slice requests; nginx: $miss1 MISS"
+	pass "node 1: origin sent each pack byte once: $o1_bytes bytes (packs: $PACKBYTES) in $o1_req slice requests; nginx: $miss1 MISS"
 else
-	bad "node 1: origin sent $o1_bytes pack bytes (packs hold $PACKBYTES), $miss1 MISS in nginx's log"
+	fail "node 1: origin sent $o1_bytes pack bytes (packs hold $PACKBYTES), $miss1 MISS in nginx's log"
 fi
 # every origin pack request was a slice: aligned 1 MiB ranges, never the
 # agent's own ranges
 slices=$(grep -c "GET /repo/packs/.* 206 " "$T/rackbootd.log")
-[ "$slices" -eq "$o1_req" ] && ok "node 1: all $o1_req origin pack requests answered 206 (slices)" ||
-	bad "node 1: $o1_req origin pack requests, $slices of them 206"
+[ "$slices" -eq "$o1_req" ] && pass "node 1: all $o1_req origin pack requests answered 206 (slices)" ||
+	fail "node 1: $o1_req origin pack requests, $slices of them 206"
 
 # ---- node 2: warm cache ----
 o0=$(origin_lines)
 n0=$(ng_lines)
 if deploy "$T/node2.img" 1 --parallel 2 >"$T/s2" 2>"$T/e2" && cmp -s "$DISK" "$T/node2.img"; then
-	ok "node 2 through the warm cache: byte-identical: $(cat "$T/s2")"
+	pass "node 2 through the warm cache: byte-identical: $(cat "$T/s2")"
 else
-	bad "node 2 through the warm cache: $(cat "$T/s2" "$T/e2")"
+	fail "node 2 through the warm cache: $(cat "$T/s2" "$T/e2")"
 fi
 sleep 0.5
 o2=$(($(origin_lines) - o0))
 packreq2=$(ng_since "$n0" | grep -c "^/repo/packs/")
 hit2=$(ng_since "$n0" | grep "^/repo/packs/" | grep -c "cache=HIT")
 if [ "$o2" -eq 0 ] && [ "$packreq2" -gt 0 ] && [ "$hit2" -eq "$packreq2" ]; then
-	ok "node 2: no request reached rackbootd; $hit2 of $packreq2 pack requests HIT in nginx"
+	pass "node 2: no request reached rackbootd; $hit2 of $packreq2 pack requests HIT in nginx"
 else
-	bad "node 2: $o2 requests reached rackbootd ($(origin_since "$o0" | head -3 | tr '\n' ' ')), $hit2 of $packreq2 pack requests HIT"
+	fail "node 2: $o2 requests reached rackbootd ($(origin_since "$o0" | head -3 | tr '\n' ' ')), $hit2 of $packreq2 pack requests HIT"
 fi
 
 # ---- a range no agent asked for, across a slice boundary ----
@@ -246,17 +213,17 @@ sys.exit(0 if open(sys.argv[2], "rb").read() == want else 1)' "$R/packs/$P1.pack
 same=$?
 sleep 0.2
 if [ $same -eq 0 ] && grep -q "^HTTP/1.1 206" "$T/range.h" && [ "$(origin_lines)" -eq "$o0" ]; then
-	ok "an arbitrary range across slices: 206 from the cache, byte-identical, no origin request"
+	pass "an arbitrary range across slices: 206 from the cache, byte-identical, no origin request"
 else
-	bad "an arbitrary range: same=$same, $(head -1 "$T/range.h"), origin requests $(($(origin_lines) - o0))"
+	fail "an arbitrary range: same=$same, $(head -1 "$T/range.h"), origin requests $(($(origin_lines) - o0))"
 fi
 
 # ---- node 1 reimaged to v2 through the warm cache ----
 o0=$(origin_lines)
 if deploy "$T/node1.img" 2 --reimage >"$T/s3" 2>"$T/e3" && cmp -s "$T/disk2.img" "$T/node1.img"; then
-	ok "node 1 reimaged to v2 through the cache: byte-identical: $(cat "$T/s3")"
+	pass "node 1 reimaged to v2 through the cache: byte-identical: $(cat "$T/s3")"
 else
-	bad "node 1 reimaged to v2: $(cat "$T/s3" "$T/e3")"
+	fail "node 1 reimaged to v2: $(cat "$T/s3" "$T/e3")"
 fi
 sleep 0.5
 old=0
@@ -266,11 +233,10 @@ done
 o3_bytes=$(origin_pack_bytes "$o0")
 fetched3=$(tr ' ' '\n' <"$T/s3" | awk -F= '$1 == "fetched_bytes" { print $2 }')
 if [ "$old" -eq 0 ] && [ "$o3_bytes" -gt 0 ] && [ "$o3_bytes" -lt "$PACKBYTES" ]; then
-	ok "reimage: origin sent $o3_bytes pack bytes, none from v1's packs (agent fetched ${fetched3:-?} bytes)"
+	pass "reimage: origin sent $o3_bytes pack bytes, none from v1's packs (agent fetched ${fetched3:-?} bytes)"
 else
-	bad "reimage: origin sent $o3_bytes pack bytes, $old requests for v1's packs"
+	fail "reimage: origin sent $o3_bytes pack bytes, $old requests for v1's packs"
 fi
 
-kill -0 "$PID" 2>/dev/null && kill -0 "$NGPID" 2>/dev/null || bad "rackbootd or nginx died"
-echo "$FAILS failure(s)"
-[ "$FAILS" -eq 0 ]
+kill -0 "$RB_PID" 2>/dev/null && kill -0 "$NGPID" 2>/dev/null || fail "rackbootd or nginx died"
+rb_finish

@@ -31,19 +31,14 @@
 # Kills and detaches only what it started.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(dirname "$0")/../../build}
 HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/rbserver.sh"
+. "$(dirname "$0")/lib.sh"
 SRV=$RB_BUILD/pxe/rackbootd
 AGENT=$RB_BUILD/agent/rackboot-agent
 IMG=$RB_BUILD/imager/rackboot-image
-for b in "$SRV" "$AGENT" "$IMG"; do
-	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
-done
+rb_need_bin "$SRV" "$AGENT" "$IMG"
 export PATH=$PATH:/usr/sbin:/sbin
-for t in curl python3 atftp tftp truncate sfdisk cmp; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+rb_need_cmd curl python3 atftp tftp truncate sfdisk cmp
 ASAN=
 # An ASan build (gcc links libasan dynamically, clang statically: both
 # carry the symbol's name) cannot run under valgrind; LSan does the work.
@@ -54,39 +49,20 @@ elif ! command -v valgrind >/dev/null; then
 	exit 77
 fi
 
-T=$(mktemp -d /tmp/rbt-leaks.XXXXXX)
-PID=
+rb_setup leaks
+T=$RB_TMP
 BGPIDS=
 LOOPS=
 MNT=
 cleanup() {
 	for p in $BGPIDS; do kill "$p" 2>/dev/null; done
 	for p in $BGPIDS; do wait "$p" 2>/dev/null; done
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
 	[ -n "$MNT" ] && umount "$MNT" 2>/dev/null
 	for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+RB_ON_EXIT=cleanup
 
-FAILS=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-check() { # check NAME COMMAND...
-	n=$1
-	shift
-	if "$@"; then ok "$n"; else bad "$n"; fi
-}
-read -r HPORT TPORT DPORT < <(python3 -c '
-import socket
-t = socket.socket(); t.bind(("127.0.0.1", 0))
-u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u1.bind(("127.0.0.1", 0))
-u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u2.bind(("127.0.0.1", 0))
-print(t.getsockname()[1], u1.getsockname()[1], u2.getsockname()[1])')
+read -r HPORT TPORT DPORT < <(rb_free_ports tcp udp udp)
 B=http://127.0.0.1:$HPORT
 CONF=$T/rackbootd.conf
 mkdir -p "$T/repo" "$T/boot" "$T/tftp" "$T/state" "$T/trusted" "$T/pk" "$T/out"
@@ -199,33 +175,19 @@ if [ -n "$ASAN" ]; then
 	echo "ASan build: rackbootd under LeakSanitizer"
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1 \
 		LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}exitcode=23 \
-		"$SRV" -c "$CONF" -v >>"$T/rackbootd.log" 2>&1 &
+		"$SRV" -c "$CONF" -v >>"$RB_LOG" 2>&1 &
 else
 	valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \
 		--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --track-fds=yes \
 		--num-callers=30 --log-file="$T/valgrind.log" \
-		"$SRV" -c "$CONF" -v >>"$T/rackbootd.log" 2>&1 &
+		"$SRV" -c "$CONF" -v >>"$RB_LOG" 2>&1 &
 fi
-PID=$!
-for _ in $(seq 600); do
-	curl -s -o /dev/null "$B/boot/" && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-curl -s -o /dev/null "$B/boot/" || {
-	echo "FAIL: rackbootd did not start"
-	cat "$T/rackbootd.log" "$T/valgrind.log" 2>/dev/null
-	exit 1
-}
+RB_PID=$!
+RB_START_TIMEOUT_S=60 RB_EXTRA_LOGS=$T/valgrind.log rb_wait_server curl -s -o /dev/null "$B/boot/"
 T0=$(date +%s)
 section() { echo "== $1 (at $(($(date +%s) - T0)) s)"; }
 
-code() { # code METHOD URL [curl args...]: the status; body in $T/body, headers in $T/hdr
-	m=$1 u=$2
-	shift 2
-	rm -f "$T/body"
-	curl -s -D "$T/hdr" -o "$T/body" -w '%{http_code}' -X "$m" "$@" "$u"
-}
+code() { rb_code "$@"; } # code METHOD URL [curl args...]: the status; $T/body, $T/hdr
 py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$T/body" 2>/dev/null; }
 node() { # node MAC EXPR
 	curl -sf -H "$OP" "$B/api/v1/nodes/$1" >"$T/node.json" || { echo "(no node)"; return; }
@@ -258,7 +220,7 @@ SSE_END=$SSE
 # ---- DHCP, TFTP, HTTP ---------------------------------------------------------------
 section "DHCP, TFTP, HTTP"
 python3 "$HERE/leak_clients.py" dhcp "$DPORT" "$HPORT" >"$T/dhcp.out" 2>&1 &&
-	ok "DHCP: $(grep -c '^ok' "$T/dhcp.out") exchanges" || bad "DHCP: $(grep FAIL "$T/dhcp.out")"
+	pass "DHCP: $(grep -c '^ok' "$T/dhcp.out") exchanges" || fail "DHCP: $(grep FAIL "$T/dhcp.out")"
 timeout 60 atftp --option "blksize 1428" --option "tsize 0" --option "windowsize 8" \
 	-g -r big.bin -l "$T/out/big.bin" 127.0.0.1 "$TPORT" >/dev/null 2>&1
 check "TFTP: atftp with blksize, tsize, windowsize" cmp -s "$T/tftp/big.bin" "$T/out/big.bin"
@@ -271,7 +233,7 @@ check "TFTP: a missing file is an error to atftp" [ $? != 0 ]
 timeout 30 tftp 127.0.0.1 "$TPORT" -m binary -c put "$T/tftp/undionly.kpxe" up.bin >"$T/out/put.log" 2>&1
 check "TFTP: a write request is refused" [ ! -e "$T/tftp/up.bin" ]
 python3 "$HERE/leak_clients.py" tftp "$TPORT" >"$T/tftp.out" 2>&1 &&
-	ok "TFTP: $(grep -c '^ok' "$T/tftp.out") odd clients" || bad "TFTP: $(grep FAIL "$T/tftp.out")"
+	pass "TFTP: $(grep -c '^ok' "$T/tftp.out") odd clients" || fail "TFTP: $(grep FAIL "$T/tftp.out")"
 
 check "HTTP: a boot file" sh -c "curl -sf '$B/boot/vmlinuz' | cmp -s - '$T/boot/vmlinuz'"
 check "HTTP: HEAD" [ "$(code HEAD "$B/boot/initrd.img" -I)" = 200 ]
@@ -282,7 +244,7 @@ check "HTTP: traversal refused" [ "$(curl -s -o /dev/null -w '%{http_code}' --pa
 check "HTTP: encoded traversal refused" [ "$(code GET "$B/repo/%2e%2e/rackbootd.conf")" != 200 ]
 check "HTTP: POST on a boot file: 405" [ "$(code POST "$B/boot/vmlinuz" --data x)" = 405 ]
 python3 "$HERE/leak_clients.py" http "$HPORT" >"$T/http.out" 2>&1 &&
-	ok "HTTP: $(grep -c '^ok' "$T/http.out") malformed or cut requests" || bad "HTTP: $(grep FAIL "$T/http.out")"
+	pass "HTTP: $(grep -c '^ok' "$T/http.out") malformed or cut requests" || fail "HTTP: $(grep FAIL "$T/http.out")"
 check "the iPXE script of an unknown node: discovery" \
 	sh -c "curl -sf '$B/boot/52:54:00:1e:a0:09.ipxe' | grep -q rackboot.mode=discovery"
 check "the iPXE script of a bad MAC: 4xx" [ "$(code GET "$B/boot/zz:zz.ipxe")" -ge 400 ]
@@ -358,13 +320,13 @@ check "bad action body: 400" [ "$(code POST "$B/api/v1/nodes/$MN/actions/hold" -
 # ---- agent: discovery, then a signed image onto a plain file -------------------------
 section "agent run"
 MD=52:54:00:1e:b0:01
-boot $MD && grep -q rackboot.mode=discovery "$T/cmdline" || bad "no discovery script for $MD"
+boot $MD && grep -q rackboot.mode=discovery "$T/cmdline" || fail "no discovery script for $MD"
 "$AGENT" run --cmdline "$T/cmdline" --no-after --timeout-s 20 --retries 2 >"$T/run-disc.out" 2>"$T/run-disc.err"
 check "agent discovery run: exit 0" [ $? = 0 ]
 check "discovery: state discovered, the inventory stored" \
 	[ "$(node $MD 'd["state"], d["inventory"]["version"]')" = "discovered 1" ]
 check "provision the discovered node: 200" [ "$(code POST "$B/api/v1/nodes/$MD/actions/provision" -H "$OP")" = 200 ]
-boot $MD && grep -q rackboot.mode=provision "$T/cmdline" || bad "no provision script for $MD"
+boot $MD && grep -q rackboot.mode=provision "$T/cmdline" || fail "no provision script for $MD"
 head -c $((2 * 1024 * 1024)) /dev/urandom >"$T/out/target.img"
 # a stream followed while the agent reports, then cut
 sse "$T/sse2" "$B/api/v1/events?access_token=${OP#Authorization: Bearer }" -H "Last-Event-ID: 1"
@@ -389,7 +351,7 @@ boot $MD
 	--target "$T/out/raw.img" >"$T/run3.out" 2>"$T/run3.err"
 check "agent run of a plain image: exit 0, byte-identical" sh -c "[ $? = 0 ] && cmp -s '$DISK' '$T/out/raw.img'"
 python3 "$HERE/leak_clients.py" sse "$HPORT" "${OP#Authorization: Bearer }" >"$T/sse.out" 2>&1 &&
-	ok "event streams: $(grep '^ok' "$T/sse.out" | cut -c6-)" || bad "event streams: $(cat "$T/sse.out")"
+	pass "event streams: $(grep '^ok' "$T/sse.out" | cut -c6-)" || fail "event streams: $(cat "$T/sse.out")"
 hangup "$SSE1"
 check "the first stream saw node events and progress" sh -c "grep -q 'event: node' '$T/sse1' && grep -q 'event: progress' '$T/sse1'"
 
@@ -415,7 +377,7 @@ if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null && losetup -f >/dev/null 
 			sh -c "[ \"\$(cat '$MNT/usr/share/tool/VERSION')\" = 'tool 1.0' ] && grep -q n-5254001ed001 '$MNT/etc/hostname'"
 		umount "$MNT" && MNT=
 	else
-		bad "mount ${L}p1"
+		fail "mount ${L}p1"
 	fi
 	losetup -d "$L" && LOOPS=
 else
@@ -495,9 +457,9 @@ for _ in $(seq 200); do [ -s "$T/inflight" ] && break; sleep 0.1; done
 check "in flight at shutdown: a TFTP transfer and a keep-alive connection ($(cat "$T/inflight" 2>/dev/null))" \
 	[ "$(cat "$T/inflight" 2>/dev/null)" = "00030001 206" ]
 echo "driven for $(($(date +%s) - T0)) s; stopping rackbootd with SIGTERM"
-RB_STOP_TIMEOUT_S=90 rb_stop_server "$PID" "$T/rackbootd.log" >"$T/stop.out"
+RB_STOP_TIMEOUT_S=90 rb_stop_server "$RB_PID" "$RB_LOG" >"$T/stop.out"
 rc=$?
-PID=
+RB_PID=
 check "rackbootd exited 0 on SIGTERM, no sanitizer report in its log" [ $rc = 0 ]
 [ $rc = 0 ] || cat "$T/stop.out"
 (sleep 10 && kill "$SSE_END") >/dev/null 2>&1 &
@@ -519,11 +481,6 @@ if [ -z "$ASAN" ]; then
 		d != "" && NF > 0 { if ($0 !~ /inherited from parent/) print d; d="" }')
 	check "valgrind: no descriptor leaked ($(grep -o 'FILE DESCRIPTORS: .*' "$VG"))" [ -z "$leaked" ]
 	echo "valgrind: $(grep -o 'possibly lost: .*' "$VG" | head -1); $(grep -o 'total heap usage: .*' "$VG")"
-	[ $FAILS = 0 ] || { echo "--- valgrind.log:"; grep -v '^--' "$VG" | tail -150; echo "descriptors not inherited: ${leaked:-none}"; }
+	[ $RB_FAILS = 0 ] || { echo "--- valgrind.log:"; grep -v '^--' "$VG" | tail -150; echo "descriptors not inherited: ${leaked:-none}"; }
 fi
-if [ "$FAILS" -ne 0 ]; then
-	echo "$FAILS check(s) failed; rackbootd log:"
-	tail -n 30 "$T/rackbootd.log"
-	exit 1
-fi
-echo PASS
+rb_finish

@@ -8,35 +8,16 @@
 # concurrent transfers all complete and match; the server survives it all.
 set -u
 
-RB_BUILD=${RB_BUILD:-$(cd "$(dirname "$0")/../.." && pwd)/build}
-DAEMON=$RB_BUILD/pxe/rackbootd
+. "$(dirname "$0")/lib.sh"
+DAEMON=$RB_SRV
+rb_need_cmd atftp tftp curl python3 sha256sum
+rb_need_bin "$DAEMON"
 
-for tool in atftp tftp curl python3 sha256sum; do
-	command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-[ -x "$DAEMON" ] || { echo "SKIP: $DAEMON not built"; exit 77; }
-
-TMP=$(mktemp -d /tmp/rbt-tftp.XXXXXX)
-PID=
-cleanup() {
-	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-		kill "$PID"
-		wait "$PID" 2>/dev/null
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-pass() { echo "ok: $*"; }
+rb_setup tftp
+TMP=$RB_TMP
 
 # A free UDP port for TFTP and a free TCP port for HTTP (the kernel picks).
-read -r PORT HTTP_PORT < <(python3 -c '
-import socket
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-t = socket.socket(); t.bind(("127.0.0.1", 0))
-print(u.getsockname()[1], t.getsockname()[1])')
+read -r PORT HTTP_PORT < <(rb_free_ports udp tcp)
 
 ROOT=$TMP/root
 OUT=$TMP/out
@@ -74,23 +55,14 @@ http {
 }
 EOF
 
-"$DAEMON" -c "$TMP/rackbootd.conf" >"$TMP/server.log" 2>&1 &
-PID=$!
-
+"$DAEMON" -c "$TMP/rackbootd.conf" >>"$RB_LOG" 2>&1 &
+RB_PID=$!
 # Ready when a small file comes back.
-for _ in $(seq 1 50); do
-	if atftp -g -r f511 -l "$OUT/ready" 127.0.0.1 "$PORT" >/dev/null 2>&1 &&
-		cmp -s "$ROOT/f511" "$OUT/ready"; then
-		break
-	fi
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-if ! cmp -s "$ROOT/f511" "$OUT/ready"; then
-	echo "FAIL: rackbootd did not serve TFTP on port $PORT"
-	cat "$TMP/server.log"
-	exit 1
-fi
+ready() {
+	atftp -g -r f511 -l "$OUT/ready" 127.0.0.1 "$PORT" >/dev/null 2>&1 &&
+		cmp -s "$ROOT/f511" "$OUT/ready"
+}
+RB_START_TIMEOUT_S=5 rb_wait_server ready
 
 same() { # same NAME FETCHED: sha256 of the served and fetched files match
 	local a b
@@ -222,18 +194,12 @@ else
 fi
 
 # Still alive and serving after everything above.
-if kill -0 "$PID" 2>/dev/null && fetch atftp f513; then
+if kill -0 "$RB_PID" 2>/dev/null && fetch atftp f513; then
 	pass "server alive at the end"
 else
 	fail "server died"
 fi
 # One start and one end line per transfer, at info level.
-grep -q 'tftp: sent "big40" .* blksize 512' "$TMP/server.log" || fail "no end-of-transfer log line"
+grep -q 'tftp: sent "big40" .* blksize 512' "$RB_LOG" || fail "no end-of-transfer log line"
 
-if [ "$FAILS" -ne 0 ]; then
-	echo "--- server log (tail)"
-	tail -40 "$TMP/server.log"
-	echo "$FAILS check(s) failed"
-	exit 1
-fi
-echo "all TFTP checks passed"
+rb_finish
