@@ -96,22 +96,35 @@ int img_check_raw_input(int fd, char *err, size_t errlen)
 	return 0;
 }
 
-/* Looks inside a compressed file: the first 4 KiB after decompression. */
+/* Looks inside a compressed file: the first 4 KiB after decompression.
+ * A disk image that starts with zeros reads to libarchive's tar reader as
+ * an empty tar archive (a zero block ends one): then it is looked at again
+ * as raw data. */
 static int inner_detect(const char *path, const char **ret_name, bool *ret_refused, bool *ret_tar)
 {
-	struct archive *a = archive_read_new();
+	struct archive *a = NULL;
 	struct archive_entry *ent;
 	uint8_t head[IMG_DETECT_HEAD];
 	la_ssize_t n = 0;
-	int e = -EINVAL;
+	int e = -EINVAL, r = ARCHIVE_FATAL;
 
-	if (!a)
-		return -ENOMEM;
-	archive_read_support_filter_all(a);
-	archive_read_support_format_tar(a);
-	archive_read_support_format_raw(a);
-	if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK ||
-	    archive_read_next_header(a, &ent) != ARCHIVE_OK)
+	for (int pass = 0; pass < 2 && r != ARCHIVE_OK; pass++) {
+		if (a)
+			archive_read_free(a);
+		a = archive_read_new();
+		if (!a)
+			return -ENOMEM;
+		archive_read_support_filter_all(a);
+		if (pass == 0)
+			archive_read_support_format_tar(a);
+		archive_read_support_format_raw(a);
+		r = archive_read_open_filename(a, path, 65536);
+		if (r == ARCHIVE_OK)
+			r = archive_read_next_header(a, &ent);
+		if (r != ARCHIVE_EOF)
+			break;
+	}
+	if (r != ARCHIVE_OK)
 		goto out;
 	*ret_tar = archive_format(a) != ARCHIVE_FORMAT_RAW;
 	/* libarchive peels every layer (filter_all), the agent only the one

@@ -181,6 +181,16 @@ assert p["kind"] == "raw.zst", p
 assert p["sha256"] == hashlib.sha256(open(f, "rb").read()).hexdigest()
 assert open(r + "/" + p["path"], "rb").read() == open(f, "rb").read()
 EOF
+# A disk image whose first MiB is zeros (libarchive's tar reader took it
+# for an empty tar archive and register said it does not decompress)
+truncate -s 4M "$T/zerohead.img"
+head -c 1048576 /dev/urandom | dd of="$T/zerohead.img" bs=1M seek=1 conv=notrunc status=none
+zstd -q -c "$T/zerohead.img" >"$T/zerohead.img.zst"
+img register --repo "$R" --key "$T/site.key" --name zerohead --version 1 \
+	"$T/zerohead.img.zst" >"$T/zh.out" 2>&1 &&
+	python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); assert [e["kind"] for e in c["plain"] if e["name"] == "zerohead"] == ["raw.zst"]' \
+		"$R/catalog.json" && pass "register: an image starting with zeros is raw.zst" ||
+	{ fail "register of an image starting with zeros"; cat "$T/zh.out"; }
 img verify --repo "$R" --pub "$T/site.pub" >/dev/null 2>&1 && pass "catalogue signature valid" ||
 	fail "catalogue does not verify after register"
 
