@@ -423,12 +423,20 @@ static int install_agent(int rootfd, const char *root, const struct agent_postin
 	return e;
 }
 
+/* Whether path below rootfd is there with that type (no symlink followed). */
+static bool exists(int rootfd, const char *path, mode_t type)
+{
+	struct stat st;
+
+	return fstatat(rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       (st.st_mode & S_IFMT) == type;
+}
+
 /* The agent as a service: systemd unit (enabled), init script (+ rc links). */
 static int install_service(int rootfd, const struct agent_var *vars, size_t n, char *err,
                            size_t errlen)
 {
 	static const char *const rc[] = { "etc/rc2.d", "etc/rc3.d", "etc/rc4.d", "etc/rc5.d" };
-	struct stat st;
 	int e;
 
 	if ((e = put(rootfd, "rackboot-agent.service", vars, n,
@@ -440,19 +448,11 @@ static int install_service(int rootfd, const struct agent_var *vars, size_t n, c
 	             errlen)) < 0)
 		return e;
 	for (size_t i = 0; i < RB_ARRAY_SIZE(rc); i++)
-		if (fstatat(rootfd, rc[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+		if (exists(rootfd, rc[i], S_IFDIR) &&
 		    (e = link_beneath(rootfd, rc[i], "S99rackboot-agent",
 		                      "../init.d/rackboot-agent", err, errlen)) < 0)
 			return e;
 	return 0;
-}
-
-static bool exists(int rootfd, const char *path, mode_t type)
-{
-	struct stat st;
-
-	return fstatat(rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       (st.st_mode & S_IFMT) == type;
 }
 
 /* network = "dhcp": the boot NIC, by its MAC, in the image's own network
