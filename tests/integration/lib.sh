@@ -113,6 +113,21 @@ http {
 EOF
 }
 
+# rb_pkg IMG REPO KEY NAME VERSION: builds a one-file package (NAME VERSION
+# in usr/share/NAME/VERSION, no dependencies) under RB_TMP/pk with the
+# rackboot-image IMG and indexes it into REPO signed with KEY; exits the
+# test when either step fails.
+rb_pkg() {
+	_rb_d=$RB_TMP/pk/$4-$5
+	mkdir -p "$_rb_d/tree/usr/share/$4"
+	echo "$4 $5" >"$_rb_d/tree/usr/share/$4/VERSION"
+	printf '{"name": "%s", "version": "%s", "arch": "all", "depends": [], "conflicts": [], "scripts": {}}\n' \
+		"$4" "$5" >"$_rb_d/meta.json"
+	"$1" pkg build "$_rb_d/tree" --meta "$_rb_d/meta.json" --out "$_rb_d.tar.zst" >/dev/null &&
+		"$1" pkg index --repo "$2" --key "$3" "$_rb_d.tar.zst" >/dev/null ||
+		{ echo "FAIL: pkg $4 $5"; exit 1; }
+}
+
 # rb_start_server URL COMMAND...: runs COMMAND (rackbootd, or a wrapper that
 # execs it: ip netns exec, valgrind) in the background with its output
 # appended to RB_LOG, sets RB_PID, and waits until URL answers curl.

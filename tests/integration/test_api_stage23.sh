@@ -53,16 +53,7 @@ for v in 1 2 3; do
 	"$IMG" build --repo "$TMP/repo" --key "$TMP/site.key" --name debian12 --version $v \
 		"$TMP/disk.img" >/dev/null 2>&1 || { echo "FAIL: rackboot-image build $v"; exit 1; }
 done
-pkg() { # pkg NAME VERSION: builds and indexes a one-file package
-	d=$TMP/pk/$1-$2
-	mkdir -p "$d/tree/usr/share/$1"
-	echo "$1 $2" >"$d/tree/usr/share/$1/VERSION"
-	printf '{"name": "%s", "version": "%s", "arch": "all", "depends": [], "conflicts": [], "scripts": {}}\n' \
-		"$1" "$2" >"$d/meta.json"
-	"$IMG" pkg build "$d/tree" --meta "$d/meta.json" --out "$d.tar.zst" >/dev/null &&
-		"$IMG" pkg index --repo "$TMP/repo" --key "$TMP/site.key" "$d.tar.zst" >/dev/null ||
-		{ echo "FAIL: pkg $1 $2"; exit 1; }
-}
+pkg() { rb_pkg "$IMG" "$TMP/repo" "$TMP/site.key" "$1" "$2"; } # a one-file package, indexed
 pkg nvidia-driver 535.1
 pkg nvidia-driver 550.54.15
 pkg nvidia-driver 560.1

@@ -48,16 +48,7 @@ mkdir -p "$TMP/repo" "$TMP/boot" "$TMP/state" "$TMP/pk"
 truncate -s 2M "$TMP/disk.img"
 "$IMG" build --repo "$TMP/repo" --key "$TMP/site.key" --name debian12 --version 1 \
 	"$TMP/disk.img" >/dev/null 2>&1 || { echo "FAIL: rackboot-image build"; exit 1; }
-pkg() { # pkg NAME VERSION: builds and indexes a one-file package
-	d=$TMP/pk/$1-$2
-	mkdir -p "$d/tree/usr/share/$1"
-	echo "$1 $2" >"$d/tree/usr/share/$1/VERSION"
-	printf '{"name": "%s", "version": "%s", "arch": "all", "depends": [], "conflicts": [], "scripts": {}}\n' \
-		"$1" "$2" >"$d/meta.json"
-	"$IMG" pkg build "$d/tree" --meta "$d/meta.json" --out "$d.tar.zst" >/dev/null &&
-		"$IMG" pkg index --repo "$TMP/repo" --key "$TMP/site.key" "$d.tar.zst" >/dev/null ||
-		{ echo "FAIL: pkg $1 $2"; exit 1; }
-}
+pkg() { rb_pkg "$IMG" "$TMP/repo" "$TMP/site.key" "$1" "$2"; } # a one-file package, indexed
 pkg tool 1.0
 pkg solo 1
 

@@ -92,16 +92,7 @@ for v in 1 2; do
 done
 "$IMG" register --repo "$T/repo" --key "$T/site.key" --name raw --version 1 "$DISK" >/dev/null ||
 	{ echo "FAIL: rackboot-image register"; exit 1; }
-pkg() { # pkg NAME VERSION: a one-file package, built and indexed (signed)
-	d=$T/pk/$1-$2
-	mkdir -p "$d/tree/usr/share/$1"
-	echo "$1 $2" >"$d/tree/usr/share/$1/VERSION"
-	printf '{"name": "%s", "version": "%s", "arch": "all", "depends": [], "conflicts": [], "scripts": {}}\n' \
-		"$1" "$2" >"$d/meta.json"
-	"$IMG" pkg build "$d/tree" --meta "$d/meta.json" --out "$d.tar.zst" >/dev/null &&
-		"$IMG" pkg index --repo "$T/repo" --key "$T/site.key" "$d.tar.zst" >/dev/null ||
-		{ echo "FAIL: pkg $1 $2"; exit 1; }
-}
+pkg() { rb_pkg "$IMG" "$T/repo" "$T/site.key" "$1" "$2"; } # a one-file package, indexed
 pkg tool 1.0
 pkg lib 2.0
 
