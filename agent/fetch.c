@@ -501,6 +501,17 @@ unsigned agent_fetcher_pending(const struct agent_fetcher *f)
 	return f->pending;
 }
 
+uint64_t agent_fetcher_in_flight(const struct agent_fetcher *f)
+{
+	const struct agent_xfer *lists[] = { f->active, f->retry, f->done };
+	uint64_t got = 0;
+
+	for (size_t k = 0; k < RB_ARRAY_SIZE(lists); k++)
+		for (const struct agent_xfer *x = lists[k]; x; x = x->next)
+			got += x->got;
+	return got;
+}
+
 void agent_fetcher_stats(const struct agent_fetcher *f, unsigned *ret_requests, uint64_t *ret_bytes)
 {
 	*ret_requests = f->requests;

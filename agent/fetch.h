@@ -73,6 +73,9 @@ void agent_fetcher_wakeup(struct agent_fetcher *f);
 /* Transfers added and not yet returned by agent_fetcher_poll(). */
 unsigned agent_fetcher_pending(const struct agent_fetcher *f);
 
+/* Bytes received so far for the transfers not yet handed back. */
+uint64_t agent_fetcher_in_flight(const struct agent_fetcher *f);
+
 /* HTTP requests made and bytes received so far. */
 void agent_fetcher_stats(const struct agent_fetcher *f, unsigned *ret_requests,
                          uint64_t *ret_bytes);

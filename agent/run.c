@@ -567,6 +567,11 @@ static int do_image(struct run *r, char *report, size_t replen)
 		                       .name = p->image.name,
 		                       .version = p->image.version,
 		                       .target = r->target,
+		                       /* Delta: what the disk already holds (the old
+		                        * version, or what this agent wrote before a
+		                        * reboot) is hashed and not fetched again. A
+		                        * full wipe left nothing worth hashing. */
+		                       .reimage = p->wipe != AGENT_WIPE_FULL,
 		                       .progress = false,
 		                       .fetch = fetch_opts(r) };
 	struct agent_image_stats st;

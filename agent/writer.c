@@ -130,6 +130,12 @@ struct writer {
 
 	size_t cursor; /* planning */
 	uint64_t t0, last_progress;
+	/* Progress between verified ranges (fetch loop only): the stored and
+	 * image bytes of the ranges the fetcher holds, so that a range still
+	 * arriving counts in proportion to what it received (a slow link
+	 * would otherwise show no movement until a whole 4 MiB range is
+	 * verified). Never above verified + in flight, never going back. */
+	uint64_t fl_stored, fl_raw, shown_done;
 };
 
 static void set_error(struct writer *w, int e, const char *fmt, ...)
@@ -559,16 +565,31 @@ static struct range *next_range(struct writer *w, bool boot_phase, int *ret_err)
 	return r;
 }
 
+static uint64_t range_raw(const struct writer *w, const struct range *r)
+{
+	uint64_t raw = 0;
+
+	for (size_t k = r->first; k < r->first + r->n; k++)
+		raw += w->m->chunks[k].length;
+	return raw;
+}
+
 static void progress(struct writer *w, bool final)
 {
-	uint64_t now = rb_now_usec(), done, total;
+	uint64_t now = rb_now_usec(), done, total, got = 0;
 	double secs, rate;
 	bool tty = isatty(STDERR_FILENO);
 
+	if (w->f && w->fl_stored)
+		got = RB_MIN(agent_fetcher_in_flight(w->f), w->fl_stored);
 	pthread_mutex_lock(&w->lock);
 	done = w->bytes_done;
 	total = w->bytes_total;
 	pthread_mutex_unlock(&w->lock);
+	if (w->fl_stored)
+		done += got * w->fl_raw / w->fl_stored;
+	done = RB_MIN(RB_MAX(done, w->shown_done), total);
+	w->shown_done = done;
 	if (w->o->progress_cb)
 		w->o->progress_cb(w->o->progress_arg, done, total);
 	if (!w->o->progress)
@@ -665,6 +686,8 @@ static int run_phase(struct writer *w, bool boot_phase)
 				free_range(w, r);
 				break;
 			}
+			w->fl_stored += r->x.length;
+			w->fl_raw += range_raw(w, r);
 		}
 		if (planned && busy == 0 && agent_fetcher_pending(w->f) == 0)
 			break;
@@ -681,6 +704,8 @@ static int run_phase(struct writer *w, bool boot_phase)
 		if (x) {
 			struct range *r = x->user;
 
+			w->fl_stored -= r->x.length;
+			w->fl_raw -= range_raw(w, r);
 			if (x->error) {
 				size_t k = first_missing(w, r);
 				const struct img_chunk *c = &w->m->chunks[k];

@@ -192,8 +192,8 @@ for line in open(sys.argv[1]):
         if s not in seen:
             seen.append(s)
 open(sys.argv[2], "w").write(", ".join(seen[:4]) + " (%d distinct; all: %s)" % (len(seen), ", ".join(all_[:8])))
-# Progress moves when a range of chunks is verified: at least one report
-# between the start and the end must have been seen live.
+# Progress moves as ranges arrive (in proportion) and are verified: at
+# least one report between the start and the end must have been seen live.
 sys.exit(0 if seen else 1)
 EOF
 n=$(sed -n 's/.* \([0-9]*\) progress reports.*/\1/p' "$T/run1.out")
