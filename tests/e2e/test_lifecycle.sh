@@ -23,8 +23,10 @@
 #     each installed agent reports `reimage` and arranges a network boot
 #     (BootNext on UEFI), stage 1 writes tenant B, the nodes run tenant B's
 #     system and report `ready`. On the fully wiped disk no byte of tenant
-#     A's pattern is left; the bytes each reimage moved are printed
-#     (rackbootd's /metrics around each; `run` has no delta mode yet).
+#     A's pattern is left; the metadata-wipe reimage is a delta (the agent
+#     hashes what the disk holds and fetches only the chunks that differ):
+#     rackbootd served it less than half the bytes of the full one
+#     (/metrics around each, boot files and packages included).
 #  6. The kexec node reaches tenant B's system without a second firmware
 #     boot; the timeline shows `imaged` to the installed system's network
 #     for both nodes.
@@ -399,12 +401,12 @@ echo "ok: node 1 reimaged through its running agent to tenant B with a full wipe
 reimage 2 tenant-b-fast metadata
 delta_bytes=$moved swap2=$swap
 mark "node 2 reimaged (metadata wipe, kexec): tenant B ready"
-# Known gap (issue 8 step 5 not met yet): `rackboot-agent run` does not
-# use the writer's delta mode (agent_image_opts.reimage is set only by
-# `rackboot-agent image --reimage`), so this reimage fetches everything.
-# Enabling it in run.c stalled the live progress that agent-run checks;
-# until that is fixed the bytes are printed, not asserted.
-echo "note: node 2's metadata-wipe reimage moved $delta_bytes bytes, node 1's full one $full_bytes (rackbootd /metrics): no delta in run yet"
+# Delta: tenant B shares A's base, so the metadata-wipe reimage fetches
+# the chunks that differ; both windows include the same boot files.
+[ $((delta_bytes * 2)) -lt "$full_bytes" ] ||
+	fail "node 2's metadata-wipe (delta) reimage moved $delta_bytes bytes, not under half of node 1's full one ($full_bytes)"
+echo "ok: node 2's delta reimage moved $delta_bytes bytes, node 1's full one $full_bytes (rackbootd /metrics, boot files and packages included)"
+echo "node 2's agent: $(field 2 '[e["detail"] for e in n["events"] if e["event"] == "agent.imaged"][-1]')"
 # kexec: the agent said so, and no firmware banner after the agent started
 grep -qa "kexec loaded from" "$serial2" || fail "node 2's agent did not load the installed kernel by kexec"
 tail -c +"$(grep -abo "kexec loaded from" "$serial2" | tail -1 | cut -d: -f1)" "$serial2" | grep -qa "BdsDxe" &&
