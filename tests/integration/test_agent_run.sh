@@ -8,6 +8,9 @@
 #    node goes provisioning -> wiping -> imaging -> imaged (events), live
 #    progress (0 < bytes_done < bytes_total, rate > 0) is seen in
 #    GET /api/v1/nodes/<mac> while the agent runs, the inventory is stored;
+#  - a run killed once a third of the data is written (a reboot) and run
+#    again: the target ends byte-identical and the second run fetched under 85 % of a whole
+#    run (it hashed what the first wrote: delta mode with a metadata wipe);
 #  - a plain raw image of the signed catalogue (type "plain", plain.c):
 #    byte-identical too;
 #  - a wrong trusted key: exit 1, state "failed" with the reason, and the
@@ -206,6 +209,55 @@ n=$(grep -c "POST /api/v1/nodes/$MAC/status 200" "$T/rackbootd.log")
 [ "$n" -ge 5 ] && pass "$n status reports accepted by rackbootd" || fail "only $n status reports in the server log"
 inv=$(node $MAC 'd["inventory"]["version"], d["inventory"]["counts"]["nics"] >= 0')
 [ "$inv" = "1 True" ] && pass "inventory stored for the node" || fail "inventory: $inv"
+
+# ---- a run cut in the middle (a reboot) resumes: what it wrote is kept ----
+# The node boots again while it was imaging; the new run (metadata wipe,
+# so delta mode) hashes what the cut run wrote and fetches the rest only.
+full_fetched=$(sed -n 's/.*fetched \([0-9]*\) bytes.*/\1/p' "$T/run1.out")
+RES=$T/resume.img
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$RES"
+sql "UPDATE nodes SET state = 'provisioning' WHERE mac = '$MAC'"
+boot $MAC
+"$AGENT" run --cmdline "$T/cmdline" --no-after --timeout-s 10 --pubdir "$T/trusted" \
+	--target "$RES" --max-rate 500000 >"$T/cut.out" 2>"$T/cut.err" &
+AGPID=$!
+cut_at=
+for _ in $(seq 1 200); do # 0.1 s steps: cut once a third of the image's data is on the target
+	cut_at=$(python3 - "$DISK" "$RES" <<'PY'
+import sys
+a, b = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+bs = 65536
+blocks = [k for k in range(0, len(a), bs) if a[k:k + bs].strip(b"\0")]
+same = sum(1 for k in blocks if a[k:k + bs] == b[k:k + bs])
+print("%d of %d data blocks" % (same, len(blocks)) if same * 3 >= len(blocks) else "")
+PY
+)
+	[ -n "$cut_at" ] && break
+	kill -0 "$AGPID" 2>/dev/null || break
+	sleep 0.1
+done
+kill -KILL "$AGPID" 2>/dev/null
+wait "$AGPID" 2>/dev/null
+AGPID=
+if [ -z "$cut_at" ]; then
+	fail "the run to cut never had a third of the image's data written: $(tail -3 "$T/cut.err")"
+else
+	cmp -s "$DISK" "$RES" && fail "the cut run had already finished" ||
+		pass "run cut (SIGKILL) with $cut_at written; the target is not the image yet"
+	boot $MAC
+	if run_agent "$T/resume.out" "$T/resume.err" --pubdir "$T/trusted" --target "$RES"; then
+		pass "resumed run: $(cat "$T/resume.out")"
+	else
+		fail "resumed run exit $?: $(tail -5 "$T/resume.err")"
+	fi
+	cmp -s "$DISK" "$RES" && pass "after the resumed run the target is byte-identical to the source disk" ||
+		fail "after the resumed run the target differs from the source disk"
+	got=$(sed -n 's/.*fetched \([0-9]*\) bytes.*/\1/p' "$T/resume.out")
+	# the cut run had written at least a third of the data blocks
+	[ -n "$got" ] && [ $((got * 100)) -lt $((full_fetched * 85)) ] &&
+		pass "the resumed run fetched $got bytes, under 85 % of a whole run's $full_fetched" ||
+		fail "the resumed run fetched ${got:-?} bytes, a whole run $full_fetched: nothing was reused"
+fi
 
 # ---- a wrong trusted key: failed with the reason, target untouched ----
 sql "UPDATE nodes SET state = 'provisioning' WHERE mac = '$MAC'"
