@@ -148,6 +148,16 @@ int agent_hosts_check(const struct agent_hosts *hs, const char *first, const cha
 		         url);
 		return -EACCES;
 	}
+	/* What was asked for over TLS is not fetched in the clear, whatever
+	 * the host: a downgrade would hand the body to anyone on the path
+	 * (the signature still guards images, not the catalogue's privacy). */
+	if (strncasecmp(first, "https://", 8) == 0 && strncasecmp(url, "https://", 8) != 0) {
+		snprintf(err, errlen,
+		         "%s %.200s refused: %.200s was asked for over https, and a redirect "
+		         "may not drop TLS (serve the target over https)",
+		         what, url, first);
+		return -EACCES;
+	}
 	if (hs) {
 		for (size_t i = 0; i < hs->n; i++)
 			if (agent_host_match(&hs->h[i], &h))

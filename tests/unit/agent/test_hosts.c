@@ -195,6 +195,26 @@ static void test_match_and_check(void **state)
 	                 -EACCES);
 	assert_non_null(strstr(err, "redirects must stay on it"));
 
+	/* https asked for: never continued over plain http, even on an
+	 * allowed host; https to https on an allowed host is fine */
+	assert_int_equal(agent_hosts_check(&hs, "https://10.77.0.1:8080/repo/x",
+	                                   "http://10.77.0.1:8080/repo/x", true, err, sizeof(err)),
+	                 -EACCES);
+	assert_string_equal(err, "redirect to http://10.77.0.1:8080/repo/x refused: "
+	                         "https://10.77.0.1:8080/repo/x was asked for over https, and a "
+	                         "redirect may not drop TLS (serve the target over https)");
+	assert_int_equal(agent_hosts_check(&hs, "HTTPS://10.77.0.1:8080/repo/x",
+	                                   "HTTP://cache1.rack3.example/x", true, err, sizeof(err)),
+	                 -EACCES);
+	assert_int_equal(agent_hosts_check(&hs, "https://10.77.0.1:8080/repo/x",
+	                                   "https://cache1.rack3.example/x", true, err,
+	                                   sizeof(err)),
+	                 0);
+	assert_int_equal(agent_hosts_check(&hs, "http://10.77.0.1:8080/repo/x",
+	                                   "https://cache1.rack3.example/x", true, err,
+	                                   sizeof(err)),
+	                 0);
+
 	/* the list is bounded */
 	assert_int_equal(agent_hosts_init(&hs, "https://repo.example/r", AGENT_HOSTS_HINT_CMD), 0);
 	for (int i = 1; i < AGENT_HOSTS_MAX; i++)
