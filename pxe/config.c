@@ -90,6 +90,7 @@ static const struct rule rules[] = {
 	{ "api", "heartbeat_s", K_RANGE, 1, 300, NULL },
 	{ "http", "max_conns", K_RANGE, 1, 100000, NULL },
 	{ "http", "idle_timeout_s", K_RANGE, 1, 3600, NULL },
+	{ "http", "header_timeout_s", K_RANGE, 1, 3600, NULL },
 	{ "http", "repo_url", K_URL_OR_EMPTY, 0, 0, NULL },
 	{ "http", "repo_hosts", K_HOST_PORT, 0, RB_REPO_HOSTS_MAX, NULL },
 	{ "registry", "path", K_NAME, 0, 4095, NULL },
@@ -661,6 +662,7 @@ static cfg_opt_t http_opts[] = {
 	CFG_INT("threads", 4, CFGF_NONE),
 	CFG_INT("max_conns", 1000, CFGF_NONE),
 	CFG_INT("idle_timeout_s", 60, CFGF_NONE),
+	CFG_INT("header_timeout_s", 30, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -1067,6 +1069,7 @@ static int extract(cfg_t *cfg, struct rb_config *c)
 	c->http_threads = (unsigned)cfg_getint(ht, "threads");
 	c->http_max_conns = (unsigned)cfg_getint(ht, "max_conns");
 	c->http_idle_timeout_s = (unsigned)cfg_getint(ht, "idle_timeout_s");
+	c->http_header_timeout_s = (unsigned)cfg_getint(ht, "header_timeout_s");
 
 	r |= dup_str(&c->db_path, cfg_getstr(rg, "path"));
 	r |= dup_str(&c->api_tokens_file, cfg_getstr(cfg_getsec(cfg, "api"), "tokens_file"));
@@ -1383,8 +1386,11 @@ void rb_config_print(const struct rb_config *c, FILE *o)
 	for (size_t j = 0; j < c->n_repo_hosts; j++)
 		fprintf(o, "%s\"%s\"", j ? ", " : "", c->repo_hosts[j]);
 	fputs("}\n", o);
-	fprintf(o, "\tthreads = %u\n\tmax_conns = %u\n\tidle_timeout_s = %u\n}\n", c->http_threads,
-	        c->http_max_conns, c->http_idle_timeout_s);
+	fprintf(o,
+	        "\tthreads = %u\n\tmax_conns = %u\n\tidle_timeout_s = %u\n\theader_timeout_s = "
+	        "%u\n}\n",
+	        c->http_threads, c->http_max_conns, c->http_idle_timeout_s,
+	        c->http_header_timeout_s);
 	fprintf(o, "registry {\n\tpath = \"%s\"\n}\n", c->db_path);
 	fprintf(o, "api {\n\ttokens_file = \"%s\"\n\tmetrics_auth = %s\n\theartbeat_s = %u\n}\n",
 	        c->api_tokens_file, c->metrics_auth ? "true" : "false", c->api_heartbeat_s);

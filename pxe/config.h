@@ -143,7 +143,8 @@ struct rb_config {
 	size_t n_repo_hosts;
 	unsigned http_threads;
 	unsigned http_max_conns;
-	unsigned http_idle_timeout_s; /* a connection silent this long is closed */
+	unsigned http_idle_timeout_s;   /* a connection silent this long is closed */
+	unsigned http_header_timeout_s; /* ... or without a whole request header */
 
 	/* Registry */
 	char *db_path; /* "" = <state_dir>/registry.db */

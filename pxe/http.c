@@ -85,7 +85,8 @@
 #include "pxe/registry.h"
 #include "pxe/ui.h"
 
-#define HTTP_IDLE_DEFAULT_S 60
+#define HTTP_IDLE_DEFAULT_S   60
+#define HTTP_HEADER_DEFAULT_S 30
 /* Connections above http.max_conns get 503 (when they send a request) up
  * to this many more; beyond those they are closed at once. */
 #define HTTP_SHED_RESERVE_MIN 16
@@ -112,7 +113,31 @@ struct http_server {
 	bool have_dhcp, have_tftp;
 	struct dhcp_stats dhcp;
 	struct tftp_stats tftp;
+
+	/* Request-header deadline (reaper_main()): every open connection, under
+	 * conns_lock; the reaper wakes once a second until reaper_stop. */
+	pthread_mutex_t conns_lock;
+	pthread_cond_t reaper_cond;
+	struct http_conn *conn_list;
+	pthread_t reaper;
+	bool reaper_on, reaper_stop;
+	uint64_t header_usec;
+	atomic_uint_fast64_t header_cut; /* connections closed by the deadline */
 };
+
+/* One open connection (MHD's socket context). in_headers: waiting for a
+ * request's headers since `since` (the connect, or the previous request's
+ * end on a keep-alive connection); cleared when MHD hands over a request.
+ * The idle timeout cuts a silent connection; this cuts one that keeps
+ * dripping a byte now and then (slowloris) and so is never silent. */
+struct http_conn {
+	int fd;
+	bool in_headers, cut;
+	uint64_t since;
+	struct http_conn *prev, *next;
+};
+
+static void conn_headers(struct http_server *srv, struct MHD_Connection *con, bool waiting);
 
 /* Per request, made in the URI log callback (the first thing MHD calls,
  * with the raw, still-encoded URI) and freed in the completion callback. */
@@ -1055,6 +1080,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 
 	if (!rq)
 		return MHD_NO;
+	if (!rq->seen)
+		conn_headers(rq->srv, con, false);
 	if (!rq->seen && has_raw_nul(rq, version))
 		rq->bad_uri = true;
 	if (!rq->seen && !rq->queued &&
@@ -1192,18 +1219,93 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
                           enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *srv = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct http_conn *hc = *socket_context;
 
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
 		atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+		/* MHD closes the fd after this: once unlinked here, the reaper
+		 * never touches it (nor a later connection reusing the number). */
+		if (hc) {
+			pthread_mutex_lock(&srv->conns_lock);
+			if (hc->prev)
+				hc->prev->next = hc->next;
+			else
+				srv->conn_list = hc->next;
+			if (hc->next)
+				hc->next->prev = hc->prev;
+			pthread_mutex_unlock(&srv->conns_lock);
+			free(hc);
+			*socket_context = NULL;
+		}
 		return;
 	}
+	ci = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed) + 1 > srv->hard_limit) {
-		const union MHD_ConnectionInfo *ci =
-		        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
-
 		if (ci)
 			shutdown(ci->connect_fd, SHUT_RDWR);
+		return;
 	}
+	hc = ci ? calloc(1, sizeof(*hc)) : NULL;
+	if (!hc)
+		return; /* no deadline for this one; the idle timeout still holds */
+	hc->fd = ci->connect_fd;
+	hc->in_headers = true;
+	hc->since = rb_now_usec();
+	pthread_mutex_lock(&srv->conns_lock);
+	hc->next = srv->conn_list;
+	if (hc->next)
+		hc->next->prev = hc;
+	srv->conn_list = hc;
+	pthread_mutex_unlock(&srv->conns_lock);
+	*socket_context = hc;
+}
+
+/* Marks the connection's wait for request headers over (a request came)
+ * or begun again (its request ended: the next one's headers are due). */
+static void conn_headers(struct http_server *srv, struct MHD_Connection *con, bool waiting)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_conn *hc = ci ? ci->socket_context : NULL;
+
+	if (!hc)
+		return;
+	pthread_mutex_lock(&srv->conns_lock);
+	hc->in_headers = waiting;
+	hc->since = rb_now_usec();
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+/* Once a second: a connection still without a whole request header
+ * http.header_timeout_s after it connected (or after its last answer) is
+ * shut down; MHD then sees it end and closes it. */
+static void *reaper_main(void *arg)
+{
+	struct http_server *srv = arg;
+
+	pthread_mutex_lock(&srv->conns_lock);
+	while (!srv->reaper_stop) {
+		struct timespec ts;
+		uint64_t now = rb_now_usec();
+
+		for (struct http_conn *hc = srv->conn_list; hc; hc = hc->next) {
+			if (!hc->in_headers || hc->cut || now - hc->since < srv->header_usec)
+				continue;
+			hc->cut = true;
+			shutdown(hc->fd, SHUT_RDWR);
+			atomic_fetch_add_explicit(&srv->header_cut, 1, memory_order_relaxed);
+			log_info(
+			        "http: a connection sent no complete request header within %llu s: "
+			        "closed (http.header_timeout_s)",
+			        (unsigned long long)(srv->header_usec / 1000000));
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&srv->reaper_cond, &srv->conns_lock, &ts);
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
+	return NULL;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
@@ -1215,6 +1317,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 	if (!rq)
 		return;
 	*con_cls = NULL;
+	conn_headers(srv, con, true);
 	atomic_fetch_add_explicit(&srv->requests, 1, memory_order_relaxed);
 	if (!rq->queued || rq->status >= 400)
 		atomic_fetch_add_explicit(&srv->errors, 1, memory_order_relaxed);
@@ -1287,6 +1390,11 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 	srv->hard_limit =
 	        srv->soft_limit + RB_MAX(srv->soft_limit / 8, (unsigned)HTTP_SHED_RESERVE_MIN);
 	pthread_mutex_init(&srv->stats_lock, NULL);
+	pthread_mutex_init(&srv->conns_lock, NULL);
+	pthread_cond_init(&srv->reaper_cond, NULL);
+	srv->header_usec = (uint64_t)(cfg->http_header_timeout_s ? cfg->http_header_timeout_s
+	                                                         : HTTP_HEADER_DEFAULT_S) *
+	                   1000000;
 	r = open_dir(cfg->http_boot_root, &srv->boot_fd);
 	if (r < 0) {
 		log_error("http: boot_root %s: %s", cfg->http_boot_root, strerror(-r));
@@ -1333,9 +1441,14 @@ int http_server_new(const struct rb_config *cfg, struct registry *reg, struct ht
 		r = errno ? -errno : -EADDRINUSE;
 		goto err_free;
 	}
+	r = -pthread_create(&srv->reaper, NULL, reaper_main, srv);
+	if (r < 0)
+		goto err_free;
+	srv->reaper_on = true;
 	log_debug("http: listening on port %u, %u threads, 503 above %u connections, closed "
-	          "above %u, idle ones closed after %u s",
-	          cfg->http_port, cfg->http_threads, srv->soft_limit, srv->hard_limit, idle_s);
+	          "above %u, idle ones closed after %u s, request headers due within %llu s",
+	          cfg->http_port, cfg->http_threads, srv->soft_limit, srv->hard_limit, idle_s,
+	          (unsigned long long)(srv->header_usec / 1000000));
 	*ret = srv;
 	return 0;
 
@@ -1351,6 +1464,13 @@ void http_server_free(struct http_server *srv)
 	/* Suspended event streams must be resumed before MHD stops (it
 	 * refuses to stop with suspended connections); they then end. */
 	events_close_all(srv->events);
+	if (srv->reaper_on) {
+		pthread_mutex_lock(&srv->conns_lock);
+		srv->reaper_stop = true;
+		pthread_cond_signal(&srv->reaper_cond);
+		pthread_mutex_unlock(&srv->conns_lock);
+		pthread_join(srv->reaper, NULL);
+	}
 	if (srv->mhd)
 		MHD_stop_daemon(srv->mhd);
 	events_free(srv->events);
@@ -1362,6 +1482,8 @@ void http_server_free(struct http_server *srv)
 	if (srv->tmpl_fd >= 0)
 		close(srv->tmpl_fd);
 	pthread_mutex_destroy(&srv->stats_lock);
+	pthread_mutex_destroy(&srv->conns_lock);
+	pthread_cond_destroy(&srv->reaper_cond);
 	free(srv);
 }
 

@@ -13,7 +13,10 @@
 #         closed within 2 s without an answer (not left in the backlog);
 #         every slowloris connection is cut by the idle timeout (3 s, within
 #         8 s); then curl downloads a file byte-identical within 10 s of
-#         the flood's start;
+#         the flood's start; a client that drips a header byte every
+#         0.5 s (never silent for the idle timeout) is cut by
+#         header_timeout_s = 4 within 7 s, while a well-behaved request
+#         on a new connection meanwhile gets 200;
 #  TFTP - 6 transfers in flight (a slow but correct client ACKing every
 #         30 ms), 10 more RRQs each get an ERROR packet (code 0, "busy"),
 #         not silence, within 2 s; the 6 complete byte-identical; then
@@ -63,6 +66,7 @@ http {
 	threads = 2
 	max_conns = 16
 	idle_timeout_s = 3
+	header_timeout_s = 4
 }
 EOF
 B=http://127.0.0.1:$HPORT
@@ -165,6 +169,34 @@ if part == "http":
     ok(cut == len(slow), "HTTP: %d of %d slow/idle connections cut by the idle timeout (%d s), "
        "all by %.1f s" % (cut, len(slow), IDLE, dt))
     print("info flood_start_age %.1f" % (time.monotonic() - t_start))
+    # Slowloris that drips: one header byte every 0.5 s is never silent
+    # for the idle timeout (3 s); the header deadline (4 s) cuts it.
+    time.sleep(1)
+    s = socket.create_connection(("127.0.0.1", hport))
+    s.sendall(b"GET /boot/f1m HTTP/1.1\r\nHost: x\r\n")
+    t, cut_at, good = time.monotonic(), None, None
+    for b in (b"X-Drip: " + b"a" * 40):
+        try:
+            s.sendall(bytes([b]))
+            d = s.recv(4096, socket.MSG_DONTWAIT)
+            if d == b"":
+                cut_at = time.monotonic() - t
+                break
+        except BlockingIOError:
+            pass
+        except OSError:
+            cut_at = time.monotonic() - t
+            break
+        if good is None and time.monotonic() - t > 1:
+            g = socket.create_connection(("127.0.0.1", hport))
+            g.sendall(b"HEAD /boot/f1m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            good, _ = status_of(g, 3)
+            g.close()
+        time.sleep(0.5)
+    s.close()
+    ok(cut_at is not None and 3.5 <= cut_at < 7 and good == "200",
+       "HTTP: a client dripping a header byte every 0.5 s is cut by header_timeout_s=4 "
+       "after %s s (a request meanwhile: %s)" % ("%.1f" % cut_at if cut_at else "never", good))
 
 elif part == "tftp":
     data = open(os.path.join(tmp, "tftp", "f64k"), "rb").read()
