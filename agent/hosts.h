@@ -22,6 +22,7 @@ struct agent_hosts {
 
 #define AGENT_HOSTS_HINT_PLAN "the plan's repo_hosts (rackbootd.conf http.repo_hosts)"
 #define AGENT_HOSTS_HINT_CMD  "the hosts given with --allow-host"
+#define AGENT_HOSTS_HINT_CONF "agent.conf's repo_hosts (rackbootd.conf http.repo_hosts)"
 
 /* The host and port of an http:// or https:// URL as libcurl reads it
  * (userinfo dropped, the scheme's default port when none is given), the

@@ -550,6 +550,7 @@ int agent_postinst_apply(int rootfd, const char *root, const struct agent_postin
 		{ "mac", pi->mac },
 		{ "token", pi->token },
 		{ "repo", pi->repo },
+		{ "repo_hosts", pi->repo_hosts ? pi->repo_hosts : "" },
 		{ "image", pi->image },
 		{ "image_version", pi->image_version },
 		{ "interval_s", interval },

@@ -43,6 +43,7 @@ struct agent_postinst {
 	const char *kernel_args; /* "" = none */
 	/* agent.conf */
 	const char *server, *mac, *token, *repo, *image, *image_version;
+	const char *repo_hosts;        /* "host[:port]" entries, space-separated; NULL = none */
 	unsigned interval_s, jitter_s; /* the update poll; 0 and 0 = 300 and 60 */
 	bool network_dhcp;             /* the boot NIC (mac) configured for DHCP */
 	const char *self;   /* the agent binary copied to usr/sbin/rackboot-agent; NULL: skip */

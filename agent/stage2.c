@@ -498,6 +498,7 @@ int agent_stage2(const struct agent_stage2_opts *o, json_t **ret_installed, char
 	struct mounts m = { .mounted = false };
 	struct agent_postinst pi = { 0 };
 	char pirep[512] = "", path[PATH_MAX];
+	char hosts[AGENT_URL_MAX] = ""; /* agent.conf's repo_hosts */
 	json_t *installed = NULL;
 	size_t n = 0, idx = 0;
 	unsigned n_pkgs = 0;
@@ -552,6 +553,10 @@ int agent_stage2(const struct agent_stage2_opts *o, json_t **ret_installed, char
 	pi.mac = o->mac;
 	pi.token = pl->node_token;
 	pi.repo = pl->image.repo;
+	for (size_t i = 0, o2 = 0; i < pl->image.n_repo_hosts && o2 < sizeof(hosts); i++)
+		o2 += (size_t)snprintf(hosts + o2, sizeof(hosts) - o2, "%s%s", i ? " " : "",
+		                       pl->image.repo_hosts[i]);
+	pi.repo_hosts = hosts;
 	pi.image = pl->image.name;
 	pi.image_version = pl->image.version;
 	pi.interval_s = pl->post.update_interval_s;

@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "agent/efivars.h"
+#include "agent/hosts.h"
 #include "agent/pkginstall.h"
 #include "agent/pkgstate.h"
 #include "agent/pkgupdate.h"
@@ -81,8 +82,9 @@ static volatile sig_atomic_t stopping;
 static int conf_line(struct agent_update_conf *c, const char *key, const char *val, unsigned *seen,
                      char *err, size_t errlen)
 {
-	static const char *const keys[] = { "server", "mac",           "token",      "repo",
-		                            "image",  "image_version", "interval_s", "jitter_s" };
+	static const char *const keys[] = { "server",     "mac",      "token",
+		                            "repo",       "image",    "image_version",
+		                            "interval_s", "jitter_s", "repo_hosts" };
 	size_t k;
 	long long v;
 	uint8_t mac[6];
@@ -113,6 +115,26 @@ static int conf_line(struct agent_update_conf *c, const char *key, const char *v
 		if (*val && agent_server_parse(val, c->repo, e2, sizeof(e2)) < 0)
 			return rb_errf(err, errlen, "repo: expected an http(s) URL");
 		return 0;
+	case 8: {
+		struct agent_hosts scratch;
+		char list[AGENT_URL_MAX + 64], *save = NULL, *tok;
+
+		snprintf(list, sizeof(list), "%s", val);
+		agent_hosts_init(&scratch, "http://localhost/", NULL);
+		for (tok = strtok_r(list, " \t,", &save); tok;
+		     tok = strtok_r(NULL, " \t,", &save)) {
+			if (c->n_repo_hosts == AGENT_PLAN_HOSTS_MAX)
+				return rb_errf(err, errlen, "repo_hosts: more than %d entries",
+				               AGENT_PLAN_HOSTS_MAX);
+			if (strlen(tok) >= AGENT_PLAN_HOST_LEN ||
+			    agent_hosts_add(&scratch, tok) < 0)
+				return rb_errf(err, errlen,
+				               "repo_hosts: \"%.80s\": expected host or host:port",
+				               tok);
+			snprintf(c->repo_hosts[c->n_repo_hosts++], AGENT_PLAN_HOST_LEN, "%s", tok);
+		}
+		return 0;
+	}
 	case 4:
 	case 5:
 		if (*val && !img_name_is_valid(val))
@@ -618,6 +640,7 @@ static int apply(struct upd *u, const struct agent_desired *d, const char *etag)
 		                     .script_timeout_s = u->script_timeout_s,
 		                     .timeout_s = u->timeout_s };
 	struct agent_sync_result res = { 0 };
+	struct agent_hosts hosts;
 	struct img_catalog *cat = NULL;
 	char **wanted = calloc(d->n_packages + 1, sizeof(char *));
 	char err[4096], what[1024], msg[5200];
@@ -633,6 +656,15 @@ static int apply(struct upd *u, const struct agent_desired *d, const char *etag)
 			goto out;
 		}
 	e = load_keys(u, err, sizeof(err));
+	if (e == 0) {
+		const char *allow[AGENT_PLAN_HOSTS_MAX];
+
+		for (size_t i = 0; i < u->conf.n_repo_hosts; i++)
+			allow[i] = u->conf.repo_hosts[i];
+		e = agent_hosts_build(&hosts, u->conf.repo, allow, u->conf.n_repo_hosts,
+		                      AGENT_HOSTS_HINT_CONF, err, sizeof(err));
+		po.hosts = &hosts;
+	}
 	if (e == 0) {
 		po.pubs = (const struct rb_key *const *)u->keys;
 		po.n_pubs = u->n_keys;

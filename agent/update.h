@@ -18,6 +18,9 @@ struct agent_update_conf {
 	char mac[18];
 	char token[AGENT_TOKEN_MAX + 1];
 	char repo[AGENT_URL_MAX];
+	/* more hosts the repository's downloads may go to (agent/hosts.h) */
+	char repo_hosts[AGENT_PLAN_HOSTS_MAX][AGENT_PLAN_HOST_LEN];
+	size_t n_repo_hosts;
 	char image[65], image_version[65]; /* what stage 2 wrote: the running image */
 	unsigned interval_s, jitter_s;
 };

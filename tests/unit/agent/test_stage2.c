@@ -18,6 +18,7 @@
 
 #include "agent/postinst.h"
 #include "agent/stage2.h"
+#include "agent/update.h"
 
 static void test_pick_root(void **state)
 {
@@ -142,6 +143,7 @@ static void test_render(void **state)
 		{ "mac", "m" },
 		{ "token", "t" },
 		{ "repo", "http://s/repo" },
+		{ "repo_hosts", "" },
 		{ "image", "i" },
 		{ "image_version", "1" },
 		{ "interval_s", "30" },
@@ -184,7 +186,7 @@ static void test_append_lines(void **state)
 
 static void test_apply_dir(void **state)
 {
-	char dir[] = "/tmp/rbstage2XXXXXX", path[256], buf[512], rep[512], err[512];
+	char dir[] = "/tmp/rbstage2XXXXXX", path[256], buf[2048], rep[512], err[512];
 	char *keys[] = { "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps a@b",
 		         "ssh-rsa AAAAB3NzaC1yc2EAAAA c" };
 	struct agent_postinst pi = { .profile = "gpu",
@@ -196,8 +198,10 @@ static void test_apply_dir(void **state)
 		                     .mac = "52:54:00:00:00:01",
 		                     .token = "0123456789abcdef0123456789abcdef",
 		                     .repo = "http://10.0.0.1:8080/repo",
+		                     .repo_hosts = "cache1.rack3.example 10.0.0.5:8080",
 		                     .image = "debian12",
 		                     .image_version = "3" };
+	struct agent_update_conf uc;
 	struct stat st;
 	int rootfd, fd;
 	ssize_t n;
@@ -232,6 +236,17 @@ static void test_apply_dir(void **state)
 	                            "ssh-rsa AAAAB3NzaC1yc2EAAAA c\n"));
 	assert_int_equal(fstatat(rootfd, "etc/rackboot/agent.conf", &st, 0), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
+	/* what update reads back: the repository and its other hosts */
+	fd = openat(rootfd, "etc/rackboot/agent.conf", O_RDONLY);
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n] = '\0';
+	close(fd);
+	if (agent_update_conf_parse(buf, (size_t)n, &uc, err, sizeof(err)) != 0)
+		fail_msg("agent.conf as written: %s", err);
+	assert_string_equal(uc.repo, "http://10.0.0.1:8080/repo");
+	assert_int_equal(uc.n_repo_hosts, 2);
+	assert_string_equal(uc.repo_hosts[0], "cache1.rack3.example");
+	assert_string_equal(uc.repo_hosts[1], "10.0.0.5:8080");
 	assert_int_equal(fstatat(rootfd, "etc/default/grub.d/rackboot.cfg", &st, 0), -1);
 	close(rootfd);
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);

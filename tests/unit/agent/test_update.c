@@ -40,6 +40,14 @@ static void test_conf(void **state)
 	assert_string_equal(c.repo, "https://cdn/r");
 	assert_int_equal(c.interval_s, 5);
 	assert_int_equal(c.jitter_s, 0);
+	assert_int_equal(c.n_repo_hosts, 0);
+	assert_int_equal(conf(CONF "repo_hosts = cache1.rack3.example  [fd00::5]:8080,10.0.0.5\n",
+	                      &c, err, sizeof(err)),
+	                 0);
+	assert_int_equal(c.n_repo_hosts, 3);
+	assert_string_equal(c.repo_hosts[1], "[fd00::5]:8080");
+	assert_int_equal(conf(CONF "repo_hosts =\n", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.n_repo_hosts, 0);
 
 	static const struct {
 		const char *text, *want;
@@ -56,6 +64,8 @@ static void test_conf(void **state)
 		{ "server = http://s\ntoken = ABC\n", "line 2: token: expected" },
 		{ CONF "image = ../x\n", "line 7: image given twice" },
 		{ "image = ../x\n", "line 1: image: expected" },
+		{ CONF "repo_hosts = ok.example http://evil/\n",
+		  "line 7: repo_hosts: \"http://evil/\": expected host or host:port" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		c.interval_s = 77;
