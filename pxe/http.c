@@ -1494,4 +1494,5 @@ void http_server_stats(const struct http_server *srv, struct http_stats *ret)
 	ret->requests = atomic_load_explicit(&s->requests, memory_order_relaxed);
 	ret->errors = atomic_load_explicit(&s->errors, memory_order_relaxed);
 	ret->bytes_sent = atomic_load_explicit(&s->bytes_sent, memory_order_relaxed);
+	ret->header_timeouts = atomic_load_explicit(&s->header_cut, memory_order_relaxed);
 }

@@ -19,6 +19,7 @@ void http_server_free(struct http_server *srv);
 
 struct http_stats {
 	uint64_t requests, errors, bytes_sent;
+	uint64_t header_timeouts; /* connections cut by http.header_timeout_s */
 };
 void http_server_stats(const struct http_server *srv, struct http_stats *ret);
 

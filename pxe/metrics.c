@@ -75,6 +75,10 @@ int metrics_format(const struct rb_metrics *m, char **ret, size_t *ret_len)
 	metric(f, "rackboot_http_bytes_sent_total", "counter",
 	       "HTTP response body bytes sent (files, scripts, API, event stream).",
 	       m->http.bytes_sent);
+	metric(f, "rackboot_http_header_timeouts_total", "counter",
+	       "HTTP connections closed without a whole request header within "
+	       "http.header_timeout_s (slow or dripping clients).",
+	       m->http.header_timeouts);
 	fputs("# HELP rackboot_bytes_served_total Bytes served to nodes and clients, by "
 	      "protocol.\n# TYPE rackboot_bytes_served_total counter\n",
 	      f);

@@ -197,6 +197,20 @@ if part == "http":
     ok(cut_at is not None and 3.5 <= cut_at < 7 and good == "200",
        "HTTP: a client dripping a header byte every 0.5 s is cut by header_timeout_s=4 "
        "after %s s (a request meanwhile: %s)" % ("%.1f" % cut_at if cut_at else "never", good))
+    g = socket.create_connection(("127.0.0.1", hport))
+    g.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    g.settimeout(5)
+    body = b""
+    while True:
+        d = g.recv(65536)
+        if not d:
+            break
+        body += d
+    g.close()
+    line = [l for l in body.decode(errors="replace").splitlines()
+            if l.startswith("rackboot_http_header_timeouts_total ")]
+    ok(line and int(line[0].split()[1]) >= 1,
+       "HTTP: /metrics counts the cut: %s" % (line[0] if line else "no such metric"))
 
 elif part == "tftp":
     data = open(os.path.join(tmp, "tftp", "f64k"), "rb").read()
