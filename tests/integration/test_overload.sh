@@ -96,7 +96,7 @@ fetch_ok() {
 
 run_driver() { # run_driver PART: the python driver's lines become checks
 	python3 - "$1" "$HPORT" "$TPORT" "$DPORT" "$TMP" >"$TMP/driver.$1" 2>&1 <<'PY'
-import os, socket, struct, sys, threading, time
+import os, socket, struct, sys, threading, time, urllib.request
 part, hport, tport, dport, tmp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 SOFT, HARD, IDLE = 16, 32, 3
 
@@ -197,16 +197,7 @@ if part == "http":
     ok(cut_at is not None and 3.5 <= cut_at < 7 and good == "200",
        "HTTP: a client dripping a header byte every 0.5 s is cut by header_timeout_s=4 "
        "after %s s (a request meanwhile: %s)" % ("%.1f" % cut_at if cut_at else "never", good))
-    g = socket.create_connection(("127.0.0.1", hport))
-    g.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    g.settimeout(5)
-    body = b""
-    while True:
-        d = g.recv(65536)
-        if not d:
-            break
-        body += d
-    g.close()
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % hport, timeout=5).read()
     line = [l for l in body.decode(errors="replace").splitlines()
             if l.startswith("rackboot_http_header_timeouts_total ")]
     ok(line and int(line[0].split()[1]) >= 1,
