@@ -50,6 +50,7 @@
 #include "agent/plan.h"
 #include "agent/postinst.h"
 #include "common/catalog.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #define MAX_PARTS 128
@@ -553,9 +554,19 @@ int agent_stage2(const struct agent_stage2_opts *o, json_t **ret_installed, char
 	pi.mac = o->mac;
 	pi.token = pl->node_token;
 	pi.repo = pl->image.repo;
-	for (size_t i = 0, o2 = 0; i < pl->image.n_repo_hosts && o2 < sizeof(hosts); i++)
+	/* Whole entries only: a host cut short could name another host. */
+	for (size_t i = 0, o2 = 0; i < pl->image.n_repo_hosts; i++) {
+		size_t need = strlen(pl->image.repo_hosts[i]) + (i ? 1 : 0);
+
+		if (o2 + need >= sizeof(hosts)) {
+			log_warn("agent.conf: repo_hosts longer than %zu bytes: %zu of %zu hosts "
+			         "written",
+			         sizeof(hosts) - 1, i, pl->image.n_repo_hosts);
+			break;
+		}
 		o2 += (size_t)snprintf(hosts + o2, sizeof(hosts) - o2, "%s%s", i ? " " : "",
 		                       pl->image.repo_hosts[i]);
+	}
 	pi.repo_hosts = hosts;
 	pi.image = pl->image.name;
 	pi.image_version = pl->image.version;
