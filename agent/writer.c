@@ -84,6 +84,7 @@
 struct range {
 	struct agent_xfer x;
 	size_t first, n; /* chunk indices */
+	uint64_t raw;    /* image bytes of its chunks (progress()) */
 	struct range *qnext;
 };
 
@@ -558,20 +559,13 @@ static struct range *next_range(struct writer *w, bool boot_phase, int *ret_err)
 	}
 	r->first = i;
 	r->n = j - i;
+	for (size_t k = i; k < j; k++)
+		r->raw += m->chunks[k].length;
 	r->x.url = w->pack_urls[c->pack];
 	r->x.offset = c->pack_offset;
 	r->x.length = (size_t)(end - c->pack_offset);
 	r->x.user = r;
 	return r;
-}
-
-static uint64_t range_raw(const struct writer *w, const struct range *r)
-{
-	uint64_t raw = 0;
-
-	for (size_t k = r->first; k < r->first + r->n; k++)
-		raw += w->m->chunks[k].length;
-	return raw;
 }
 
 static void progress(struct writer *w, bool final)
@@ -687,7 +681,7 @@ static int run_phase(struct writer *w, bool boot_phase)
 				break;
 			}
 			w->fl_stored += r->x.length;
-			w->fl_raw += range_raw(w, r);
+			w->fl_raw += r->raw;
 		}
 		if (planned && busy == 0 && agent_fetcher_pending(w->f) == 0)
 			break;
@@ -705,7 +699,7 @@ static int run_phase(struct writer *w, bool boot_phase)
 			struct range *r = x->user;
 
 			w->fl_stored -= r->x.length;
-			w->fl_raw -= range_raw(w, r);
+			w->fl_raw -= r->raw;
 			if (x->error) {
 				size_t k = first_missing(w, r);
 				const struct img_chunk *c = &w->m->chunks[k];
